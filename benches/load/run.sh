@@ -1,0 +1,529 @@
+#!/usr/bin/env bash
+# Load benchmark for prt-gate (SPEC section 15): the gate against nginx `proxy_pass` and nginx
+# `auth_request`, side by side, in one run, on one machine, behind the same upstream and driven
+# by the same load generator (wrk). Prints a markdown table on stdout; progress goes to stderr.
+#
+#   bash benches/load/run.sh [--duration 10s] [--connections 64] [--quick] [--no-gate]
+#
+# Every process it starts lives in its own `mktemp -d` directory on a free loopback port and is
+# stopped on exit (normal end, failure or Ctrl-C). Exit status: 0 ok, 1 a proxy failed (non-2xx
+# responses, socket errors, failed start), 2 usage error. See benches/README.md.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: bash benches/load/run.sh [options]
+
+  --duration D         measured wrk run per proxy (default 10s)
+  --connections N      wrk connections for the full-load runs (default 64)
+  --threads N          wrk threads (default: nproc)
+  --rate N             half-load request rate for the added-p99 runs (default: half of
+                       nginx proxy_pass's full-load requests/s measured in this run)
+  --warmup D           unmeasured wrk run before each measured run (default 2s)
+  --path P             request path, the same for every row (default /api/health/)
+  --quick              --duration 3s --warmup 1s (smoke test)
+  --no-gate            skip building and measuring prt-gate (nginx rows only)
+  --wait-quiet S       before each measured run, wait up to S seconds for the machine to be
+                       idle (< 10% busy over 1 s); default 0 (only report other load)
+  --keep-tmp           keep the temp dir (configs, logs) for inspection
+  -h, --help           this text
+EOF
+}
+
+DURATION=10s
+WARMUP=2s
+CONNECTIONS=64
+RATE=
+THREADS=$(nproc)
+REQ_PATH=/api/health/
+WITH_GATE=1
+KEEP_TMP=0
+WAIT_QUIET=0
+
+die_usage() { echo "run.sh: $*" >&2; usage >&2; exit 2; }
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --duration) [[ $# -ge 2 ]] || die_usage "--duration needs a value"; DURATION=$2; shift 2 ;;
+        --connections) [[ $# -ge 2 ]] || die_usage "--connections needs a value"; CONNECTIONS=$2; shift 2 ;;
+        --threads) [[ $# -ge 2 ]] || die_usage "--threads needs a value"; THREADS=$2; shift 2 ;;
+        --rate) [[ $# -ge 2 ]] || die_usage "--rate needs a value"; RATE=$2; shift 2 ;;
+        --warmup) [[ $# -ge 2 ]] || die_usage "--warmup needs a value"; WARMUP=$2; shift 2 ;;
+        --path) [[ $# -ge 2 ]] || die_usage "--path needs a value"; REQ_PATH=$2; shift 2 ;;
+        --quick) DURATION=3s; WARMUP=1s; shift ;;
+        --no-gate) WITH_GATE=0; shift ;;
+        --wait-quiet) [[ $# -ge 2 ]] || die_usage "--wait-quiet needs a value"; WAIT_QUIET=$2; shift 2 ;;
+        --keep-tmp) KEEP_TMP=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) die_usage "unknown argument: $1" ;;
+    esac
+done
+[[ $DURATION =~ ^[0-9]+[smh]?$ && $WARMUP =~ ^[0-9]+[smh]?$ ]] || die_usage "durations look like 10s, 1m"
+[[ $CONNECTIONS =~ ^[1-9][0-9]*$ && $THREADS =~ ^[1-9][0-9]*$ && ${RATE:-1} =~ ^[1-9][0-9]*$ ]] \
+    || die_usage "--connections, --threads and --rate take positive integers"
+[[ $WAIT_QUIET =~ ^[0-9]+$ ]] || die_usage "--wait-quiet takes seconds"
+[[ $REQ_PATH == /* ]] || die_usage "--path must start with /"
+((CONNECTIONS >= THREADS)) || die_usage "--connections must be >= --threads ($THREADS)"
+
+for tool in nginx wrk curl pgrep getconf; do
+    command -v "$tool" >/dev/null || { echo "run.sh: '$tool' not found (apt-get install -y nginx wrk curl procps)" >&2; exit 1; }
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CLK_TCK=$(getconf CLK_TCK)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/prt-gate-load.XXXXXX")
+log() { printf '[load] %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- process bookkeeping / cleanup
+STARTED=()   # pids we started (nginx masters, the gate)
+cleanup() {
+    local rc=$? pid all=()
+    trap - EXIT INT TERM
+    for pid in "${STARTED[@]}"; do
+        all+=("$pid")
+        # nginx workers do not die with their master on SIGKILL: remember them too.
+        while read -r child; do [[ -n $child ]] && all+=("$child"); done < <(pgrep -P "$pid" 2>/dev/null || true)
+    done
+    for pid in "${STARTED[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 50); do
+        local alive=0
+        for pid in "${all[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${all[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if ((KEEP_TMP)); then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+
+fail() { log "FAIL: $*"; exit 1; }
+
+# A loopback port nobody listens on and that we have not handed out yet.
+USED_PORTS=" "
+free_port() { # VAR: sets VAR (no subshell, so USED_PORTS sticks)
+    local p
+    for _ in $(seq 200); do
+        p=$((20000 + RANDOM % 40000))
+        [[ $USED_PORTS == *" $p "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+            USED_PORTS+="$p "
+            printf -v "$1" '%s' "$p"
+            return 0
+        fi
+    done
+    fail "no free loopback port found"
+}
+
+# utime+stime (clock ticks) of a process and its direct children (nginx: master + workers).
+# Fields 14 and 15 of /proc/PID/stat, counted after the ")" that closes the command name.
+cpu_ticks() {
+    local root=$1 total=0 pid rest
+    for pid in "$root" $(pgrep -P "$root" 2>/dev/null || true); do
+        [[ -r /proc/$pid/stat ]] || continue
+        rest=$(<"/proc/$pid/stat")
+        rest=${rest##*) }
+        # after "comm) " the fields start at #3 (state): utime is #14 -> index 11, stime -> 12
+        read -r -a f <<<"$rest"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# Busy ticks of the whole machine (all CPUs; idle and iowait excluded), from /proc/stat.
+machine_busy_ticks() {
+    local _cpu user nice system idle iowait irq softirq steal _rest
+    read -r _cpu user nice system idle iowait irq softirq steal _rest </proc/stat
+    echo $((user + nice + system + irq + softirq + steal))
+}
+
+machine_total_ticks() {
+    local _cpu a t=0
+    read -r _cpu a </proc/stat
+    for x in $a; do t=$((t + x)); done
+    echo "$t"
+}
+
+# Wait (bounded by --wait-quiet) until the machine is idle: other people's builds skew every row.
+wait_quiet() {
+    ((WAIT_QUIET > 0)) || return 0
+    local deadline=$((SECONDS + WAIT_QUIET)) b0 t0 b1 t1 pct
+    while :; do
+        b0=$(machine_busy_ticks); t0=$(machine_total_ticks); sleep 1
+        b1=$(machine_busy_ticks); t1=$(machine_total_ticks)
+        pct=$(( (b1 - b0) * 100 / (t1 - t0 > 0 ? t1 - t0 : 1) ))
+        ((pct < 10)) && return 0
+        if ((SECONDS >= deadline)); then log "machine still ${pct}% busy after ${WAIT_QUIET}s; measuring anyway"; return 0; fi
+        log "machine ${pct}% busy (other processes); waiting"
+    done
+}
+
+wait_http() { # url expected-status seconds pid-to-watch
+    local url=$1 want=$2 secs=$3 pid=$4 code
+    for _ in $(seq $((secs * 10))); do
+        kill -0 "$pid" 2>/dev/null || return 2
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
+        [[ $code == "$want" ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------- configs
+free_port UP_PORT
+free_port PP_PORT
+free_port AR_PORT
+# 63 characters + "\n" = a 64-byte body.
+BODY='prt-gate load benchmark fixed upstream body 0123456789abcdefghi'
+[[ ${#BODY} -eq 63 ]] || fail "internal: body is ${#BODY} bytes"
+
+nginx_common() { # dir -> directives shared by every nginx instance (all paths inside its temp dir)
+    local d=$1
+    mkdir -p "$d/tmp"
+    cat <<EOF
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 8192; }
+EOF
+}
+nginx_http_common() {
+    local d=$1
+    cat <<EOF
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path       $d/tmp/proxy;
+    fastcgi_temp_path     $d/tmp/fastcgi;
+    uwsgi_temp_path       $d/tmp/uwsgi;
+    scgi_temp_path        $d/tmp/scgi;
+    default_type text/plain;
+    keepalive_timeout 75s;
+    keepalive_requests 100000000;
+EOF
+}
+
+# The fixed upstream: one nginx worker, a 64-byte 200 for every path, 204 for the auth endpoint.
+UP_DIR=$TMP/upstream; mkdir -p "$UP_DIR"
+{
+    echo "worker_processes 1;"
+    nginx_common "$UP_DIR"
+    echo "http {"
+    nginx_http_common "$UP_DIR"
+    cat <<EOF
+    access_log off;
+    server {
+        listen 127.0.0.1:$UP_PORT;
+        location = /_auth { return 204; }
+        location / { return 200 "$BODY\n"; }
+    }
+}
+EOF
+} >"$UP_DIR/nginx.conf"
+
+# Reverse-proxy directives shared by both nginx proxies: keep-alive to the upstream (as the gate
+# pools its upstream connections) and the X-Forwarded-* headers the gate also sets.
+proxy_block() {
+    cat <<'EOF'
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+EOF
+}
+nginx_proxy_conf() { # dir port with-auth
+    local d=$1 port=$2 auth=$3
+    echo "worker_processes auto;"
+    nginx_common "$d"
+    echo "http {"
+    nginx_http_common "$d"
+    cat <<EOF
+    access_log $d/access.log combined;
+    upstream app {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 256;
+        keepalive_requests 100000000;
+    }
+    server {
+        listen 127.0.0.1:$port;
+EOF
+    if ((auth)); then
+        cat <<'EOF'
+        location = /_auth {
+            internal;
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+        }
+EOF
+    fi
+    echo "        location / {"
+    ((auth)) && echo "            auth_request /_auth;"
+    proxy_block
+    cat <<'EOF'
+        }
+    }
+}
+EOF
+}
+PP_DIR=$TMP/nginx-proxy-pass; mkdir -p "$PP_DIR"
+AR_DIR=$TMP/nginx-auth-request; mkdir -p "$AR_DIR"
+nginx_proxy_conf "$PP_DIR" "$PP_PORT" 0 >"$PP_DIR/nginx.conf"
+nginx_proxy_conf "$AR_DIR" "$AR_PORT" 1 >"$AR_DIR/nginx.conf"
+
+# wrk reports through these scripts. Neither defines request() or response(), so wrk stays on
+# its fast path (one pre-built request, no Lua per response).
+cat >"$TMP/report.lua" <<'EOF'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT requests=%d duration_us=%d p50_us=%.0f p99_us=%.0f mean_us=%.1f max_us=%.0f " ..
+    "err_connect=%d err_read=%d err_write=%d err_status=%d err_timeout=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.mean, latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+end
+EOF
+# Half load without wrk2 (not packaged in Debian): every connection waits a random think time
+# (uniform, mean = connections / rate) after each response, which holds the offered rate near
+# `rate` and keeps the connections from firing in lock-step. wrk's delay() has 1 ms resolution.
+cat "$TMP/report.lua" - >"$TMP/paced.lua" <<'EOF'
+local n = 0
+setup = function(thread) n = n + 1; thread:set("tid", n) end
+local mean_ms = 0
+init = function(args)
+  mean_ms = tonumber(args[1])
+  math.randomseed(os.time() * 1000 + tid)
+end
+delay = function() return math.floor(math.random() * 2 * mean_ms + 0.5) end
+EOF
+
+# ---------------------------------------------------------------- start everything
+LAST_PID=
+start_nginx() { # name dir url-to-wait-for expected-status; sets LAST_PID
+    local name=$1 d=$2 url=$3 want=$4 pid
+    nginx -t -q -e "$d/error.log" -p "$d" -c "$d/nginx.conf" 2>"$d/configtest.log" \
+        || { cat "$d/configtest.log" >&2; fail "$name: nginx config test failed"; }
+    nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stdout.log" 2>&1 &
+    pid=$!
+    STARTED+=("$pid")
+    if ! wait_http "$url" "$want" 10 "$pid"; then
+        cat "$d/error.log" >&2 2>/dev/null || true
+        fail "$name did not answer $want on $url within 10 s"
+    fi
+    LAST_PID=$pid
+}
+
+GATE_BIN=$ROOT/target/release/prt-gate
+if ((WITH_GATE)); then
+    log "building prt-gate (release)"
+    (cd "$ROOT" && cargo build --release --bin prt-gate) >&2 || fail "cargo build --release --bin prt-gate failed"
+    [[ -x $GATE_BIN ]] || fail "$GATE_BIN missing after build"
+fi
+
+log "temp dir $TMP"
+start_nginx upstream "$UP_DIR" "http://127.0.0.1:$UP_PORT$REQ_PATH" 200; UP_PID=$LAST_PID
+start_nginx "nginx proxy_pass" "$PP_DIR" "http://127.0.0.1:$PP_PORT$REQ_PATH" 200; PP_PID=$LAST_PID
+start_nginx "nginx auth_request" "$AR_DIR" "http://127.0.0.1:$AR_PORT$REQ_PATH" 200; AR_PID=$LAST_PID
+log "upstream :$UP_PORT (pid $UP_PID), nginx proxy_pass :$PP_PORT (pid $PP_PID), nginx auth_request :$AR_PORT (pid $AR_PID)"
+
+if ((WITH_GATE)); then
+    free_port GATE_PORT
+    free_port GATE_ADMIN
+    GATE_DIR=$TMP/gate; mkdir -p "$GATE_DIR"
+    cat >"$GATE_DIR/gate.toml" <<EOF
+[gate]
+listen = "127.0.0.1:$GATE_PORT"
+admin_listen = "127.0.0.1:$GATE_ADMIN"
+upstream = "http://127.0.0.1:$UP_PORT"
+public_url = "http://127.0.0.1:$GATE_PORT"
+
+[session]
+cookie_secure = false
+EOF
+    # Access log stays on (honest numbers): JSON lines to a file, like nginx's access.log.
+    "$GATE_BIN" serve --config "$GATE_DIR/gate.toml" >"$GATE_DIR/access.log" 2>"$GATE_DIR/stderr.log" &
+    GATE_PID=$!
+    STARTED+=("$GATE_PID")
+    set +e
+    wait_http "http://127.0.0.1:$GATE_ADMIN/healthz" 200 10 "$GATE_PID"
+    ready=$?
+    set -e
+    if ((ready == 2)); then
+        tail -n 30 "$GATE_DIR/stderr.log" "$GATE_DIR/access.log" >&2 || true
+        fail "prt-gate exited during start-up"
+    elif ((ready == 1)); then
+        log "prt-gate: admin /healthz did not answer 200 within 10 s; falling back to the listen port"
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$GATE_PORT$REQ_PATH" || true)
+        [[ $code != 000 ]] || { tail -n 30 "$GATE_DIR/stderr.log" >&2 || true; fail "prt-gate not listening on :$GATE_PORT"; }
+    fi
+    log "prt-gate :$GATE_PORT admin :$GATE_ADMIN (pid $GATE_PID)"
+fi
+
+# Rows: name | port | pid whose CPU is charged ("-" = none: upstream direct is the reference).
+ROWS=("upstream direct (no proxy)|$UP_PORT|-"
+      "nginx proxy_pass (no auth)|$PP_PORT|$PP_PID"
+      "nginx auth_request (204 subrequest)|$AR_PORT|$AR_PID")
+((WITH_GATE)) && ROWS+=("prt-gate (public route, policy-checked, no session)|$GATE_PORT|$GATE_PID")
+
+# Pre-flight: every endpoint must answer exactly 200 with the upstream's body (a 302 to login or
+# a 403 would be "fast" and meaningless; wrk only counts >= 400 as errors).
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r name port _ <<<"$row"
+    out=$(curl -s -D "$TMP/preflight.h" --max-time 5 "http://127.0.0.1:$port$REQ_PATH" || true)
+    code=$(awk 'NR==1{print $2}' "$TMP/preflight.h" 2>/dev/null || true)
+    if [[ $code != 200 || $out != "$BODY" ]]; then
+        log "pre-flight $name: GET $REQ_PATH -> status '${code:-none}'"
+        sed 's/^/[load]   /' "$TMP/preflight.h" >&2 || true
+        printf '[load]   body: %s\n' "${out:0:300}" >&2
+        fail "$name does not answer 200 with the upstream body on $REQ_PATH"
+    fi
+done
+
+# ---------------------------------------------------------------- measure
+FAILED=0
+declare -A R   # R[<row>,<phase>,<metric>]
+
+run_wrk() { # idx phase url proxy-pid script [script-args...]
+    local i=$1 phase=$2 url=$3 pid=$4 script=$5; shift 5
+    local out before after up_before up_after m_before m_after line kv errs wrk_cpu rc
+    local wout=$TMP/wrk-$i-$phase.txt TIMEFORMAT='%3U %3S'
+    wait_quiet
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" -s "$script" "$url" -- "$@" >/dev/null 2>&1 || true
+    before=0; [[ $pid != - ]] && before=$(cpu_ticks "$pid")
+    up_before=$(cpu_ticks "$UP_PID")
+    m_before=$(machine_busy_ticks)
+    # `time` (the bash keyword) reports wrk's own CPU, so the rest of the machine's busy time can
+    # be attributed to other processes (a concurrent build makes every number here noisy).
+    set +e
+    { time wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --timeout 5s -s "$script" "$url" -- "$@" >"$wout" 2>&1; } 2>"$wout.time"
+    rc=$?
+    set -e
+    m_after=$(machine_busy_ticks)
+    up_after=$(cpu_ticks "$UP_PID")
+    after=0; [[ $pid != - ]] && after=$(cpu_ticks "$pid")
+    out=$(<"$wout")
+    ((rc == 0)) || { echo "$out" >&2; fail "wrk failed against $url"; }
+    wrk_cpu=$(awk -v hz="$CLK_TCK" '{printf "%.0f", ($1 + $2) * hz}' "$wout.time")
+    line=$(grep '^RESULT ' <<<"$out") || { echo "$out" >&2; fail "no RESULT line from wrk"; }
+    for kv in ${line#RESULT }; do R[$i,$phase,${kv%%=*}]=${kv#*=}; done
+    R[$i,$phase,ticks]=$((after - before))
+    R[$i,$phase,up_ticks]=$((up_after - up_before))
+    # Share of the machine (all CPUs over the run) used by processes other than the proxy, the
+    # upstream and wrk.
+    R[$i,$phase,other_pct]=$(awk -v m=$((m_after - m_before)) -v ours=$((after - before + up_after - up_before + wrk_cpu)) \
+        -v us="${R[$i,$phase,duration_us]}" -v hz="$CLK_TCK" -v n="$(nproc)" \
+        'BEGIN{o = (m - ours) / (us / 1e6 * hz * n) * 100; if (o < 0) o = 0; printf "%.0f", o}')
+    R[$i,$phase,non2xx]=$(awk -F': *' '/Non-2xx or 3xx responses/{print $2}' <<<"$out")
+    errs=$((R[$i,$phase,err_connect] + R[$i,$phase,err_read] + R[$i,$phase,err_write] + R[$i,$phase,err_status] + R[$i,$phase,err_timeout]))
+    if [[ -n ${R[$i,$phase,non2xx]} ]] || ((errs > 0 || R[$i,$phase,requests] == 0)); then
+        FAILED=1
+        log "ERROR: $phase-load run against $url: requests=${R[$i,$phase,requests]} non-2xx/3xx=${R[$i,$phase,non2xx]:-0}" \
+            "connect=${R[$i,$phase,err_connect]} read=${R[$i,$phase,err_read]} write=${R[$i,$phase,err_write]}" \
+            "status>=400=${R[$i,$phase,err_status]} timeout=${R[$i,$phase,err_timeout]}"
+        sed 's/^/[load]   /' <<<"$out" >&2
+    fi
+}
+
+rps() { awk -v n="$1" -v us="$2" 'BEGIN{printf "%.0f", n / (us / 1e6)}'; }
+cpu_us() { awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN{printf "%.1f", t * 1e6 / hz / n}'; }
+
+PP=1  # index of nginx proxy_pass: the reference for ratios and for the half-load rate
+for i in "${!ROWS[@]}"; do
+    IFS='|' read -r name port pid <<<"${ROWS[$i]}"
+    log "full load: $name (wrk -t$THREADS -c$CONNECTIONS, $WARMUP warm-up + $DURATION)"
+    run_wrk "$i" full "http://127.0.0.1:$port$REQ_PATH" "$pid" "$TMP/report.lua"
+    R[$i,full,rps]=$(rps "${R[$i,full,requests]}" "${R[$i,full,duration_us]}")
+done
+RATE=${RATE:-$((R[$PP,full,rps] / 2))}
+THINK_MS=$(awk -v c="$CONNECTIONS" -v r="$RATE" 'BEGIN{printf "%.3f", c * 1000 / r}')
+for i in "${!ROWS[@]}"; do
+    IFS='|' read -r name port pid <<<"${ROWS[$i]}"
+    log "half load: $name (~$RATE req/s offered: wrk -t$THREADS -c$CONNECTIONS, mean think time $THINK_MS ms)"
+    run_wrk "$i" half "http://127.0.0.1:$port$REQ_PATH" "$pid" "$TMP/paced.lua" "$THINK_MS"
+    R[$i,half,rps]=$(rps "${R[$i,half,requests]}" "${R[$i,half,duration_us]}")
+done
+
+# ---------------------------------------------------------------- report
+for i in "${!ROWS[@]}"; do
+    for ph in full half; do
+        R[$i,$ph,cpu]=-
+        [[ ${ROWS[$i]##*|} == - ]] || R[$i,$ph,cpu]=$(cpu_us "${R[$i,$ph,ticks]}" "${R[$i,$ph,requests]}")
+        R[$i,$ph,up_cpu]=$(cpu_us "${R[$i,$ph,up_ticks]}" "${R[$i,$ph,requests]}")
+    done
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "-"; else printf "%.2f×", a / b }'; }
+num() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
+lat() { awk -v us="$1" 'BEGIN{ if (us < 1000) printf "%d µs", us; else printf "%.2f ms", us / 1000 }'; }
+added() { printf '%+d µs' "$(($1 - $2))"; }
+
+gate_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
+cat <<TABLE
+
+### Load benchmark — $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc), kernel $(uname -r)
+
+nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}'), prt-gate @ $gate_rev.
+Every row: \`GET $REQ_PATH\`, 64-byte 200 from the same upstream (nginx, 1 worker).
+Full load: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION\` after a $WARMUP warm-up.
+Half load: $RATE req/s offered to every row (half of nginx proxy_pass's full-load rate unless --rate), $CONNECTIONS connections with random think time.
+Ratios in parentheses are against nginx proxy_pass.
+
+| proxy | requests/s | p50 | p99 | CPU/request, proxy | CPU/request, upstream | added p99 at half load |
+|---|---:|---:|---:|---:|---:|---:|
+TABLE
+for i in "${!ROWS[@]}"; do
+    IFS='|' read -r name _ pid <<<"${ROWS[$i]}"
+    r=${R[$i,full,rps]} p50=${R[$i,full,p50_us]} p99=${R[$i,full,p99_us]} cpu=${R[$i,full,cpu]}
+    if ((i == 0)); then
+        printf '| %s | %s | %s | %s | — | %s µs | (reference: p99 %s) |\n' "$name" "$(num "$r")" \
+            "$(lat "$p50")" "$(lat "$p99")" "${R[$i,full,up_cpu]}" "$(lat "${R[0,half,p99_us]}")"
+    else
+        printf '| %s | %s (%s) | %s (%s) | %s (%s) | %s µs (%s) | %s µs | %s |\n' "$name" \
+            "$(num "$r")" "$(ratio "$r" "${R[$PP,full,rps]}")" \
+            "$(lat "$p50")" "$(ratio "$p50" "${R[$PP,full,p50_us]}")" \
+            "$(lat "$p99")" "$(ratio "$p99" "${R[$PP,full,p99_us]}")" \
+            "$cpu" "$(ratio "$cpu" "${R[$PP,full,cpu]}")" "${R[$i,full,up_cpu]}" \
+            "$(added "${R[$i,half,p99_us]}" "${R[0,half,p99_us]}")"
+    fi
+done
+((WITH_GATE)) || echo "| prt-gate | not run (--no-gate) | | | | | |"
+cat <<TABLE
+
+Half load ($RATE req/s offered; wrk2 is not packaged in Debian, so wrk paces itself with think time):
+
+| proxy | requests/s | share of its full-load rate | p50 | p99 | added p50 | added p99 | CPU/request, proxy |
+|---|---:|---:|---:|---:|---:|---:|---:|
+TABLE
+for i in "${!ROWS[@]}"; do
+    IFS='|' read -r name _ _ <<<"${ROWS[$i]}"
+    share=$(awk -v a="${R[$i,half,rps]}" -v b="${R[$i,full,rps]}" 'BEGIN{printf "%.0f%%", 100 * a / b}')
+    cpu=${R[$i,half,cpu]}; [[ $cpu == - ]] || cpu="$cpu µs"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(num "${R[$i,half,rps]}")" "$share" \
+        "$(lat "${R[$i,half,p50_us]}")" "$(lat "${R[$i,half,p99_us]}")" \
+        "$(added "${R[$i,half,p50_us]}" "${R[0,half,p50_us]}")" "$(added "${R[$i,half,p99_us]}" "${R[0,half,p99_us]}")" "$cpu"
+done
+echo
+echo "CPU/request = (utime + stime after − before the measured wrk run, from /proc/PID/stat; nginx: master + workers)" \
+     "/ requests wrk completed; clock tick $((1000000 / CLK_TCK)) µs."
+if ((WITH_GATE)); then
+    echo "prt-gate access log on: $(num "$(wc -l <"$GATE_DIR/access.log")") JSON lines written to a file during the run."
+fi
+
+noisy=""
+for i in "${!ROWS[@]}"; do
+    for ph in full half; do
+        ((R[$i,$ph,other_pct] < 5)) || noisy+=" ${ROWS[$i]%%|*} ($ph load): ${R[$i,$ph,other_pct]}%;"
+    done
+done
+if [[ -n $noisy ]]; then
+    echo "**Noisy run** — share of the machine used by other processes during the measured runs:${noisy%;}."
+else
+    echo "Quiet machine: other processes used < 5% of the CPU during every measured run."
+fi
+
+((FAILED == 0)) || fail "at least one run had non-2xx/3xx responses or socket errors (details above)"
+log "done"

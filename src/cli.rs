@@ -1,0 +1,234 @@
+//! Command line: parses arguments, loads configuration, maps outcomes to exit
+//! codes (0 ok, 1 runtime failure, 2 usage or invalid configuration).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, StoreKind};
+use crate::metrics::Metrics;
+use crate::proxy::{self, Gate};
+
+#[derive(Debug, Parser)]
+#[command(name = "prt-gate", version, about = "Security sidecar for the PrimeTrade Django app", propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (policy.toml).
+    #[arg(long, global = true, env = "PRT_GATE_CONFIG", default_value = "policy.toml", value_name = "FILE")]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gate in front of a separately started upstream.
+    Serve,
+    /// Start the gate and the upstream as its child process (scrubbing its logs).
+    Run {
+        /// The upstream command, after `--`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Validate configuration and policy; exit non-zero on any error.
+    Check {
+        /// File to check (default: --config).
+        file: Option<PathBuf>,
+    },
+    /// Show what the policy decides for a request.
+    Explain {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Filter stdin to stdout, removing secrets.
+    Redact,
+    /// List or revoke sessions in the configured store.
+    Sessions {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print a presigned media URL for a key.
+    Presign {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run a local OIDC provider with the barge2rail-auth contract.
+    DevSso {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Start a self-contained demo (dev SSO, demo upstream, gate).
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve => serve(&cli.config),
+        Command::Check { file } => check(file.as_deref().unwrap_or(&cli.config)),
+        Command::Run { .. } => not_yet("run", 7),
+        Command::Explain { .. } => not_yet("explain", 4),
+        Command::Redact => not_yet("redact", 7),
+        Command::Sessions { .. } => not_yet("sessions", 3),
+        Command::Presign { .. } => not_yet("presign", 5),
+        Command::DevSso { .. } => not_yet("dev-sso", 3),
+        Command::Demo { .. } => not_yet("demo", 8),
+    }
+}
+
+/// Honest refusal for a command whose issue has not landed yet.
+fn not_yet(cmd: &str, issue: u32) -> ExitCode {
+    eprintln!("prt-gate: `{cmd}` is not available in this build yet (tracked in issue {issue})");
+    ExitCode::from(2)
+}
+
+fn load(path: &Path) -> Result<(Config, Vec<crate::config::Diagnostic>), ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("prt-gate: invalid configuration:\n{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn check(path: &Path) -> ExitCode {
+    let (config, warnings) = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let g = &config.gate;
+    let store = match &config.session.store {
+        StoreKind::Memory => "memory".to_string(),
+        StoreKind::Redis(url) => url::Url::parse(url)
+            .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")))
+            .unwrap_or_else(|_| "redis".into()),
+    };
+    let mut out = std::io::stdout().lock();
+    let result = writeln!(
+        out,
+        "ok: {}\n  listen        {}\n  admin_listen  {}\n  public_url    {}\n  upstream      http://{}\n  trusted       {}\n  session.store {}\n  tenant        {:?} {} / {}",
+        path.display(),
+        g.listen,
+        g.admin_listen,
+        g.public_url.as_ref().map_or("(not set)", |p| p.origin.as_str()),
+        g.upstream.authority,
+        if g.trusted_proxies.is_empty() {
+            "(none)".to_string()
+        } else {
+            g.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        },
+        store,
+        config.tenant.mode,
+        config.tenant.id,
+        config.tenant.name,
+    );
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
+    // Buffered, blocking-when-full writer: access lines are never dropped.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{},access=info", config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .init();
+    guard
+}
+
+fn serve(path: &Path) -> ExitCode {
+    let (config, warnings) = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let _log_guard = init_logging(&config);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = config.gate.workers {
+        rt.worker_threads(n);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("prt-gate: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let config = Arc::new(config);
+    rt.block_on(async move {
+        let metrics = Arc::new(Metrics::default());
+        let gate = match Gate::new(config.clone(), metrics) {
+            Ok(g) => Arc::new(g),
+            Err(e) => {
+                eprintln!("prt-gate: invalid configuration: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(config.gate.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("prt-gate: cannot listen on {}: {e}", config.gate.listen);
+                return ExitCode::from(1);
+            }
+        };
+        let admin = match tokio::net::TcpListener::bind(config.gate.admin_listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("prt-gate: cannot listen on {} (admin): {e}", config.gate.admin_listen);
+                return ExitCode::from(1);
+            }
+        };
+        let (Ok(addr), Ok(admin_addr)) = (listener.local_addr(), admin.local_addr()) else {
+            return ExitCode::from(1);
+        };
+        tracing::info!(%addr, admin = %admin_addr, upstream = %config.gate.upstream.authority, "listening");
+        // Tests and scripts read this line to learn the bound ports.
+        eprintln!("prt-gate: listening on {addr} admin {admin_addr}");
+        tokio::spawn(crate::admin::serve(gate.clone(), admin));
+        let drained = proxy::server::serve(gate, listener, shutdown_signal()).await;
+        if drained {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,108 @@
+//! Table tests for configuration loading: every row names the input and the
+//! exact diagnostic (file:line:col, key, reason) it must produce.
+
+use super::*;
+
+fn load(text: &str) -> Result<Config, String> {
+    Config::from_str_at(Path::new("policy.toml"), text).map(|(c, _)| c).map_err(|e| e.to_string())
+}
+
+#[test]
+fn empty_file_gives_documented_defaults() {
+    let c = load("").expect("empty config is valid");
+    assert_eq!(c.gate.listen, "0.0.0.0:8080".parse::<SocketAddr>().unwrap());
+    assert_eq!(c.gate.admin_listen, "127.0.0.1:9090".parse::<SocketAddr>().unwrap());
+    assert_eq!(c.gate.upstream.authority.as_str(), "127.0.0.1:8000");
+    assert!(c.gate.trusted_proxies.is_empty());
+    assert_eq!(c.sso.app, "primetrade");
+    assert_eq!(c.session.store, StoreKind::Memory);
+    assert!(c.session.cookie_secure);
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(8 * 3600));
+    assert_eq!(c.session.absolute_timeout, Duration::from_secs(14 * 86400));
+    assert_eq!(c.tenant.mode, TenantMode::Static);
+    assert_eq!((c.tenant.id.as_str(), c.tenant.name.as_str()), ("primetrade", "PrimeTrade Logistics"));
+    assert_eq!(c.media.region, "us-east-2");
+    assert_eq!(c.media.allowed_prefixes, vec!["bols/".to_string(), "bol_pdfs/".to_string()]);
+    assert_eq!(c.media.expires, Duration::from_secs(86400));
+    assert!(c.media.check_exists);
+    assert_eq!(c.assertion.audience, "django");
+    assert_eq!(c.landing.get("Client").map(String::as_str), Some("/client.html"));
+}
+
+#[test]
+fn valid_file_is_compiled() {
+    let c = load(
+        r#"
+[gate]
+listen = "127.0.0.1:0"
+public_url = "https://prt.barge2rail.com"
+upstream = "http://127.0.0.1:8001"
+trusted_proxies = ["10.0.0.0/8", "192.168.1.7"]
+upstream_timeout = "2m"
+
+[session]
+store = "redis://127.0.0.1:6379/0"
+idle_timeout = "1h"
+"#,
+    )
+    .expect("valid");
+    let p = c.gate.public_url.expect("public url");
+    assert_eq!(p.origin, "https://prt.barge2rail.com");
+    assert!(p.https);
+    assert_eq!(c.gate.trusted_proxies.len(), 2);
+    assert_eq!(c.gate.trusted_proxies[1].to_string(), "192.168.1.7/32");
+    assert_eq!(c.gate.upstream_timeout, Duration::from_secs(120));
+    assert_eq!(c.session.store, StoreKind::Redis("redis://127.0.0.1:6379/0".into()));
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(3600));
+}
+
+#[test]
+fn errors_carry_file_line_and_reason() {
+    let rows: &[(&str, &str)] = &[
+        (
+            "[gate]\nlisen = \"127.0.0.1:1\"\n",
+            "policy.toml:2:1: unknown field `lisen`, expected one of `listen`, `admin_listen`, `public_url`, `upstream`, `trusted_proxies`, `header_read_timeout`, `max_header_bytes`, `max_headers`, `upstream_connect_timeout`, `upstream_timeout`, `upstream_pool_idle_timeout`, `upstream_pool_max_idle`, `drain_timeout`, `workers`",
+        ),
+        ("[gaet]\n", "policy.toml:1:2: unknown field `gaet`, expected one of `gate`, `sso`, `session`, `tenant`, `media`, `assertion`, `roles`, `log`"),
+        ("[gate]\nlisten = 8080\n", "policy.toml:2:10: invalid type: integer `8080`, expected a string"),
+        ("[gate\n", "policy.toml:1:6: invalid table header\nexpected `.`, `]`"),
+        ("\n\n[gate]\nlisten = \"localhost\"\n", "policy.toml:4:10: gate.listen: invalid socket address `localhost` (expected IP:PORT, e.g. `127.0.0.1:8080`)"),
+        (
+            "[session]\nidle_timeout = \"8 hours please\"\n",
+            "policy.toml:2:16: session.idle_timeout: invalid duration `8 hours please`: expected number at 8 (examples: \"30s\", \"10m\", \"24h\", \"14d\")",
+        ),
+        ("[media]\nexpires = \"8d\"\n", "policy.toml:2:11: media.expires: `8d` exceeds the maximum of 7days"),
+        ("[gate]\ntrusted_proxies = [\"10.0.0.0/8\", \"nope\"]\n", "policy.toml:2:19: gate.trusted_proxies: invalid CIDR or IP address `nope`"),
+        ("[gate]\nupstream = \"https://django:8000\"\n", "policy.toml:2:12: gate.upstream: `https://django:8000`: only plain http:// upstreams are supported (Django runs beside the gate)"),
+        ("[gate]\npublic_url = \"https://prt.example/app\"\n", "policy.toml:2:14: gate.public_url: `https://prt.example/app` must be an origin only (scheme://host[:port]), without path or query"),
+        ("[session]\nstore = \"postgres://x\"\n", "policy.toml:2:9: session.store: expected `memory` or a `redis://`, `rediss://` or cluster URL"),
+        ("[tenant]\nmode = \"header\"\n", "policy.toml:2:8: tenant.mode: unknown mode `header` (expected `static` or `claim`)"),
+        ("[sso]\nclient_secret = \"hunter2\"\n", "policy.toml:2:17: sso.client_secret: secrets are not accepted in the file; set PRT_GATE_SSO__CLIENT_SECRET in the environment"),
+        ("[session]\nidle_timeout = \"20d\"\n", "policy.toml:2:16: session.idle_timeout: must not exceed session.absolute_timeout"),
+    ];
+    let mut failures = Vec::new();
+    for (input, expected) in rows {
+        match load(input) {
+            Ok(_) => failures.push(format!("accepted invalid config {input:?}")),
+            Err(got) if &got != expected => failures.push(format!("input {input:?}\n  got:  {got}\n  want: {expected}")),
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let err = load("[gate]\nlisten = \"x\"\nadmin_listen = \"y\"\nheader_read_timeout = \"soon\"\n").unwrap_err();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[0].starts_with("policy.toml:2:10: gate.listen:"), "{err}");
+    assert!(lines[1].starts_with("policy.toml:3:16: gate.admin_listen:"), "{err}");
+    assert!(lines[2].starts_with("policy.toml:4:23: gate.header_read_timeout:"), "{err}");
+}
+
+#[test]
+fn secret_is_never_echoed_in_errors() {
+    let err = load("[sso]\nclient_secret = \"canary-9d1e\"\n").unwrap_err();
+    assert!(!err.contains("canary-9d1e"), "{err}");
+}

@@ -1,0 +1,129 @@
+//! Identity headers: strip every client-supplied copy, inject the gate's own.
+//!
+//! Django reads identity from request headers, and Django's WSGI layer maps
+//! `X-Tenant-Id`, `X-Tenant_Id` and `x-tenant-id` to the same
+//! `HTTP_X_TENANT_ID`. So the gate (SPEC 8, 6.3):
+//!
+//! * drops every header whose name contains `_` (no legitimate client needs
+//!   one, and it is the classic way to smuggle a second identity);
+//! * removes every copy (all lines, whatever the case) of every reserved name:
+//!   `X-Tenant-Id`, `X-Tenant-Name`, `X-Auth-*`, `X-Prt-*`,
+//!   `X-Forwarded-User`, `X-Remote-User`, `Remote-User`;
+//! * then sets the identity headers from verified state only.
+//!
+//! Pure: operates on a `HeaderMap`; the pipeline decides when.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+pub const X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
+pub const X_TENANT_NAME: HeaderName = HeaderName::from_static("x-tenant-name");
+pub const X_AUTH_EMAIL: HeaderName = HeaderName::from_static("x-auth-email");
+pub const X_AUTH_ROLE: HeaderName = HeaderName::from_static("x-auth-role");
+pub const X_PRT_ASSERTION: HeaderName = HeaderName::from_static("x-prt-assertion");
+
+/// Exact reserved names (compared after lower-casing, which `http` already did).
+const RESERVED_EXACT: &[&str] = &["x-tenant-id", "x-tenant-name", "x-forwarded-user", "x-remote-user", "remote-user"];
+/// Reserved name prefixes.
+const RESERVED_PREFIXES: &[&str] = &["x-auth-", "x-prt-"];
+
+/// True for a header name the client must never be able to set.
+///
+/// `name` is the lower-case form `http` stores. Names containing `_` count as
+/// reserved too: they are dropped whatever they spell.
+pub fn is_reserved(name: &str) -> bool {
+    name.contains('_') || RESERVED_EXACT.contains(&name) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Removes every reserved header (all copies). Returns how many names were removed.
+pub fn strip_inbound(headers: &mut HeaderMap) -> usize {
+    // no alloc: the common case (nothing to strip) is a scan over the names.
+    if !headers.keys().any(|n| is_reserved(n.as_str())) {
+        return 0;
+    }
+    let doomed: Vec<HeaderName> = headers.keys().filter(|n| is_reserved(n.as_str())).cloned().collect();
+    for name in &doomed {
+        headers.remove(name);
+    }
+    doomed.len()
+}
+
+/// The tenant identity the upstream receives, with header values built once.
+#[derive(Debug, Clone)]
+pub struct TenantHeaders {
+    pub id: HeaderValue,
+    pub name: HeaderValue,
+}
+
+impl TenantHeaders {
+    /// Header values for the static tenant; `None` if a value is not a valid header value.
+    pub fn new(id: &str, name: &str) -> Option<Self> {
+        Some(TenantHeaders { id: HeaderValue::from_str(id).ok()?, name: HeaderValue::from_str(name).ok()? })
+    }
+
+    pub fn inject(&self, headers: &mut HeaderMap) {
+        headers.insert(X_TENANT_ID, self.id.clone());
+        headers.insert(X_TENANT_NAME, self.name.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_names_table() {
+        let rows: &[(&str, bool)] = &[
+            ("x-tenant-id", true),
+            ("x-tenant_id", true),
+            ("x_tenant_id", true),
+            ("x-tenant-name", true),
+            ("x-auth-email", true),
+            ("x-auth-role", true),
+            ("x-auth-anything", true),
+            ("x-prt-assertion", true),
+            ("x-prt-", true),
+            ("x-forwarded-user", true),
+            ("x-remote-user", true),
+            ("remote-user", true),
+            ("remote_user", true),
+            ("any_thing", true),
+            // negatives: look alike, are not reserved
+            ("x-tenant", false),
+            ("x-tenant-idx", false),
+            ("x-authorization", false),
+            ("authorization", false),
+            ("x-forwarded-for", false),
+            ("x-request-id", false),
+            ("cookie", false),
+            ("x-prtx", false),
+            ("user", false),
+        ];
+        for (name, reserved) in rows {
+            assert_eq!(is_reserved(name), *reserved, "{name}");
+        }
+    }
+
+    #[test]
+    fn strip_removes_every_copy_and_variant() {
+        let mut h = HeaderMap::new();
+        h.append("X-Tenant-Id", HeaderValue::from_static("evil"));
+        h.append("x-tenant-id", HeaderValue::from_static("evil2"));
+        h.append("X-Tenant_Id", HeaderValue::from_static("evil3"));
+        h.append("X-Auth-Email", HeaderValue::from_static("a@b, c@d"));
+        h.append("accept", HeaderValue::from_static("*/*"));
+        let removed = strip_inbound(&mut h);
+        assert_eq!(removed, 3);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn inject_replaces_not_appends() {
+        let t = TenantHeaders::new("primetrade", "PrimeTrade Logistics").unwrap();
+        let mut h = HeaderMap::new();
+        h.append("x-tenant-id", HeaderValue::from_static("evil"));
+        t.inject(&mut h);
+        let all: Vec<_> = h.get_all("x-tenant-id").iter().collect();
+        assert_eq!(all, vec!["primetrade"]);
+    }
+}

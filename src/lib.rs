@@ -1,0 +1,21 @@
+//! prt-gate: a security sidecar in front of the PrimeTrade Django application.
+//!
+//! The crate is shaped around the gate's duties; each module opens with a doc
+//! comment naming what it does and which neighbours it talks to:
+//!
+//! * [`normalize`] — the one path canonicalization (pure).
+//! * [`config`] — `policy.toml` + `PRT_GATE_*` environment → typed [`config::Config`].
+//! * [`identity`] — strip client-supplied identity headers, inject the gate's.
+//! * [`proxy`] — hyper server, upstream pool and the request pipeline.
+//! * [`admin`] — `/healthz`, `/readyz`, `/metrics`.
+//! * [`metrics`] — counters and histograms rendered as Prometheus text.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod identity;
+pub mod metrics;
+pub mod normalize;
+pub mod proxy;
+pub mod secret;

@@ -1,0 +1,189 @@
+//! Process metrics, rendered as Prometheus text on the admin listener.
+//!
+//! Fixed-shape atomics: no locks, no allocation on the request path. Label
+//! values come from closed enums, so the series set is bounded and known.
+//! Phase names match `docs/phases.md`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// What the gate decided about a request (the `decision` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Forwarded upstream (or answered by a gate-owned route).
+    Allow,
+    /// Malformed or ambiguous request refused before any other phase.
+    Reject,
+}
+
+impl Decision {
+    pub const ALL: [Decision; 2] = [Decision::Allow, Decision::Reject];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Reject => "reject",
+        }
+    }
+}
+
+/// Why the upstream could not answer (the `kind` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    Connect,
+    Timeout,
+    Protocol,
+}
+
+impl UpstreamError {
+    pub const ALL: [UpstreamError; 3] = [UpstreamError::Connect, UpstreamError::Timeout, UpstreamError::Protocol];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamError::Connect => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Protocol => "protocol",
+        }
+    }
+}
+
+const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A Prometheus histogram over [`BUCKETS`] (seconds).
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (b, c) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += c.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+/// All metrics of one gate process.
+#[derive(Default)]
+pub struct Metrics {
+    /// `[decision][status class 1..=5]`.
+    requests: [[AtomicU64; 5]; Decision::ALL.len()],
+    upstream_errors: [AtomicU64; UpstreamError::ALL.len()],
+    request_duration: Histogram,
+    upstream_duration: Histogram,
+    connections_open: AtomicI64,
+    connections_total: AtomicU64,
+    stripped_headers: AtomicU64,
+}
+
+impl Metrics {
+    pub fn request(&self, decision: Decision, status: u16, total: Duration) {
+        let class = usize::from((status / 100).clamp(1, 5)) - 1;
+        self.requests[decision as usize][class].fetch_add(1, Relaxed);
+        self.request_duration.observe(total);
+    }
+
+    pub fn upstream_latency(&self, d: Duration) {
+        self.upstream_duration.observe(d);
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamError) {
+        self.upstream_errors[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Relaxed);
+        self.connections_total.fetch_add(1, Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Relaxed);
+    }
+
+    pub fn stripped(&self, n: usize) {
+        if n > 0 {
+            self.stripped_headers.fetch_add(n as u64, Relaxed);
+        }
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP prt_gate_requests_total Requests by decision and status class.\n");
+        out.push_str("# TYPE prt_gate_requests_total counter\n");
+        for d in Decision::ALL {
+            for (i, c) in self.requests[d as usize].iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "prt_gate_requests_total{{decision=\"{}\",status=\"{}xx\"}} {}",
+                    d.as_str(),
+                    i + 1,
+                    c.load(Relaxed)
+                );
+            }
+        }
+        out.push_str("# HELP prt_gate_request_duration_seconds Total time from request head to response head.\n");
+        out.push_str("# TYPE prt_gate_request_duration_seconds histogram\n");
+        self.request_duration.render(&mut out, "prt_gate_request_duration_seconds", "");
+        out.push_str("# HELP prt_gate_upstream_duration_seconds Time waiting for the upstream's response head.\n");
+        out.push_str("# TYPE prt_gate_upstream_duration_seconds histogram\n");
+        self.upstream_duration.render(&mut out, "prt_gate_upstream_duration_seconds", "");
+        out.push_str("# HELP prt_gate_upstream_errors_total Upstream failures by kind.\n");
+        out.push_str("# TYPE prt_gate_upstream_errors_total counter\n");
+        for k in UpstreamError::ALL {
+            let _ = writeln!(out, "prt_gate_upstream_errors_total{{kind=\"{}\"}} {}", k.as_str(), self.upstream_errors[k as usize].load(Relaxed));
+        }
+        out.push_str("# HELP prt_gate_stripped_headers_total Client-supplied reserved or underscore headers removed.\n");
+        out.push_str("# TYPE prt_gate_stripped_headers_total counter\n");
+        let _ = writeln!(out, "prt_gate_stripped_headers_total {}", self.stripped_headers.load(Relaxed));
+        out.push_str("# HELP prt_gate_connections_open Client connections currently open.\n");
+        out.push_str("# TYPE prt_gate_connections_open gauge\n");
+        let _ = writeln!(out, "prt_gate_connections_open {}", self.connections_open.load(Relaxed));
+        out.push_str("# HELP prt_gate_connections_total Client connections accepted.\n");
+        out.push_str("# TYPE prt_gate_connections_total counter\n");
+        let _ = writeln!(out, "prt_gate_connections_total {}", self.connections_total.load(Relaxed));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_land_in_the_right_series() {
+        let m = Metrics::default();
+        m.request(Decision::Allow, 200, Duration::from_millis(3));
+        m.request(Decision::Reject, 400, Duration::from_micros(100));
+        m.request(Decision::Allow, 502, Duration::from_millis(1));
+        let text = m.render();
+        assert!(text.contains("prt_gate_requests_total{decision=\"allow\",status=\"2xx\"} 1\n"), "{text}");
+        assert!(text.contains("prt_gate_requests_total{decision=\"reject\",status=\"4xx\"} 1\n"), "{text}");
+        assert!(text.contains("prt_gate_requests_total{decision=\"allow\",status=\"5xx\"} 1\n"), "{text}");
+        assert!(text.contains("prt_gate_requests_total{decision=\"allow\",status=\"4xx\"} 0\n"), "{text}");
+        assert!(text.contains("prt_gate_request_duration_seconds_bucket{le=\"0.0025\"} 2\n"), "{text}");
+        assert!(text.contains("prt_gate_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"), "{text}");
+        assert!(text.contains("prt_gate_request_duration_seconds_count 3\n"), "{text}");
+    }
+}
