@@ -1,0 +1,85 @@
+//! Configuration through the real binary: `check`, env overrides, exit codes.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn check(dir: &tempfile::TempDir, text: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let p = tmpfile(dir, "policy.toml", text);
+    let mut cmd = Command::new(BIN);
+    cmd.arg("check").arg(&p);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn check_accepts_a_valid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = check(&dir, "[gate]\nlisten = \"127.0.0.1:8080\"\n", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ok: "), "{out}");
+}
+
+#[test]
+fn check_exits_2_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = check(&dir, "[gate]\nlisten = \"127.0.0.1:8080\"\nupstraem = \"http://x\"\n", &[]);
+    assert_eq!(code, 2);
+    let path = dir.path().join("policy.toml");
+    assert!(err.contains(&format!("{}:3:1: unknown field `upstraem`", path.display())), "{err}");
+}
+
+#[test]
+fn environment_overrides_and_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = check(&dir, "[gate]\nupstream = \"http://127.0.0.1:8000\"\n", &[("PRT_GATE_GATE__UPSTREAM", "http://127.0.0.1:9999")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("upstream      http://127.0.0.1:9999"), "{out}");
+
+    let (code, _, err) = check(&dir, "", &[("PRT_GATE_GATE__UPSTREAM", "ftp://x")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("environment variable PRT_GATE_GATE__UPSTREAM: gate.upstream:"), "{err}");
+
+    // A typo in a variable name is an error, not a silently ignored setting.
+    let (code, _, err) = check(&dir, "", &[("PRT_GATE_GATE__UPSTRAEM", "http://x:1")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("upstraem"), "{err}");
+}
+
+#[test]
+fn secrets_in_the_file_are_refused_but_accepted_from_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = check(&dir, "[assertion]\nsecret = \"canary-0c1f\"\n", &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("assertion.secret: secrets are not accepted in the file; set PRT_GATE_ASSERTION__SECRET"), "{err}");
+    assert!(!err.contains("canary-0c1f"));
+    let (code, out, err) = check(&dir, "", &[("PRT_GATE_ASSERTION__SECRET", "canary-0c1f-long-enough-secret-value")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("canary") && !err.contains("canary"));
+}
+
+#[test]
+fn serve_with_invalid_config_exits_2_and_missing_file_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tmpfile(&dir, "policy.toml", "[gate]\nlisten = \"nope\"\n");
+    let out = Command::new(BIN).arg("serve").arg("--config").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("policy.toml:2:10: gate.listen: invalid socket address `nope`"));
+    let out = Command::new(BIN).arg("serve").arg("--config").arg(dir.path().join("missing.toml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_and_usage_errors() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["serve", "run", "check", "explain", "redact", "sessions", "presign", "dev-sso", "demo"] {
+        assert!(help.contains(cmd), "--help lacks {cmd}: {help}");
+    }
+    let out = Command::new(BIN).arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

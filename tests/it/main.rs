@@ -1,0 +1,8 @@
+//! Integration tests: the real `prt-gate` binary, a real upstream over real
+//! HTTP, raw sockets for malformed input. One test binary (STYLE "Tests").
+
+mod support;
+
+mod admin;
+mod config;
+mod proxy;

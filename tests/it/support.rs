@@ -1,0 +1,299 @@
+//! Test helpers: a recording upstream, a `prt-gate` process on port 0, raw
+//! HTTP/1.1 over TCP, and `eventually` instead of sleeps.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_prt-gate");
+
+/// What the upstream saw for one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    pub body_len: u64,
+}
+
+impl Seen {
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    pub fn one(&self, name: &str) -> Option<&str> {
+        let all = self.all(name);
+        assert!(all.len() <= 1, "header {name} seen {} times: {all:?}", all.len());
+        all.first().copied()
+    }
+}
+
+/// A recording HTTP/1.1 upstream running in the test's runtime.
+///
+/// * `/slow/<ms>` answers after a delay;
+/// * `/download/<bytes>` streams that many bytes;
+/// * anything else consumes the body (counting bytes) and answers `ok`.
+#[derive(Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let rec = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let rec = rec.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(rec.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        Upstream { addr, seen }
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("upstream saw no request")
+    }
+}
+
+type UpBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn handle(rec: Arc<Mutex<Vec<Seen>>>, req: Request<Incoming>) -> Result<Response<UpBody>, Infallible> {
+    let method = req.method().to_string();
+    let target = req.uri().to_string();
+    let version = format!("{:?}", req.version());
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let path = req.uri().path().to_string();
+    // Consume the body chunk by chunk (never buffering it whole).
+    let mut body = req.into_body();
+    let mut body_len = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => body_len += f.data_ref().map_or(0, |d| d.len() as u64),
+            Err(_) => break,
+        }
+    }
+    rec.lock().unwrap().push(Seen { method, target, version, headers, body_len });
+
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        return Ok(Response::new(Full::new(Bytes::from("slow ok")).boxed()));
+    }
+    if let Some(n) = path.strip_prefix("/download/").and_then(|s| s.parse::<u64>().ok()) {
+        const CHUNK: usize = 256 * 1024;
+        let chunk = Bytes::from(vec![b'x'; CHUNK]);
+        let stream = futures_util::stream::unfold(n, move |left| {
+            let chunk = chunk.clone();
+            async move {
+                if left == 0 {
+                    return None;
+                }
+                let take = left.min(CHUNK as u64);
+                Some((Ok::<_, Infallible>(Frame::data(chunk.slice(..take as usize))), left - take))
+            }
+        });
+        let mut resp = Response::new(StreamBody::new(stream).boxed());
+        resp.headers_mut().insert("content-length", n.into());
+        return Ok(resp);
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(format!("ok {body_len}"))).boxed());
+    resp.headers_mut().insert("connection", "x-upstream-hop".parse().unwrap());
+    resp.headers_mut().insert("x-upstream-hop", "1".parse().unwrap());
+    resp.headers_mut().insert("keep-alive", "timeout=5".parse().unwrap());
+    Ok(resp)
+}
+
+/// A running `prt-gate serve`, killed on drop.
+pub struct Gate {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stdout_log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gate {
+    /// Starts the gate in front of `upstream` with extra TOML appended to the
+    /// `[gate]` section (and any further sections after it).
+    pub fn start(upstream: SocketAddr, gate_extra: &str, more: &str) -> Gate {
+        Self::start_env(upstream, gate_extra, more, &[])
+    }
+
+    pub fn start_env(upstream: SocketAddr, gate_extra: &str, more: &str, env: &[(&str, &str)]) -> Gate {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("policy.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[gate]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n{gate_extra}\n[session]\ncookie_secure = false\n{more}\n"
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve").arg("--config").arg(&cfg).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn prt-gate");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let (addr, admin) = loop {
+            let line = lines.next().expect("gate exited before listening").unwrap();
+            if let Some(rest) = line.strip_prefix("prt-gate: listening on ") {
+                let mut it = rest.split(" admin ");
+                let a = it.next().unwrap().parse().unwrap();
+                let b = it.next().unwrap().parse().unwrap();
+                break (a, b);
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let stdout_log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let out = child.stdout.take().unwrap();
+        let sink = stdout_log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Gate { child, addr, admin, dir, stdout_log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Access-log lines (parsed JSON) written so far.
+    pub fn access_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout_log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "access")
+            .collect()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.stdout_log.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Peak resident set size of the gate process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw HTTP/1.1 exchange: writes `head` verbatim (bytes), reads until close.
+pub fn raw(addr: SocketAddr, head: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// `GET target` with `Connection: close` and the given extra header lines.
+pub fn raw_get(addr: SocketAddr, target: &[u8], extra: &str) -> (u16, String) {
+    let mut head = b"GET ".to_vec();
+    head.extend_from_slice(target);
+    head.extend_from_slice(format!(" HTTP/1.1\r\nHost: prt.test\r\nConnection: close\r\n{extra}\r\n").as_bytes());
+    raw(addr, &head)
+}
+
+pub type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+pub fn client() -> Client {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a request and reads the whole response body.
+pub async fn send(client: &Client, req: Request<Full<Bytes>>) -> (http::response::Parts, Bytes) {
+    let resp = client.request(req).await.expect("request");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    (parts, body)
+}
+
+pub fn get(url: &str) -> Request<Full<Bytes>> {
+    Request::get(url).body(Full::new(Bytes::new())).unwrap()
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP port with nothing listening on it.
+pub fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+pub fn tmpfile(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
