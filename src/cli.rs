@@ -13,7 +13,12 @@ use crate::metrics::Metrics;
 use crate::proxy::{self, Gate};
 
 #[derive(Debug, Parser)]
-#[command(name = "prt-gate", version, about = "Security sidecar for the PrimeTrade Django app", propagate_version = true)]
+#[command(
+    name = "prt-gate",
+    version,
+    about = "Security sidecar for the PrimeTrade Django app",
+    propagate_version = true
+)]
 pub struct Cli {
     /// Configuration file (policy.toml).
     #[arg(long, global = true, env = "PRT_GATE_CONFIG", default_value = "policy.toml", value_name = "FILE")]

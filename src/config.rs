@@ -456,7 +456,8 @@ impl Config {
 
         // Pass 1: the file alone, for precise syntax/type/unknown-key errors.
         if let Err(e) = toml::from_str::<RawConfig>(text) {
-            let origin = e.span().map_or(Origin::File { path: path.to_path_buf(), line: 0, col: 0 }, |s| loc.at_offset(s.start));
+            let origin =
+                e.span().map_or(Origin::File { path: path.to_path_buf(), line: 0, col: 0 }, |s| loc.at_offset(s.start));
             return Err(ConfigError {
                 diagnostics: vec![Diagnostic { origin, key: None, message: e.message().trim().to_string() }],
             });
@@ -468,7 +469,10 @@ impl Config {
                 diags.push(Diagnostic {
                     origin: loc.origin_of_file_only(key),
                     key: Some(key.into()),
-                    message: format!("secrets are not accepted in the file; set {} in the environment", env_var_for(key)),
+                    message: format!(
+                        "secrets are not accepted in the file; set {} in the environment",
+                        env_var_for(key)
+                    ),
                 });
             }
         }
@@ -517,15 +521,13 @@ impl Config {
         let admin_listen = c.socket_addr("gate.admin_listen", &g.admin_listen);
         let public_url = g.public_url.as_deref().and_then(|u| c.public_origin("gate.public_url", u));
         let upstream = c.upstream("gate.upstream", &g.upstream);
-        let trusted_proxies = g
-            .trusted_proxies
-            .iter()
-            .filter_map(|s| c.cidr("gate.trusted_proxies", s))
-            .collect();
-        let header_read_timeout = c.duration("gate.header_read_timeout", &g.header_read_timeout, Duration::from_millis(100), None);
+        let trusted_proxies = g.trusted_proxies.iter().filter_map(|s| c.cidr("gate.trusted_proxies", s)).collect();
+        let header_read_timeout =
+            c.duration("gate.header_read_timeout", &g.header_read_timeout, Duration::from_millis(100), None);
         let upstream_connect_timeout =
             c.duration("gate.upstream_connect_timeout", &g.upstream_connect_timeout, Duration::from_millis(10), None);
-        let upstream_timeout = c.duration("gate.upstream_timeout", &g.upstream_timeout, Duration::from_millis(10), None);
+        let upstream_timeout =
+            c.duration("gate.upstream_timeout", &g.upstream_timeout, Duration::from_millis(10), None);
         let upstream_pool_idle_timeout =
             c.duration("gate.upstream_pool_idle_timeout", &g.upstream_pool_idle_timeout, Duration::from_secs(1), None);
         let drain_timeout = c.duration("gate.drain_timeout", &g.drain_timeout, Duration::ZERO, None);
@@ -563,7 +565,8 @@ impl Config {
         }
 
         let m = raw.media;
-        let expires = c.duration("media.expires", &m.expires, Duration::from_secs(1), Some(Duration::from_secs(604_800)));
+        let expires =
+            c.duration("media.expires", &m.expires, Duration::from_secs(1), Some(Duration::from_secs(604_800)));
         let endpoint = m.endpoint.as_deref().and_then(|u| c.http_url("media.endpoint", u));
         for p in &m.allowed_prefixes {
             if p.is_empty() || p.starts_with('/') || p.contains("..") || p.contains('\\') {
@@ -576,7 +579,10 @@ impl Config {
 
         for (role, page) in &raw.roles.landing {
             if !page.starts_with('/') || page.starts_with("//") {
-                c.error("roles.landing", format!("landing page for `{role}` must be a local path starting with a single `/`"));
+                c.error(
+                    "roles.landing",
+                    format!("landing page for `{role}` must be a local path starting with a single `/`"),
+                );
             }
         }
         if raw.assertion.audience.is_empty() {
@@ -592,9 +598,14 @@ impl Config {
         if !c.errors.is_empty() {
             return Err(ConfigError { diagnostics: c.errors });
         }
-        let (Some(listen), Some(admin_listen), Some(upstream), Some(store)) = (listen, admin_listen, upstream, store) else {
+        let (Some(listen), Some(admin_listen), Some(upstream), Some(store)) = (listen, admin_listen, upstream, store)
+        else {
             return Err(ConfigError {
-                diagnostics: vec![Diagnostic { origin: Origin::Default, key: None, message: "internal: missing value".into() }],
+                diagnostics: vec![Diagnostic {
+                    origin: Origin::Default,
+                    key: None,
+                    message: "internal: missing value".into(),
+                }],
             });
         };
         let config = Config {
@@ -615,7 +626,12 @@ impl Config {
                 drain_timeout,
                 workers: g.workers,
             },
-            sso: SsoConfig { base_url: sso_base, client_id: raw.sso.client_id, app: raw.sso.app, client_secret: raw.sso.client_secret },
+            sso: SsoConfig {
+                base_url: sso_base,
+                client_id: raw.sso.client_id,
+                app: raw.sso.app,
+                client_secret: raw.sso.client_secret,
+            },
             session: SessionConfig { store, cookie_secure: raw.session.cookie_secure, idle_timeout, absolute_timeout },
             tenant: TenantConfig { mode, id: raw.tenant.id, name: raw.tenant.name },
             media: MediaConfig {
@@ -628,7 +644,11 @@ impl Config {
                 expires,
                 check_exists: m.check_exists,
             },
-            assertion: AssertionConfig { audience: raw.assertion.audience, secret: raw.assertion.secret, previous_secret },
+            assertion: AssertionConfig {
+                audience: raw.assertion.audience,
+                secret: raw.assertion.secret,
+                previous_secret,
+            },
             landing: raw.roles.landing,
             log: LogConfig { level: raw.log.level, access: raw.log.access },
         };

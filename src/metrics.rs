@@ -152,9 +152,16 @@ impl Metrics {
         out.push_str("# HELP prt_gate_upstream_errors_total Upstream failures by kind.\n");
         out.push_str("# TYPE prt_gate_upstream_errors_total counter\n");
         for k in UpstreamError::ALL {
-            let _ = writeln!(out, "prt_gate_upstream_errors_total{{kind=\"{}\"}} {}", k.as_str(), self.upstream_errors[k as usize].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "prt_gate_upstream_errors_total{{kind=\"{}\"}} {}",
+                k.as_str(),
+                self.upstream_errors[k as usize].load(Relaxed)
+            );
         }
-        out.push_str("# HELP prt_gate_stripped_headers_total Client-supplied reserved or underscore headers removed.\n");
+        out.push_str(
+            "# HELP prt_gate_stripped_headers_total Client-supplied reserved or underscore headers removed.\n",
+        );
         out.push_str("# TYPE prt_gate_stripped_headers_total counter\n");
         let _ = writeln!(out, "prt_gate_stripped_headers_total {}", self.stripped_headers.load(Relaxed));
         out.push_str("# HELP prt_gate_connections_open Client connections currently open.\n");

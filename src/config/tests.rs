@@ -84,7 +84,9 @@ fn errors_carry_file_line_and_reason() {
     for (input, expected) in rows {
         match load(input) {
             Ok(_) => failures.push(format!("accepted invalid config {input:?}")),
-            Err(got) if &got != expected => failures.push(format!("input {input:?}\n  got:  {got}\n  want: {expected}")),
+            Err(got) if &got != expected => {
+                failures.push(format!("input {input:?}\n  got:  {got}\n  want: {expected}"))
+            }
             Err(_) => {}
         }
     }

@@ -138,7 +138,9 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 /// Accepts an inbound request id only if it is short and plain.
 pub fn valid_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
-    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
 }
 
 /// A fresh 128-bit request id as 32 lowercase hex characters.
@@ -223,7 +225,12 @@ mod tests {
     #[test]
     fn trusted_proxy_chain_is_extended() {
         let host = HeaderValue::from_static("internal:8080");
-        let mut h = map(&[("x-forwarded-for", "203.0.113.9"), ("x-forwarded-for", "10.0.0.2"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "prt.example")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "prt.example"),
+        ]);
         set_forwarding(&mut h, &Forwarding { peer: "10.0.0.3".parse().unwrap(), trusted: true, host: &host });
         assert_eq!(h.get("x-forwarded-for").unwrap(), "203.0.113.9, 10.0.0.2, 10.0.0.3");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");

@@ -70,7 +70,12 @@ pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<Incoming>
     resp
 }
 
-async fn run(gate: &Gate, conn: &ConnInfo, ctx: &mut Ctx, req: Request<Incoming>) -> Result<Response<GateBody>, Refusal> {
+async fn run(
+    gate: &Gate,
+    conn: &ConnInfo,
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<GateBody>, Refusal> {
     let (mut parts, body) = req.into_parts();
 
     // parse: the target must be origin-form (or absolute-form naming this
@@ -110,13 +115,17 @@ async fn run(gate: &Gate, conn: &ConnInfo, ctx: &mut Ctx, req: Request<Incoming>
     parts.uri = Uri::from_parts(uri).map_err(|_| Refusal::Request("unrepresentable target"))?;
     parts.version = Version::HTTP_11;
     headers::merge_cookies(&mut parts.headers);
-    headers::set_forwarding(&mut parts.headers, &Forwarding { peer: conn.peer.ip(), trusted: conn.trusted, host: &host });
+    headers::set_forwarding(
+        &mut parts.headers,
+        &Forwarding { peer: conn.peer.ip(), trusted: conn.trusted, host: &host },
+    );
     parts.headers.insert(header::HOST, host);
     parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
     gate.tenant.inject(&mut parts.headers);
 
     let sent = Instant::now();
-    let result = tokio::time::timeout(gate.upstream_timeout, gate.client.request(Request::from_parts(parts, body))).await;
+    let result =
+        tokio::time::timeout(gate.upstream_timeout, gate.client.request(Request::from_parts(parts, body))).await;
     ctx.upstream_latency = Some(sent.elapsed());
     let upstream_resp = match result {
         Ok(Ok(resp)) => resp,
@@ -221,11 +230,7 @@ fn request_id(conn: &ConnInfo, req: &Request<Incoming>) -> HeaderValue {
 /// Browsers asking for a page get HTML error pages; API and machine clients JSON.
 fn wants_html(req: &Request<Incoming>) -> bool {
     !req.uri().path().starts_with("/api/")
-        && req
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/html"))
+        && req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"))
 }
 
 /// The log phase: one JSON access line and the request metrics.

@@ -62,7 +62,11 @@ pub fn rescue(refusal: Refusal, html: bool, request_id: &HeaderValue) -> Respons
     } else {
         (
             "application/json",
-            format!("{{\"error\":\"{}\",\"message\":\"{}\",\"request_id\":\"{rid}\"}}\n", refusal.code(), human(refusal)),
+            format!(
+                "{{\"error\":\"{}\",\"message\":\"{}\",\"request_id\":\"{rid}\"}}\n",
+                refusal.code(),
+                human(refusal)
+            ),
         )
     };
     let mut resp = Response::new(GateBody::local(body));

@@ -12,7 +12,11 @@ fn check(dir: &tempfile::TempDir, text: &str, env: &[(&str, &str)]) -> (i32, Str
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -35,7 +39,11 @@ fn check_exits_2_with_file_line_and_reason() {
 #[test]
 fn environment_overrides_and_is_validated() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, out, err) = check(&dir, "[gate]\nupstream = \"http://127.0.0.1:8000\"\n", &[("PRT_GATE_GATE__UPSTREAM", "http://127.0.0.1:9999")]);
+    let (code, out, err) = check(
+        &dir,
+        "[gate]\nupstream = \"http://127.0.0.1:8000\"\n",
+        &[("PRT_GATE_GATE__UPSTREAM", "http://127.0.0.1:9999")],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("upstream      http://127.0.0.1:9999"), "{out}");
 
@@ -54,7 +62,10 @@ fn secrets_in_the_file_are_refused_but_accepted_from_env() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = check(&dir, "[assertion]\nsecret = \"canary-0c1f\"\n", &[]);
     assert_eq!(code, 2);
-    assert!(err.contains("assertion.secret: secrets are not accepted in the file; set PRT_GATE_ASSERTION__SECRET"), "{err}");
+    assert!(
+        err.contains("assertion.secret: secrets are not accepted in the file; set PRT_GATE_ASSERTION__SECRET"),
+        "{err}"
+    );
     assert!(!err.contains("canary-0c1f"));
     let (code, out, err) = check(&dir, "", &[("PRT_GATE_ASSERTION__SECRET", "canary-0c1f-long-enough-secret-value")]);
     assert_eq!(code, 0, "{err}");
@@ -67,7 +78,9 @@ fn serve_with_invalid_config_exits_2_and_missing_file_too() {
     let p = tmpfile(&dir, "policy.toml", "[gate]\nlisten = \"nope\"\n");
     let out = Command::new(BIN).arg("serve").arg("--config").arg(&p).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("policy.toml:2:10: gate.listen: invalid socket address `nope`"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("policy.toml:2:10: gate.listen: invalid socket address `nope`")
+    );
     let out = Command::new(BIN).arg("serve").arg("--config").arg(dir.path().join("missing.toml")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

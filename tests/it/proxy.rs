@@ -99,10 +99,16 @@ async fn forged_identity_headers_never_reach_upstream() {
     assert_eq!(status, 200, "{text}");
     let seen = up.last();
     for (name, value) in &seen.headers {
-        assert!(!value.contains("evil") && !value.contains("admin") && value != "Admin", "forged {name}: {value} reached upstream");
+        assert!(
+            !value.contains("evil") && !value.contains("admin") && value != "Admin",
+            "forged {name}: {value} reached upstream"
+        );
         assert!(!name.contains('_'), "underscore header {name} reached upstream");
         assert!(!name.starts_with("x-auth-") && !name.starts_with("x-prt-"), "{name} reached upstream");
-        assert!(!["x-forwarded-user", "x-remote-user", "remote-user"].contains(&name.as_str()), "{name} reached upstream");
+        assert!(
+            !["x-forwarded-user", "x-remote-user", "remote-user"].contains(&name.as_str()),
+            "{name} reached upstream"
+        );
     }
     // Positive control: the gate's own tenant headers are there, exactly once.
     assert_eq!(seen.one("x-tenant-id"), Some("primetrade"));
@@ -172,7 +178,9 @@ async fn streams_one_gib_both_ways_with_flat_memory() {
     // Upload: a generated stream, never held in memory by anyone.
     let chunk = Bytes::from(vec![b'u'; 256 * 1024]);
     let chunks = GIB / chunk.len() as u64;
-    let stream = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone()))));
+    let stream = futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone()))),
+    );
     let req = Request::post(gate.url("/upload")).body(StreamBody::new(stream)).unwrap();
     let resp = up_client.request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -201,7 +209,10 @@ async fn upstream_down_is_502_without_detail() {
     assert_eq!(parts.status, 502);
     let body = String::from_utf8_lossy(&body).into_owned();
     assert!(body.starts_with("{\"error\":\"bad_gateway\""), "{body}");
-    assert!(!body.contains(&down.port().to_string()) && !body.to_lowercase().contains("refused"), "leaks detail: {body}");
+    assert!(
+        !body.contains(&down.port().to_string()) && !body.to_lowercase().contains("refused"),
+        "leaks detail: {body}"
+    );
     assert_eq!(parts.headers["cache-control"], "no-store");
     // Browsers get a page, not JSON.
     let req = Request::get(gate.url("/dashboard")).header("accept", "text/html").body(Full::new(Bytes::new())).unwrap();
@@ -278,7 +289,10 @@ async fn http2_cleartext_clients_are_served() {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
-    let req = Request::get(gate.url("/api/x/../health/")).header("x-tenant-id", "evil").body(Full::new(Bytes::new())).unwrap();
+    let req = Request::get(gate.url("/api/x/../health/"))
+        .header("x-tenant-id", "evil")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
@@ -298,7 +312,19 @@ async fn access_log_has_one_line_per_request_and_no_raw_rejected_path() {
     assert!(eventually(Duration::from_secs(5), || gate.access_lines().len() == 2).await, "{}", gate.log_text());
     let lines = gate.access_lines();
     let ok = &lines[0];
-    for field in ["method", "path", "status", "decision", "rule", "role", "tenant", "user", "request_id", "upstream_ms", "total_ms"] {
+    for field in [
+        "method",
+        "path",
+        "status",
+        "decision",
+        "rule",
+        "role",
+        "tenant",
+        "user",
+        "request_id",
+        "upstream_ms",
+        "total_ms",
+    ] {
         assert!(ok.get(field).is_some(), "access line lacks {field}: {ok}");
     }
     assert_eq!(ok["path"], "/api/history/");
