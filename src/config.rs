@@ -116,6 +116,11 @@ pub struct RawSession {
     pub cookie_secure: bool,
     pub idle_timeout: String,
     pub absolute_timeout: String,
+    /// Prefix of every Redis key the gate writes (one per deployment or test).
+    pub key_prefix: String,
+    /// How long a replica may serve a session from its in-process cache
+    /// without asking Redis; bounds revocation staleness (at most 1 s).
+    pub cache_ttl: String,
 }
 
 impl Default for RawSession {
@@ -125,6 +130,8 @@ impl Default for RawSession {
             cookie_secure: true,
             idle_timeout: "8h".into(),
             absolute_timeout: "14d".into(),
+            key_prefix: "prt-gate:".into(),
+            cache_ttl: "500ms".into(),
         }
     }
 }
@@ -287,6 +294,8 @@ pub struct SessionConfig {
     pub cookie_secure: bool,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
+    pub key_prefix: String,
+    pub cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -546,6 +555,13 @@ impl Config {
         let idle_timeout = c.duration("session.idle_timeout", &raw.session.idle_timeout, Duration::from_secs(60), None);
         let absolute_timeout =
             c.duration("session.absolute_timeout", &raw.session.absolute_timeout, Duration::from_secs(60), None);
+        let cache_ttl =
+            c.duration("session.cache_ttl", &raw.session.cache_ttl, Duration::ZERO, Some(Duration::from_secs(1)));
+        if raw.session.key_prefix.is_empty()
+            || raw.session.key_prefix.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            c.error("session.key_prefix", "must be non-empty, without spaces or control characters".into());
+        }
         if idle_timeout > absolute_timeout {
             c.error("session.idle_timeout", "must not exceed session.absolute_timeout".into());
         }
@@ -632,7 +648,14 @@ impl Config {
                 app: raw.sso.app,
                 client_secret: raw.sso.client_secret,
             },
-            session: SessionConfig { store, cookie_secure: raw.session.cookie_secure, idle_timeout, absolute_timeout },
+            session: SessionConfig {
+                store,
+                cookie_secure: raw.session.cookie_secure,
+                idle_timeout,
+                absolute_timeout,
+                key_prefix: raw.session.key_prefix,
+                cache_ttl,
+            },
             tenant: TenantConfig { mode, id: raw.tenant.id, name: raw.tenant.name },
             media: MediaConfig {
                 bucket: m.bucket,
