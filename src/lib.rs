@@ -17,5 +17,6 @@ pub mod config;
 pub mod identity;
 pub mod metrics;
 pub mod normalize;
+pub mod oidc;
 pub mod proxy;
 pub mod secret;

@@ -368,7 +368,7 @@ fi
 ROWS=("upstream direct (no proxy)|$UP_PORT|-"
       "nginx proxy_pass (no auth)|$PP_PORT|$PP_PID"
       "nginx auth_request (204 subrequest)|$AR_PORT|$AR_PID")
-((WITH_GATE)) && ROWS+=("prt-gate (public route, policy-checked, no session)|$GATE_PORT|$GATE_PID")
+((WITH_GATE)) && ROWS+=("prt-gate (no session)|$GATE_PORT|$GATE_PID")
 
 # Pre-flight: every endpoint must answer exactly 200 with the upstream's body (a 302 to login or
 # a 403 would be "fast" and meaningless; wrk only counts >= 400 as errors).

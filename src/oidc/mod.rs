@@ -1,0 +1,9 @@
+//! OIDC relying party against the company SSO (barge2rail-auth, SPEC 4).
+//!
+//! * [`http`] — the client to the SSO (HTTPS, or HTTP to loopback only);
+//! * [`jwt`] — RS256-pinned verification of ID and Bearer tokens with a JWKS cache;
+//! * [`next`] — `next` parameter validation (open-redirect defence).
+
+pub mod http;
+pub mod jwt;
+pub mod next;
