@@ -98,6 +98,17 @@ pub struct RawSso {
     pub base_url: Option<String>,
     pub client_id: Option<String>,
     pub app: String,
+    /// Overrides of the endpoints derived from `base_url` (SPEC 4).
+    pub issuer: Option<String>,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub userinfo_url: Option<String>,
+    pub jwks_url: Option<String>,
+    pub logout_url: Option<String>,
+    /// Keep the refresh token and re-read roles when the access token expires.
+    pub refresh: bool,
+    /// Deadline for each call to the SSO.
+    pub timeout: String,
     /// Rejected when present in the file; filled from the environment only.
     #[serde(skip_serializing)]
     pub client_secret: Option<Secret<String>>,
@@ -105,7 +116,20 @@ pub struct RawSso {
 
 impl Default for RawSso {
     fn default() -> Self {
-        RawSso { base_url: None, client_id: None, app: "primetrade".into(), client_secret: None }
+        RawSso {
+            base_url: None,
+            client_id: None,
+            app: "primetrade".into(),
+            issuer: None,
+            authorize_url: None,
+            token_url: None,
+            userinfo_url: None,
+            jwks_url: None,
+            logout_url: None,
+            refresh: false,
+            timeout: "5s".into(),
+            client_secret: None,
+        }
     }
 }
 
@@ -280,6 +304,21 @@ pub struct SsoConfig {
     pub client_id: Option<String>,
     pub app: String,
     pub client_secret: Option<Secret<String>>,
+    /// Resolved endpoints; `Some` when `sso.base_url` is set.
+    pub endpoints: Option<SsoEndpoints>,
+    pub refresh: bool,
+    pub timeout: Duration,
+}
+
+/// The SSO's endpoints (barge2rail-auth layout unless overridden).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoEndpoints {
+    pub issuer: String,
+    pub authorize: String,
+    pub token: String,
+    pub userinfo: String,
+    pub jwks: String,
+    pub logout: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -547,6 +586,32 @@ impl Config {
         }
 
         let sso_base = raw.sso.base_url.as_deref().and_then(|u| c.http_url("sso.base_url", u));
+        let sso_timeout =
+            c.duration("sso.timeout", &raw.sso.timeout, Duration::from_millis(100), Some(Duration::from_secs(60)));
+        let endpoints = sso_base.as_ref().map(|base| {
+            let root = base.as_str().trim_end_matches('/').to_string();
+            let mut pick = |key: &str, v: &Option<String>, default: String| match v {
+                Some(u) => c.http_url(key, u).map_or(default, |u| u.to_string()),
+                None => default,
+            };
+            SsoEndpoints {
+                issuer: match &raw.sso.issuer {
+                    Some(i) => i.clone(),
+                    None => format!("{root}/o"),
+                },
+                authorize: pick("sso.authorize_url", &raw.sso.authorize_url, format!("{root}/o/authorize/")),
+                token: pick("sso.token_url", &raw.sso.token_url, format!("{root}/o/token/")),
+                userinfo: pick("sso.userinfo_url", &raw.sso.userinfo_url, format!("{root}/o/userinfo/")),
+                jwks: pick("sso.jwks_url", &raw.sso.jwks_url, format!("{root}/api/auth/.well-known/jwks.json")),
+                logout: pick("sso.logout_url", &raw.sso.logout_url, format!("{root}/o/logout/")),
+            }
+        });
+        if endpoints.is_some() && raw.sso.client_id.as_deref().is_none_or(str::is_empty) {
+            c.error("sso.client_id", "required when sso.base_url is set".into());
+        }
+        if endpoints.is_some() && public_url.is_none() {
+            c.error("gate.public_url", "required when sso.base_url is set (it forms the redirect URI)".into());
+        }
         if raw.sso.app.trim().is_empty() {
             c.error("sso.app", "must not be empty".into());
         }
@@ -647,6 +712,9 @@ impl Config {
                 client_id: raw.sso.client_id,
                 app: raw.sso.app,
                 client_secret: raw.sso.client_secret,
+                endpoints,
+                refresh: raw.sso.refresh,
+                timeout: sso_timeout,
             },
             session: SessionConfig {
                 store,
