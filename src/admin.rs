@@ -69,7 +69,8 @@ async fn readiness(gate: &Gate) -> (bool, &'static str) {
     if gate.draining.load(Ordering::SeqCst) {
         return (false, "draining");
     }
-    let addr = gate.config.gate.upstream.addr_hint.as_str();
+    let config = gate.live.get();
+    let addr = config.gate.upstream.addr_hint.as_str();
     match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(_)) => (true, "ready"),
         _ => (false, "upstream not accepting connections"),

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, StoreKind};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Gate};
+use crate::reload::Live;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -179,16 +180,12 @@ fn serve(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let config = Arc::new(config);
+    let live = Arc::new(Live::new(config));
+    let config = live.get();
     rt.block_on(async move {
         let metrics = Arc::new(Metrics::default());
-        let gate = match Gate::new(config.clone(), metrics) {
-            Ok(g) => Arc::new(g),
-            Err(e) => {
-                eprintln!("prt-gate: invalid configuration: {e}");
-                return ExitCode::from(2);
-            }
-        };
+        let gate = Arc::new(Gate::new(live.clone(), metrics.clone()));
+        tokio::spawn(live.watch(metrics));
         let listener = match tokio::net::TcpListener::bind(config.gate.listen).await {
             Ok(l) => l,
             Err(e) => {

@@ -348,6 +348,9 @@ pub struct TenantConfig {
     pub mode: TenantMode,
     pub id: String,
     pub name: String,
+    /// `X-Tenant-Id` / `X-Tenant-Name` values, built once.
+    pub id_header: http::HeaderValue,
+    pub name_header: http::HeaderValue,
 }
 
 #[derive(Debug, Clone)]
@@ -640,8 +643,8 @@ impl Config {
             }
         };
         for (key, v) in [("tenant.id", &raw.tenant.id), ("tenant.name", &raw.tenant.name)] {
-            if v.is_empty() || v.bytes().any(|b| b.is_ascii_control()) {
-                c.error(key, "must be non-empty and free of control characters".into());
+            if v.is_empty() || v.bytes().any(|b| b.is_ascii_control()) || http::HeaderValue::from_str(v).is_err() {
+                c.error(key, "must be non-empty, free of control characters and valid in an HTTP header".into());
             }
         }
 
@@ -724,7 +727,14 @@ impl Config {
                 key_prefix: raw.session.key_prefix,
                 cache_ttl,
             },
-            tenant: TenantConfig { mode, id: raw.tenant.id, name: raw.tenant.name },
+            tenant: TenantConfig {
+                mode,
+                id_header: http::HeaderValue::from_str(&raw.tenant.id).unwrap_or(http::HeaderValue::from_static("")),
+                name_header: http::HeaderValue::from_str(&raw.tenant.name)
+                    .unwrap_or(http::HeaderValue::from_static("")),
+                id: raw.tenant.id,
+                name: raw.tenant.name,
+            },
             media: MediaConfig {
                 bucket: m.bucket,
                 region: m.region,

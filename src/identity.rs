@@ -13,7 +13,7 @@
 //!
 //! Pure: operates on a `HeaderMap`; the pipeline decides when.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName};
 
 pub const X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
 pub const X_TENANT_NAME: HeaderName = HeaderName::from_static("x-tenant-name");
@@ -47,28 +47,16 @@ pub fn strip_inbound(headers: &mut HeaderMap) -> usize {
     doomed.len()
 }
 
-/// The tenant identity the upstream receives, with header values built once.
-#[derive(Debug, Clone)]
-pub struct TenantHeaders {
-    pub id: HeaderValue,
-    pub name: HeaderValue,
-}
-
-impl TenantHeaders {
-    /// Header values for the static tenant; `None` if a value is not a valid header value.
-    pub fn new(id: &str, name: &str) -> Option<Self> {
-        Some(TenantHeaders { id: HeaderValue::from_str(id).ok()?, name: HeaderValue::from_str(name).ok()? })
-    }
-
-    pub fn inject(&self, headers: &mut HeaderMap) {
-        headers.insert(X_TENANT_ID, self.id.clone());
-        headers.insert(X_TENANT_NAME, self.name.clone());
-    }
+/// Sets the tenant headers (replacing, never appending).
+pub fn inject_tenant(headers: &mut HeaderMap, tenant: &crate::config::TenantConfig) {
+    headers.insert(X_TENANT_ID, tenant.id_header.clone());
+    headers.insert(X_TENANT_NAME, tenant.name_header.clone());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HeaderValue;
 
     #[test]
     fn reserved_names_table() {
@@ -119,10 +107,10 @@ mod tests {
 
     #[test]
     fn inject_replaces_not_appends() {
-        let t = TenantHeaders::new("primetrade", "PrimeTrade Logistics").unwrap();
+        let (config, _) = crate::config::Config::from_str_at(std::path::Path::new("t.toml"), "").unwrap();
         let mut h = HeaderMap::new();
         h.append("x-tenant-id", HeaderValue::from_static("evil"));
-        t.inject(&mut h);
+        inject_tenant(&mut h, &config.tenant);
         let all: Vec<_> = h.get_all("x-tenant-id").iter().collect();
         assert_eq!(all, vec!["primetrade"]);
     }

@@ -19,4 +19,5 @@ pub mod metrics;
 pub mod normalize;
 pub mod oidc;
 pub mod proxy;
+pub mod reload;
 pub mod secret;

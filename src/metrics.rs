@@ -95,6 +95,8 @@ pub struct Metrics {
     connections_open: AtomicI64,
     connections_total: AtomicU64,
     stripped_headers: AtomicU64,
+    /// `[ok, failed]`.
+    config_reloads: [AtomicU64; 2],
 }
 
 impl Metrics {
@@ -125,6 +127,10 @@ impl Metrics {
         if n > 0 {
             self.stripped_headers.fetch_add(n as u64, Relaxed);
         }
+    }
+
+    pub fn config_reload(&self, ok: bool) {
+        self.config_reloads[usize::from(!ok)].fetch_add(1, Relaxed);
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -164,6 +170,15 @@ impl Metrics {
         );
         out.push_str("# TYPE prt_gate_stripped_headers_total counter\n");
         let _ = writeln!(out, "prt_gate_stripped_headers_total {}", self.stripped_headers.load(Relaxed));
+        out.push_str("# HELP prt_gate_config_reloads_total Configuration and policy reloads by result.\n");
+        out.push_str("# TYPE prt_gate_config_reloads_total counter\n");
+        for (i, result) in ["ok", "failed"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "prt_gate_config_reloads_total{{result=\"{result}\"}} {}",
+                self.config_reloads[i].load(Relaxed)
+            );
+        }
         out.push_str("# HELP prt_gate_connections_open Client connections currently open.\n");
         out.push_str("# TYPE prt_gate_connections_open gauge\n");
         let _ = writeln!(out, "prt_gate_connections_open {}", self.connections_open.load(Relaxed));

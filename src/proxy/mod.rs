@@ -14,49 +14,23 @@ pub mod upstream;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::uri::Authority;
-
-use crate::config::Config;
-use crate::identity::TenantHeaders;
 use crate::metrics::Metrics;
+use crate::reload::Live;
 
-/// Everything the pipeline needs, built once from the compiled config.
+/// Everything the pipeline needs. Per-request settings come from
+/// `live.get()`; sockets and pools are built once.
 pub struct Gate {
-    pub config: Arc<Config>,
+    pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
     pub client: upstream::UpstreamClient,
-    pub upstream_authority: Authority,
-    pub public_authority: Option<Authority>,
-    pub upstream_timeout: Duration,
-    pub tenant: TenantHeaders,
-    pub tenant_id: Arc<str>,
-    pub access_log: bool,
     /// Set when shutdown begins; `/readyz` reports not ready from then on.
     pub draining: AtomicBool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum GateBuildError {
-    #[error("tenant.id / tenant.name are not valid header values")]
-    TenantHeader,
-}
-
 impl Gate {
-    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Gate, GateBuildError> {
-        let tenant = TenantHeaders::new(&config.tenant.id, &config.tenant.name).ok_or(GateBuildError::TenantHeader)?;
-        Ok(Gate {
-            client: upstream::client(&config.gate),
-            upstream_authority: config.gate.upstream.authority.clone(),
-            public_authority: config.gate.public_url.as_ref().map(|p| p.authority.clone()),
-            upstream_timeout: config.gate.upstream_timeout,
-            tenant,
-            tenant_id: Arc::from(config.tenant.id.as_str()),
-            access_log: config.log.access,
-            draining: AtomicBool::new(false),
-            metrics,
-            config,
-        })
+    pub fn new(live: Arc<Live>, metrics: Arc<Metrics>) -> Gate {
+        let config = live.get();
+        Gate { client: upstream::client(&config.gate), live, metrics, draining: AtomicBool::new(false) }
     }
 }

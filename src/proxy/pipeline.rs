@@ -24,6 +24,7 @@ use super::headers::{self, Forwarding, X_REQUEST_ID};
 use super::respond::{self, Refusal};
 use super::upstream;
 use super::Gate;
+use crate::config::Config;
 use crate::identity;
 use crate::metrics::{Decision, UpstreamError};
 use crate::normalize::normalize;
@@ -59,19 +60,22 @@ pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<Incoming>
         refusal: None,
         upstream_latency: None,
     };
-    let resp = match run(&gate, &conn, &mut ctx, req).await {
+    // The configuration in force when the request arrived, for all of it.
+    let config = gate.live.get();
+    let resp = match run(&gate, &config, &conn, &mut ctx, req).await {
         Ok(resp) => resp,
         Err(refusal) => {
             ctx.refusal = Some(refusal);
             respond::rescue(refusal, ctx.html, &ctx.request_id)
         }
     };
-    log(&gate, &conn, &ctx, resp.status().as_u16(), start.elapsed());
+    log(&gate, &config, &conn, &ctx, resp.status().as_u16(), start.elapsed());
     resp
 }
 
 async fn run(
     gate: &Gate,
+    config: &Config,
     conn: &ConnInfo,
     ctx: &mut Ctx,
     req: Request<Incoming>,
@@ -80,7 +84,8 @@ async fn run(
 
     // parse: the target must be origin-form (or absolute-form naming this
     // gate) and the Host unambiguous, before anything looks at the path.
-    let host = check_target(gate, &parts)?;
+    let public_authority = config.gate.public_url.as_ref().map(|p| &p.authority);
+    let host = check_target(public_authority, &parts)?;
 
     // normalize: once, first. This one path is what routing, policy, logs and
     // the upstream request line all see (SPEC 3 step 2).
@@ -110,7 +115,7 @@ async fn run(
     // forward: rebuild the request for the upstream and inject identity.
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(gate.upstream_authority.clone());
+    uri.authority = Some(config.gate.upstream.authority.clone());
     uri.path_and_query = Some(path_and_query);
     parts.uri = Uri::from_parts(uri).map_err(|_| Refusal::Request("unrepresentable target"))?;
     parts.version = Version::HTTP_11;
@@ -121,11 +126,11 @@ async fn run(
     );
     parts.headers.insert(header::HOST, host);
     parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
-    gate.tenant.inject(&mut parts.headers);
+    identity::inject_tenant(&mut parts.headers, &config.tenant);
 
     let sent = Instant::now();
     let result =
-        tokio::time::timeout(gate.upstream_timeout, gate.client.request(Request::from_parts(parts, body))).await;
+        tokio::time::timeout(config.gate.upstream_timeout, gate.client.request(Request::from_parts(parts, body))).await;
     ctx.upstream_latency = Some(sent.elapsed());
     let upstream_resp = match result {
         Ok(Ok(resp)) => resp,
@@ -156,7 +161,7 @@ async fn run(
 }
 
 /// Validates the request target and returns the `Host` to forward.
-fn check_target(gate: &Gate, parts: &http::request::Parts) -> Result<HeaderValue, Refusal> {
+fn check_target(public_authority: Option<&Authority>, parts: &http::request::Parts) -> Result<HeaderValue, Refusal> {
     if parts.method == Method::CONNECT {
         return Err(Refusal::Request("CONNECT is not supported"));
     }
@@ -186,7 +191,7 @@ fn check_target(gate: &Gate, parts: &http::request::Parts) -> Result<HeaderValue
                 if !matches!(parts.uri.scheme_str(), Some("http" | "https")) || a.as_str().contains('@') {
                     return Err(Refusal::Request("absolute-form target with foreign scheme"));
                 }
-                let expected: Option<&[u8]> = match &gate.public_authority {
+                let expected: Option<&[u8]> = match public_authority {
                     Some(p) => Some(p.as_str().as_bytes()),
                     None => host_header.map(HeaderValue::as_bytes),
                 };
@@ -197,7 +202,7 @@ fn check_target(gate: &Gate, parts: &http::request::Parts) -> Result<HeaderValue
             }
             match host_header {
                 Some(h) => Ok(h.clone()),
-                None if parts.version == Version::HTTP_10 => match &gate.public_authority {
+                None if parts.version == Version::HTTP_10 => match public_authority {
                     Some(p) => HeaderValue::from_str(p.as_str()).map_err(|_| Refusal::Request("missing Host")),
                     None => Err(Refusal::Request("missing Host")),
                 },
@@ -234,13 +239,13 @@ fn wants_html(req: &Request<Incoming>) -> bool {
 }
 
 /// The log phase: one JSON access line and the request metrics.
-fn log(gate: &Gate, conn: &ConnInfo, ctx: &Ctx, status: u16, total: Duration) {
+fn log(gate: &Gate, config: &Config, conn: &ConnInfo, ctx: &Ctx, status: u16, total: Duration) {
     let decision = match ctx.refusal {
         Some(Refusal::Path(_) | Refusal::Request(_)) => Decision::Reject,
         _ => Decision::Allow,
     };
     gate.metrics.request(decision, status, total);
-    if !gate.access_log {
+    if !config.log.access {
         return;
     }
     let error = ctx.refusal.map(|r| r.to_string());
@@ -252,7 +257,7 @@ fn log(gate: &Gate, conn: &ConnInfo, ctx: &Ctx, status: u16, total: Duration) {
         decision = decision.as_str(),
         rule = "",
         role = "",
-        tenant = gate.tenant_id.as_ref(),
+        tenant = config.tenant.id.as_str(),
         user = "",
         request_id = ctx.request_id.to_str().unwrap_or("-"),
         peer = %conn.peer.ip(),

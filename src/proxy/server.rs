@@ -23,7 +23,10 @@ use super::Gate;
 /// `gate.drain_timeout` for in-flight requests. Returns whether the drain
 /// completed in time.
 pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
-    let cfg = &gate.config.gate;
+    // Listener-level settings are fixed at start (a reload logs that they
+    // need a restart).
+    let config = gate.live.get();
+    let cfg = &config.gate;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -55,7 +58,7 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let trusted = cfg.trusted_proxies.iter().any(|n| n.contains(&peer.ip()));
+                let trusted = gate.live.get().gate.trusted_proxies.iter().any(|n| n.contains(&peer.ip()));
                 let conn_info = Arc::new(ConnInfo { peer, trusted });
                 let g = gate.clone();
                 let service = service_fn(move |req| {

@@ -96,3 +96,58 @@ fn help_and_usage_errors() {
     let out = Command::new(BIN).arg("frobnicate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Reload: a valid edit takes effect without a restart; a broken file keeps
+/// the previous configuration in force (and is counted); SIGHUP reloads at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_swaps_valid_config_and_keeps_old_on_error() {
+    use std::time::Duration;
+    let up = Upstream::start().await;
+    let gate = Gate::start(up.addr, "", "[tenant]\nid = \"tenant-a\"\nname = \"A\"\n");
+    let cfg = gate.dir.path().join("policy.toml");
+    let original = std::fs::read_to_string(&cfg).unwrap();
+    send(&client(), get(&gate.url("/x"))).await;
+    assert_eq!(up.last().one("x-tenant-id"), Some("tenant-a"));
+
+    // A broken edit: old config stays, requests keep flowing, failure counted.
+    std::fs::write(&cfg, original.replace("id = \"tenant-a\"", "id = \"tenant-b\"\nbogus = 1")).unwrap();
+    let failed = eventually(Duration::from_secs(5), || {
+        let m = std::process::Command::new("curl").arg("-s").arg(format!("http://{}/metrics", gate.admin)).output();
+        m.map(|o| String::from_utf8_lossy(&o.stdout).contains("prt_gate_config_reloads_total{result=\"failed\"} 1"))
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(failed, "broken file was not counted as a failed reload: {}", gate.log_text());
+    let (parts, _) = send(&client(), get(&gate.url("/x"))).await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(up.last().one("x-tenant-id"), Some("tenant-a"));
+    assert!(gate.log_text().contains("configuration reload refused"), "{}", gate.log_text());
+    assert!(gate.log_text().contains(":10:1: unknown field `bogus`"), "{}", gate.log_text());
+
+    // A valid edit takes effect.
+    std::fs::write(&cfg, original.replace("id = \"tenant-a\"", "id = \"tenant-c\"")).unwrap();
+    let mut ok = false;
+    for _ in 0..100 {
+        send(&client(), get(&gate.url("/x"))).await;
+        if up.last().one("x-tenant-id") == Some("tenant-c") {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "valid edit never took effect");
+
+    // SIGHUP reloads even when the poll has not looked yet.
+    std::fs::write(&cfg, original.replace("id = \"tenant-a\"", "id = \"tenant-d\"")).unwrap();
+    gate.signal("HUP");
+    let mut ok = false;
+    for _ in 0..100 {
+        send(&client(), get(&gate.url("/x"))).await;
+        if up.last().one("x-tenant-id") == Some("tenant-d") {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "SIGHUP did not reload");
+}

@@ -1,0 +1,413 @@
+//! The login flow: `/auth/login/` → SSO authorize → `/auth/callback/` →
+//! session → `Set-Cookie` → `next`; and `/auth/logout/`.
+//!
+//! * Login state (PKCE verifier, nonce, `next`) lives server side under the
+//!   hash of a fresh `state`, single use, 10 minutes: parallel logins in two
+//!   tabs each have their own state and both succeed.
+//! * The callback exchanges the code with `client_secret_post`, verifies the
+//!   ID token (RS256, `exp`/`iss`/`aud`/`nonce`), reads the role from
+//!   `application_roles.<sso.app>` and refuses users without one (403 page,
+//!   no session). A **new** session id is minted at every login; a session
+//!   cookie the browser brought is deleted, never reused (no fixation).
+//! * Nothing here logs a token, code, state or cookie value.
+
+use std::collections::BTreeMap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::http::SsoHttp;
+use super::jwt::{SsoClaims, TokenError, Verifier};
+use super::next::safe_next;
+use crate::config::{Config, SsoEndpoints};
+use crate::proxy::body::GateBody;
+use crate::secret::Secret;
+use crate::session::{LoginState, SessionId, SessionRecord, SessionStore, Store, LOGIN_STATE_TTL};
+
+/// The roles the gate knows (SPEC 14). Anything else is refused at login.
+pub const ROLES: [&str; 4] = ["Admin", "Office", "Operator", "Client"];
+
+/// Canonical (title case) role name, compared case-insensitively.
+pub fn canonical_role(role: &str) -> Option<&'static str> {
+    ROLES.iter().copied().find(|r| r.eq_ignore_ascii_case(role.trim()))
+}
+
+/// Everything the login flow needs, built once from the config.
+pub struct Oidc {
+    pub endpoints: SsoEndpoints,
+    pub client_id: String,
+    client_secret: Secret<String>,
+    pub app: String,
+    /// `{public}/auth/callback/` — must match the SSO registration exactly.
+    pub redirect_uri: String,
+    /// `{public}` origin, prefixed to every redirect so it cannot leave it.
+    pub public_origin: String,
+    pub verifier: Verifier,
+    http: SsoHttp,
+    pub cookie: CookieSpec,
+    tenant_id: String,
+    tenant_name: String,
+    landing: BTreeMap<String, String>,
+}
+
+/// Name and attributes of the gate's session cookie.
+#[derive(Debug, Clone)]
+pub struct CookieSpec {
+    pub name: &'static str,
+    pub secure: bool,
+    pub max_age: u64,
+}
+
+impl CookieSpec {
+    pub fn from_config(config: &Config) -> CookieSpec {
+        let secure = config.session.cookie_secure;
+        CookieSpec {
+            // `__Host-` requires Secure, Path=/ and no Domain (SPEC 5).
+            name: if secure { "__Host-prt_session" } else { "prt_session" },
+            secure,
+            max_age: config.session.absolute_timeout.as_secs(),
+        }
+    }
+
+    pub fn set(&self, id: &SessionId) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let v = format!(
+            "{}={}; Path=/; HttpOnly{secure}; SameSite=Lax; Max-Age={}",
+            self.name,
+            id.expose_cookie_value(),
+            self.max_age
+        );
+        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    pub fn expire(&self) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let v = format!("{}=; Path=/; HttpOnly{secure}; SameSite=Lax; Max-Age=0", self.name);
+        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// The session id from the request's cookies, if well-formed.
+    pub fn read(&self, headers: &HeaderMap) -> Option<SessionId> {
+        cookie_values(headers, self.name).find_map(SessionId::parse)
+    }
+}
+
+/// Values of cookie `name` across all `Cookie` headers.
+pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(move |pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k.trim() == name).then_some(v.trim())
+        })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OidcBuildError {
+    #[error("sso.base_url is not set")]
+    NoSso,
+    #[error("gate.public_url is not set")]
+    NoPublicUrl,
+    #[error("PRT_GATE_SSO__CLIENT_SECRET is not set")]
+    NoSecret,
+    #[error("sso.client_id is not set")]
+    NoClientId,
+    #[error("cannot build the SSO client: {0}")]
+    Http(#[from] super::http::SsoHttpError),
+}
+
+impl Oidc {
+    pub fn from_config(config: &Config) -> Result<Oidc, OidcBuildError> {
+        let endpoints = config.sso.endpoints.clone().ok_or(OidcBuildError::NoSso)?;
+        let public = config.gate.public_url.as_ref().ok_or(OidcBuildError::NoPublicUrl)?;
+        let client_id = config.sso.client_id.clone().ok_or(OidcBuildError::NoClientId)?;
+        let client_secret = config.sso.client_secret.clone().ok_or(OidcBuildError::NoSecret)?;
+        let http = SsoHttp::new(config.sso.timeout)?;
+        super::http::check_url(&endpoints.token)?;
+        let verifier = Verifier::new(endpoints.issuer.clone(), client_id.clone(), endpoints.jwks.clone(), http.clone());
+        Ok(Oidc {
+            redirect_uri: format!("{}/auth/callback/", public.origin),
+            public_origin: public.origin.clone(),
+            endpoints,
+            client_id,
+            client_secret,
+            app: config.sso.app.clone(),
+            verifier,
+            http,
+            cookie: CookieSpec::from_config(config),
+            tenant_id: config.tenant.id.clone(),
+            tenant_name: config.tenant.name.clone(),
+            landing: config.landing.clone(),
+        })
+    }
+
+    /// The landing page of a role (`roles.landing`, default `/`).
+    pub fn landing(&self, role: &str) -> &str {
+        self.landing.iter().find(|(r, _)| r.eq_ignore_ascii_case(role)).map_or("/", |(_, p)| p.as_str())
+    }
+
+    fn absolute(&self, path: &str) -> String {
+        format!("{}{}", self.public_origin, path)
+    }
+
+    /// `GET /auth/login/?next=…[&login_hint=…]` (and the legacy `/login/`).
+    pub async fn login<B>(&self, store: &Store, req: &Request<B>) -> Response<GateBody> {
+        let q = query_map(req.uri().query());
+        let next = q.get("next").and_then(|n| safe_next(n));
+        let state = random_token();
+        let verifier = random_token();
+        let nonce = random_token();
+        let st = LoginState {
+            pkce_verifier: Secret::new(verifier.clone()),
+            nonce: Secret::new(nonce.clone()),
+            next,
+            created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        };
+        if let Err(e) = store.put_login_state(&state, &st, LOGIN_STATE_TTL).await {
+            tracing::warn!(error = %e, "login: cannot store login state");
+            return page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in unavailable", "The sign-in service is temporarily unavailable. Please try again in a moment.");
+        }
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let mut url = match url::Url::parse(&self.endpoints.authorize) {
+            Ok(u) => u,
+            Err(_) => return page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in unavailable", "The sign-in service is misconfigured."),
+        };
+        {
+            let mut qp = url.query_pairs_mut();
+            qp.append_pair("response_type", "code")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("redirect_uri", &self.redirect_uri)
+                .append_pair("scope", "openid email profile roles")
+                .append_pair("state", &state)
+                .append_pair("nonce", &nonce)
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256");
+            if let Some(hint) = q.get("login_hint").filter(|h| h.len() <= 254 && h.bytes().all(|b| b.is_ascii_graphic())) {
+                qp.append_pair("login_hint", hint);
+            }
+        }
+        redirect(url.as_str())
+    }
+
+    /// `GET /auth/callback/?code=…&state=…`.
+    pub async fn callback<B>(&self, store: &Store, req: &Request<B>) -> (Response<GateBody>, LoginOutcome) {
+        let q = query_map(req.uri().query());
+        let Some(state) = q.get("state") else {
+            return (bad_login("The sign-in response is incomplete."), LoginOutcome::BadRequest);
+        };
+        let st = match store.take_login_state(state).await {
+            Ok(Some(st)) => st,
+            Ok(None) => return (bad_login("This sign-in link has expired or was already used."), LoginOutcome::BadState),
+            Err(e) => {
+                tracing::warn!(error = %e, "callback: login state unavailable");
+                return (unavailable(), LoginOutcome::StoreUnavailable);
+            }
+        };
+        if q.contains_key("error") {
+            return (bad_login("The sign-in service refused the request."), LoginOutcome::SsoError);
+        }
+        let Some(code) = q.get("code") else {
+            return (bad_login("The sign-in response is incomplete."), LoginOutcome::BadRequest);
+        };
+        let tokens = match self.exchange(code, st.pkce_verifier.expose()).await {
+            Ok(t) => t,
+            Err(ExchangeError::Unavailable) => return (unavailable(), LoginOutcome::SsoUnavailable),
+            Err(ExchangeError::Refused) => {
+                return (bad_login("The sign-in service refused the code."), LoginOutcome::SsoError)
+            }
+        };
+        let claims = match self.verifier.verify_id_token(tokens.id_token.expose(), st.nonce.expose()).await {
+            Ok(c) => c,
+            Err(TokenError::KeysUnavailable) => return (unavailable(), LoginOutcome::SsoUnavailable),
+            Err(e) => {
+                tracing::warn!(error = %e, "callback: ID token refused");
+                return (bad_login("The sign-in response could not be verified."), LoginOutcome::BadToken);
+            }
+        };
+        let Some(record) = self.record_from(&claims) else {
+            return (
+                page(
+                    StatusCode::FORBIDDEN,
+                    "No access",
+                    "Your account has no access to PrimeTrade. Ask an administrator to grant you a role.",
+                ),
+                LoginOutcome::NoRole,
+            );
+        };
+        let role = record.role.clone();
+        // No fixation: whatever session the browser had ends here.
+        if let Some(old) = self.cookie.read(req.headers()) {
+            let _ = store.delete(&old).await;
+        }
+        let id = match store.create(record).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, "callback: cannot create session");
+                return (unavailable(), LoginOutcome::StoreUnavailable);
+            }
+        };
+        let target = st.next.unwrap_or_else(|| self.landing(&role).to_string());
+        let mut resp = redirect(&self.absolute(&target));
+        resp.headers_mut().append(header::SET_COOKIE, self.cookie.set(&id));
+        (resp, LoginOutcome::Ok)
+    }
+
+    /// `/auth/logout/` and `/logout/`: delete server side, expire the cookie,
+    /// and send the browser to the SSO's RP-logout.
+    pub async fn logout<B>(&self, store: &Store, req: &Request<B>) -> Response<GateBody> {
+        if let Some(id) = self.cookie.read(req.headers()) {
+            if let Err(e) = store.delete(&id).await {
+                tracing::warn!(error = %e, "logout: session store unavailable; cookie expired anyway");
+            }
+        }
+        let mut url = match url::Url::parse(&self.endpoints.logout) {
+            Ok(u) => u,
+            Err(_) => return page(StatusCode::OK, "Signed out", "You are signed out."),
+        };
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.client_id)
+            .append_pair("post_logout_redirect_uri", &self.absolute("/auth/login/"));
+        let mut resp = redirect(url.as_str());
+        resp.headers_mut().append(header::SET_COOKIE, self.cookie.expire());
+        resp
+    }
+
+    /// The session record for verified claims, or `None` if the user has no
+    /// (known) role for this application.
+    pub fn record_from(&self, claims: &SsoClaims) -> Option<SessionRecord> {
+        let app = claims.app(&self.app)?;
+        let role = canonical_role(&app.role)?;
+        Some(SessionRecord {
+            subject: claims.sub.clone(),
+            email: claims.email.clone().unwrap_or_default(),
+            name: claims.name.clone().unwrap_or_default(),
+            role: role.to_string(),
+            features: app.features.clone(),
+            tenant_id: self.tenant_id.clone(),
+            tenant_name: self.tenant_name.clone(),
+            tenant_code: app.tenant_code.clone(),
+            created: 0,
+            last_seen: 0,
+            absolute_expiry: 0,
+            idle_timeout_secs: 0,
+            tokens: None,
+        })
+    }
+
+    async fn exchange(&self, code: &str, verifier: &str) -> Result<TokenResponse, ExchangeError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", code)
+            .append_pair("redirect_uri", &self.redirect_uri)
+            .append_pair("code_verifier", verifier)
+            .append_pair("client_id", &self.client_id)
+            .append_pair("client_secret", self.client_secret.expose())
+            .finish();
+        let req = Request::post(&self.endpoints.token)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| ExchangeError::Unavailable)?;
+        let (status, body) = self.http.send(req).await.map_err(|e| {
+            tracing::warn!(error = %e, "token exchange failed");
+            ExchangeError::Unavailable
+        })?;
+        if status.is_server_error() {
+            return Err(ExchangeError::Unavailable);
+        }
+        if !status.is_success() {
+            tracing::warn!(status = status.as_u16(), "token endpoint refused the code");
+            return Err(ExchangeError::Refused);
+        }
+        serde_json::from_slice(&body).map_err(|_| ExchangeError::Refused)
+    }
+}
+
+/// How a callback ended (the `login` metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Ok,
+    NoRole,
+    BadState,
+    BadRequest,
+    BadToken,
+    SsoError,
+    SsoUnavailable,
+    StoreUnavailable,
+}
+
+impl LoginOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginOutcome::Ok => "ok",
+            LoginOutcome::NoRole => "no_role",
+            LoginOutcome::BadState => "bad_state",
+            LoginOutcome::BadRequest => "bad_request",
+            LoginOutcome::BadToken => "bad_token",
+            LoginOutcome::SsoError => "sso_error",
+            LoginOutcome::SsoUnavailable => "sso_unavailable",
+            LoginOutcome::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+enum ExchangeError {
+    Unavailable,
+    Refused,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    id_token: Secret<String>,
+}
+
+/// 256 bits from the OS CSPRNG, base64url.
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut b).unwrap_or_else(|_| rand::fill(&mut b));
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn query_map(q: Option<&str>) -> std::collections::HashMap<String, String> {
+    q.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+fn redirect(location: &str) -> Response<GateBody> {
+    let mut resp = Response::new(GateBody::empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn bad_login(msg: &'static str) -> Response<GateBody> {
+    page(StatusCode::BAD_REQUEST, "Sign-in failed", msg)
+}
+
+fn unavailable() -> Response<GateBody> {
+    page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in unavailable", "The sign-in service is temporarily unavailable. Please try again in a moment.")
+}
+
+/// A small HTML page. `msg` is a fixed string, never request data.
+pub fn page(status: StatusCode, title: &'static str, msg: &'static str) -> Response<GateBody> {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body>\
+         <h1>{title}</h1><p>{msg}</p><p><a href=\"/auth/login/\">Sign in again</a></p></body></html>\n"
+    );
+    let mut resp = Response::new(GateBody::local(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

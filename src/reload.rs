@@ -1,0 +1,107 @@
+//! Live configuration: the compiled [`Config`] behind an atomic pointer,
+//! reloaded on SIGHUP and when the file changes.
+//!
+//! A reload validates the whole file (and environment) first; only a fully
+//! valid configuration is swapped in, atomically. An invalid file keeps the
+//! previous configuration in force, is logged with `file:line: reason` and
+//! counted (`prt_gate_config_reloads_total{result="failed"}`). Requests in
+//! flight keep the `Arc<Config>` they started with.
+//!
+//! Settings that shape sockets and pools (`gate.listen`, `gate.admin_listen`,
+//! `gate.upstream`, `session.store`, `gate.workers`) take effect at the next
+//! restart; a reload that changes them says so in the log.
+//!
+//! The file is polled (size, mtime and a content hash, every
+//! [`POLL_INTERVAL`]) rather than watched with inotify: editors replace files
+//! by rename, ConfigMaps swap symlinks, and a poll sees all of these the same.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The configuration in force. Cheap to read on every request.
+pub struct Live {
+    current: ArcSwap<Config>,
+    path: PathBuf,
+}
+
+impl Live {
+    pub fn new(config: Config) -> Live {
+        let path = config.source.clone();
+        Live { current: ArcSwap::from_pointee(config), path }
+    }
+
+    /// The configuration for one request: hold it for the whole request.
+    pub fn get(&self) -> Arc<Config> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the file. `Ok(true)` if a new configuration is in force,
+    /// `Ok(false)` if nothing changed, `Err` (old one kept) if it is invalid.
+    pub fn reload(&self, metrics: &Metrics) -> Result<bool, String> {
+        match Config::load(&self.path) {
+            Ok((new, warnings)) => {
+                for w in &warnings {
+                    tracing::warn!("{w}");
+                }
+                let old = self.current.load();
+                for (what, changed) in [
+                    ("gate.listen", old.gate.listen != new.gate.listen),
+                    ("gate.admin_listen", old.gate.admin_listen != new.gate.admin_listen),
+                    ("gate.upstream", old.gate.upstream.authority != new.gate.upstream.authority),
+                    ("session.store", old.session.store != new.session.store),
+                    ("gate.workers", old.gate.workers != new.gate.workers),
+                ] {
+                    if changed {
+                        tracing::warn!(
+                            key = what,
+                            "configuration reloaded; this setting takes effect at the next restart"
+                        );
+                    }
+                }
+                self.current.store(Arc::new(new));
+                metrics.config_reload(true);
+                tracing::info!(file = %self.path.display(), "configuration reloaded");
+                Ok(true)
+            }
+            Err(e) => {
+                metrics.config_reload(false);
+                let msg = e.to_string();
+                tracing::error!(file = %self.path.display(), error = %msg, "configuration reload refused; previous configuration stays in force");
+                Err(msg)
+            }
+        }
+    }
+
+    /// Runs forever: reloads on SIGHUP and when the file's content changes.
+    pub async fn watch(self: Arc<Self>, metrics: Arc<Metrics>) {
+        let mut last = fingerprint(&self.path);
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let by_signal = tokio::select! {
+                _ = tick.tick() => false,
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            };
+            let now = fingerprint(&self.path);
+            if by_signal || (now.is_some() && now != last) {
+                last = now;
+                let _ = self.reload(&metrics);
+            }
+        }
+    }
+}
+
+/// Content hash of the file (`None` while it cannot be read, e.g. mid-rename).
+fn fingerprint(path: &std::path::Path) -> Option<[u8; 32]> {
+    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+}
