@@ -53,6 +53,72 @@ pub fn inject_tenant(headers: &mut HeaderMap, tenant: &crate::config::TenantConf
     headers.insert(X_TENANT_NAME, tenant.name_header.clone());
 }
 
+/// Claims of `X-Prt-Assertion` (SPEC 8): a short-lived HS256 JWT by which
+/// Django can prove a request came through the gate.
+#[derive(Debug, serde::Serialize, PartialEq, Eq)]
+pub struct AssertionClaims<'a> {
+    pub iss: &'a str,
+    pub aud: &'a str,
+    pub sub: &'a str,
+    pub email: &'a str,
+    pub role: &'a str,
+    pub features: &'a std::collections::BTreeMap<String, Vec<String>>,
+    pub tenant_id: &'a str,
+    pub tenant_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_code: Option<&'a str>,
+    pub iat: u64,
+    pub exp: u64,
+    /// The request id.
+    pub jti: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+/// Issuer of every assertion.
+pub const ASSERTION_ISSUER: &str = "prt-gate";
+/// Lifetime of an assertion; SPEC 8 caps it at 60 s.
+pub const ASSERTION_TTL_SECS: u64 = 30;
+/// Shortest accepted `PRT_GATE_ASSERTION__SECRET`.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Signs assertions with the current secret.
+pub struct AssertionSigner {
+    key: jsonwebtoken::EncodingKey,
+    header: jsonwebtoken::Header,
+}
+
+impl std::fmt::Debug for AssertionSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AssertionSigner([REDACTED])")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AssertionError {
+    #[error("PRT_GATE_ASSERTION__SECRET must be at least {MIN_SECRET_BYTES} bytes")]
+    ShortSecret,
+    #[error("cannot sign the assertion")]
+    Sign,
+}
+
+impl AssertionSigner {
+    pub fn new(secret: &crate::secret::Secret<String>) -> Result<Self, AssertionError> {
+        if secret.expose().len() < MIN_SECRET_BYTES {
+            return Err(AssertionError::ShortSecret);
+        }
+        Ok(AssertionSigner {
+            key: jsonwebtoken::EncodingKey::from_secret(secret.expose().as_bytes()),
+            header: jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        })
+    }
+
+    pub fn sign(&self, claims: &AssertionClaims<'_>) -> Result<http::HeaderValue, AssertionError> {
+        let token = jsonwebtoken::encode(&self.header, claims, &self.key).map_err(|_| AssertionError::Sign)?;
+        http::HeaderValue::from_str(&token).map_err(|_| AssertionError::Sign)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +169,52 @@ mod tests {
         assert_eq!(removed, 3);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    fn claims<'a>(features: &'a std::collections::BTreeMap<String, Vec<String>>) -> AssertionClaims<'a> {
+        AssertionClaims {
+            iss: ASSERTION_ISSUER,
+            aud: "django",
+            sub: "u-1",
+            email: "client@example.com",
+            role: "Client",
+            features,
+            tenant_id: "primetrade",
+            tenant_name: "PrimeTrade Logistics",
+            tenant_code: Some("PRT"),
+            iat: 1_900_000_000,
+            exp: 1_900_000_030,
+            jti: "rid",
+            method: "GET",
+            path: "/api/history/",
+        }
+    }
+
+    #[test]
+    fn assertion_verifies_with_its_secret_only() {
+        use crate::secret::Secret;
+        use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+        let secret = Secret::new("s".repeat(32));
+        let signer = AssertionSigner::new(&secret).unwrap();
+        let features = [("bol".to_string(), vec!["view".to_string()])].into_iter().collect();
+        let token = signer.sign(&claims(&features)).unwrap();
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_audience(&["django"]);
+        v.set_issuer(&[ASSERTION_ISSUER]);
+        v.validate_exp = false;
+        let ok = decode::<serde_json::Value>(
+            token.to_str().unwrap(),
+            &DecodingKey::from_secret(secret.expose().as_bytes()),
+            &v,
+        )
+        .unwrap();
+        assert_eq!(ok.claims["email"], "client@example.com");
+        assert_eq!(ok.claims["features"]["bol"][0], "view");
+        assert_eq!(ok.claims["path"], "/api/history/");
+        let other = DecodingKey::from_secret("t".repeat(32).as_bytes());
+        assert!(decode::<serde_json::Value>(token.to_str().unwrap(), &other, &v).is_err());
+        assert_eq!(AssertionSigner::new(&Secret::new("short".into())).unwrap_err(), AssertionError::ShortSecret);
+        assert_eq!(format!("{signer:?}"), "AssertionSigner([REDACTED])");
     }
 
     #[test]
