@@ -1,0 +1,1 @@
+"""prt-gate adapter for Django: trust identity only from a verified X-Prt-Assertion."""
