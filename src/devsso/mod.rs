@@ -45,12 +45,14 @@
 //!
 //! Neighbours: `cli` runs it as `prt-gate dev-sso`; the gate's `oidc` module
 //! is its client. Parts: `users` (accounts and claims), `keys` (RSA key, JWKS,
-//! signing), `store` (codes and tokens), `endpoints` (HTTP).
+//! signing), `store` (codes and tokens), `endpoints` (HTTP handlers), `web`
+//! (request/response plumbing).
 
 mod endpoints;
 mod keys;
 mod store;
 mod users;
+mod web;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -101,8 +103,9 @@ pub enum DevSsoError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot create the signing key: {0}")]
     Key(String),
-    #[error("{}: {message}", path.display())]
-    UsersFile { path: PathBuf, message: String },
+    /// `at` is `:LINE:COL` when the problem has a place in the file.
+    #[error("{}{at}: {message}", path.display())]
+    UsersFile { path: PathBuf, at: String, message: String },
     #[error("invalid users: {}", .0.join("; "))]
     Users(Vec<String>),
     #[error("no user {0}")]

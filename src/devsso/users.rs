@@ -176,12 +176,11 @@ struct UsersFile {
 
 /// Reads a `--users` file (format in the module doc of [`super`]).
 pub fn load_users(path: &Path) -> Result<Vec<User>, DevSsoError> {
-    let fail = |message: String| DevSsoError::UsersFile { path: path.to_path_buf(), message };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let fail = |at: String, message: String| DevSsoError::UsersFile { path: path.to_path_buf(), at, message };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(String::new(), e.to_string()))?;
     let file: UsersFile = toml::from_str(&text).map_err(|e| {
-        let at = e.span().map(|s| line_col(&text, s.start));
-        let msg = e.message().trim().to_string();
-        fail(at.map_or(msg.clone(), |(l, c)| format!("{l}:{c}: {msg}")))
+        let at = e.span().map(|s| line_col(&text, s.start)).map_or(String::new(), |(l, c)| format!(":{l}:{c}"));
+        fail(at, e.message().trim().to_string())
     })?;
     let users = file
         .user
@@ -201,7 +200,7 @@ pub fn load_users(path: &Path) -> Result<Vec<User>, DevSsoError> {
             u
         })
         .collect::<Vec<_>>();
-    validate(&users).map_err(|problems| fail(problems.join("; ")))?;
+    validate(&users).map_err(|problems| fail(String::new(), problems.join("; ")))?;
     Ok(users)
 }
 
@@ -288,7 +287,7 @@ mod tests {
                  [[user]]\nemail = \"b@x.com\"\nname = \"B\"\nfeatures = { bol = [\"view\"] }\nrole = \"client\"\ntenant_code = \"ACME\"\n",
                 Ok(2),
             ),
-            ("[[user]]\nemail = \"a@x.com\"\nname = \"A\"\nrol = \"Office\"\n", Err("4:1: unknown field `rol`")),
+            ("[[user]]\nemail = \"a@x.com\"\nname = \"A\"\nrol = \"Office\"\n", Err("u1.toml:4:1: unknown field `rol`")),
             ("", Err("no users")),
             (
                 "[[user]]\nemail = \"a@x.com\"\nname = \"A\"\n[[user]]\nemail = \"A@x.com\"\nname = \"\"\n",
