@@ -2,6 +2,7 @@
 //! codes (0 ok, 1 runtime failure, 2 usage or invalid configuration).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -61,10 +62,15 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run a local OIDC provider with the barge2rail-auth contract.
+    /// Run a local OIDC provider with the barge2rail-auth contract (loopback only).
+    #[command(after_help = crate::devsso::USERS_FILE_HELP)]
     DevSso {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Loopback address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// TOML file of users replacing the built-in ones (format below).
+        #[arg(long, value_name = "FILE")]
+        users: Option<PathBuf>,
     },
     /// Start a self-contained demo (dev SSO, demo upstream, gate).
     Demo {
@@ -83,7 +89,7 @@ pub fn main() -> ExitCode {
         Command::Redact => not_yet("redact", 7),
         Command::Sessions { .. } => not_yet("sessions", 3),
         Command::Presign { .. } => not_yet("presign", 5),
-        Command::DevSso { .. } => not_yet("dev-sso", 3),
+        Command::DevSso { listen, users } => dev_sso(listen, users.as_deref()),
         Command::Demo { .. } => not_yet("demo", 8),
     }
 }
@@ -213,6 +219,55 @@ fn serve(path: &Path) -> ExitCode {
         } else {
             ExitCode::from(1)
         }
+    })
+}
+
+/// `prt-gate dev-sso`: serves until SIGTERM/SIGINT. The first stderr line is
+/// `prt-gate dev-sso: listening on http://127.0.0.1:PORT` (scripts parse it).
+fn dev_sso(listen: SocketAddr, users_file: Option<&Path>) -> ExitCode {
+    use crate::devsso::{self, DevSso, DevSsoError};
+    if !listen.ip().is_loopback() {
+        eprintln!("prt-gate dev-sso: {}", DevSsoError::NotLoopback(listen));
+        return ExitCode::from(2);
+    }
+    let users = match users_file.map(devsso::load_users) {
+        None => devsso::builtin_users(),
+        Some(Ok(u)) => u,
+        Some(Err(e)) => {
+            eprintln!("prt-gate dev-sso: invalid users file: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("prt-gate dev-sso: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let listing: Vec<String> = users
+            .iter()
+            .map(|u| format!("  {:<24} {}", u.email, u.role.as_deref().unwrap_or("(no primetrade role)")))
+            .collect();
+        let sso = match DevSso::start(listen, users).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("prt-gate dev-sso: {e}");
+                return ExitCode::from(if e.is_usage() { 2 } else { 1 });
+            }
+        };
+        eprintln!("prt-gate dev-sso: listening on {}", sso.url());
+        eprintln!(
+            "prt-gate dev-sso: issuer {}, client_id {}, client_secret {}, users:\n{}",
+            sso.issuer(),
+            devsso::CLIENT_ID,
+            devsso::CLIENT_SECRET,
+            listing.join("\n")
+        );
+        shutdown_signal().await;
+        drop(sso);
+        ExitCode::SUCCESS
     })
 }
 

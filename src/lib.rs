@@ -8,12 +8,14 @@
 //! * [`identity`] — strip client-supplied identity headers, inject the gate's.
 //! * [`proxy`] — hyper server, upstream pool and the request pipeline.
 //! * [`admin`] — `/healthz`, `/readyz`, `/metrics`.
+//! * [`devsso`] — `prt-gate dev-sso`, a local OIDC provider with the SSO's contract.
 //! * [`metrics`] — counters and histograms rendered as Prometheus text.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod devsso;
 pub mod identity;
 pub mod metrics;
 pub mod normalize;

@@ -300,3 +300,50 @@ pub fn tmpfile(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// A running `prt-gate dev-sso --listen 127.0.0.1:0`, killed on drop.
+pub struct SsoProc {
+    pub child: Child,
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    stderr_log: Arc<Mutex<Vec<String>>>,
+}
+
+impl SsoProc {
+    pub fn start(extra_args: &[&str]) -> SsoProc {
+        let mut child = Command::new(BIN)
+            .args(["dev-sso", "--listen", "127.0.0.1:0"])
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn prt-gate dev-sso");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines.next().expect("dev-sso exited before listening").unwrap();
+            if let Some(url) = line.strip_prefix("prt-gate dev-sso: listening on ") {
+                break url.to_string();
+            }
+        };
+        let stderr_log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = stderr_log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        SsoProc { child, url, stderr_log }
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr_log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for SsoProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
