@@ -9,6 +9,7 @@
 //! * [`proxy`] — hyper server, upstream pool and the request pipeline.
 //! * [`admin`] — `/healthz`, `/readyz`, `/metrics`.
 //! * [`metrics`] — counters and histograms rendered as Prometheus text.
+//! * [`session`] — session ids, records and the memory / Redis stores.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -19,3 +20,4 @@ pub mod metrics;
 pub mod normalize;
 pub mod proxy;
 pub mod secret;
+pub mod session;
