@@ -10,6 +10,7 @@
 //! * [`admin`] — `/healthz`, `/readyz`, `/metrics`.
 //! * [`devsso`] — `prt-gate dev-sso`, a local OIDC provider with the SSO's contract.
 //! * [`metrics`] — counters and histograms rendered as Prometheus text.
+//! * [`session`] — session ids, records and the memory / Redis stores.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -23,3 +24,4 @@ pub mod oidc;
 pub mod proxy;
 pub mod reload;
 pub mod secret;
+pub mod session;

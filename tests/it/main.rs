@@ -7,3 +7,4 @@ mod admin;
 mod config;
 mod devsso;
 mod proxy;
+mod session;

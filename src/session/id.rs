@@ -1,0 +1,173 @@
+//! `SessionId`: the opaque cookie value and the hash the stores key on.
+//!
+//! The id is 32 bytes from the OS CSPRNG, base64url without padding (43
+//! characters). Stores never see it: they key records by
+//! [`SessionId::storage_key`] (hex SHA-256 of the cookie value), so a dump of
+//! Redis or of process memory indexes yields no usable cookie. Used by
+//! [`super::memory`], [`super::redis`] and [`super::cache`]; the pipeline parses
+//! the cookie with [`SessionId::parse`] and sets it with
+//! [`SessionId::expose_cookie_value`].
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand::rngs::OsRng;
+use rand::TryRngCore as _;
+use sha2::{Digest as _, Sha256};
+
+/// Bytes of CSPRNG output in one id (256 bits).
+const ID_BYTES: usize = 32;
+/// Length of the cookie value: base64url of 32 bytes, no padding.
+pub const ID_LEN: usize = 43;
+
+/// SHA-256 of a secret (session id, OAuth `state`): what the stores key on.
+pub(crate) type Digest = [u8; 32];
+
+/// An opaque session id. `Debug`/`Display` print `[REDACTED]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId {
+    // no alloc: the cookie text and its digest live inline, so parsing a
+    // cookie and looking it up in the hot cache allocate nothing.
+    text: [u8; ID_LEN],
+    digest: Digest,
+}
+
+impl SessionId {
+    /// A fresh id from the OS CSPRNG.
+    ///
+    /// # Panics
+    /// If the operating system's random source fails. There is no safe
+    /// fallback for session ids, so the request that needed one fails.
+    pub fn generate() -> SessionId {
+        let mut raw = [0u8; ID_BYTES];
+        OsRng.try_fill_bytes(&mut raw).expect("OS CSPRNG unavailable: cannot mint session ids");
+        let mut text = [0u8; ID_LEN];
+        let n = URL_SAFE_NO_PAD.encode_slice(raw, &mut text).expect("43 bytes hold base64 of 32");
+        debug_assert_eq!(n, ID_LEN);
+        SessionId { digest: sha256(&text), text }
+    }
+
+    /// Strict parse of a cookie value: exactly 43 base64url characters that
+    /// decode canonically to 32 bytes. Anything else is `None`.
+    pub fn parse(s: &str) -> Option<SessionId> {
+        let bytes = s.as_bytes();
+        if bytes.len() != ID_LEN {
+            return None;
+        }
+        // The engine rejects `=`, characters outside the URL-safe alphabet and
+        // non-zero trailing bits, so every id has exactly one spelling.
+        let mut raw = [0u8; ID_BYTES + 1];
+        match URL_SAFE_NO_PAD.decode_slice(bytes, &mut raw) {
+            Ok(ID_BYTES) => {}
+            _ => return None,
+        }
+        let mut text = [0u8; ID_LEN];
+        text.copy_from_slice(bytes);
+        Some(SessionId { digest: sha256(&text), text })
+    }
+
+    /// The cookie value. Call sites are the audit surface: setting the
+    /// cookie is the only legitimate one.
+    pub fn expose_cookie_value(&self) -> &str {
+        // Only base64url ASCII is ever stored in `text`.
+        std::str::from_utf8(&self.text).expect("session id is ASCII")
+    }
+
+    /// Hex SHA-256 of the cookie value: the only form a store sees.
+    pub fn storage_key(&self) -> String {
+        hex(&self.digest)
+    }
+
+    /// A short non-secret handle for logs and `sessions list`: the first
+    /// 12 hex characters of the storage key.
+    pub fn handle(&self) -> String {
+        handle_of(&self.digest)
+    }
+
+    pub(crate) fn digest(&self) -> &Digest {
+        &self.digest
+    }
+}
+
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionId([REDACTED])")
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+pub(crate) fn sha256(data: &[u8]) -> Digest {
+    Sha256::digest(data).into()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
+}
+
+pub(crate) fn handle_of(digest: &Digest) -> String {
+    hex(&digest[..6])
+}
+
+/// Parse a 64-character lowercase hex digest (a member of a Redis index set).
+pub(crate) fn parse_hex_digest(s: &str) -> Option<Digest> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+/// `BuildHasher` for maps keyed by a [`Digest`].
+///
+/// no hash: keys are SHA-256 outputs, already uniform, so the first eight
+/// bytes are the hash. Only ids this process generated are ever inserted;
+/// attacker-chosen cookies are only looked up, so they cannot build long
+/// probe chains.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct DigestHash;
+
+#[derive(Default)]
+pub(crate) struct DigestHasher(u64);
+
+impl std::hash::BuildHasher for DigestHash {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]: Hash` writes a length prefix, then the bytes: fold each
+        // write in, so the result is the digest's first eight bytes XOR a
+        // constant, still uniform.
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(first);
+    }
+}

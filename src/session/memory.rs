@@ -1,0 +1,251 @@
+//! The in-process store: the embedded default for a single gate process.
+//!
+//! One `tokio::sync::RwLock` over maps keyed by the id's SHA-256 (the same
+//! rule as Redis: the map holds no usable cookie), a per-user index for
+//! `revoke --user`, and expiry queues swept a bounded number of entries at a
+//! time on writes, so no request pays for a full scan. Expiry is also
+//! checked on every read, so an unswept record is never served.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::RwLock;
+
+use super::id::{sha256, Digest, DigestHash, SessionId};
+use super::record::{now_secs, user_key, LoginState, SessionRecord, SessionSummary, Timeouts};
+use super::{SessionStore, StoreError, StoreStats};
+use crate::config::SessionConfig;
+
+/// Expired entries removed per write, at most.
+const SWEEP_BUDGET: usize = 64;
+/// Logins in flight, at most: each costs memory for 10 minutes, and
+/// `/auth/login/` is reachable without a session.
+const MAX_LOGIN_STATES: usize = 100_000;
+
+pub struct MemoryStore {
+    timeouts: Timeouts,
+    inner: RwLock<Inner>,
+    stats: StoreStats,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<Digest, Arc<SessionRecord>, DigestHash>,
+    by_user: HashMap<String, HashSet<Digest, DigestHash>>,
+    /// (deadline, key): one entry per live session, re-queued when a popped
+    /// session turns out to have been touched since.
+    expiry: BinaryHeap<Reverse<(u64, Digest)>>,
+    logins: HashMap<Digest, (Instant, LoginState), DigestHash>,
+    login_expiry: BinaryHeap<Reverse<(Instant, Digest)>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").field("timeouts", &self.timeouts).finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    pub fn new(cfg: &SessionConfig) -> MemoryStore {
+        MemoryStore { timeouts: Timeouts::from_config(cfg), inner: RwLock::default(), stats: StoreStats::default() }
+    }
+
+    /// Remove up to `SWEEP_BUDGET` expired sessions and login states. Runs on
+    /// writes; a timer may call it too.
+    pub async fn sweep(&self) {
+        self.inner.write().await.sweep(now_secs(), Instant::now());
+    }
+
+    /// Sessions held, expired-but-unswept included (for tests and metrics).
+    pub async fn len(&self) -> usize {
+        self.inner.read().await.sessions.len()
+    }
+
+    pub async fn is_empty(&self) -> bool {
+        self.len().await == 0
+    }
+}
+
+impl Inner {
+    fn sweep(&mut self, now: u64, now_i: Instant) {
+        for _ in 0..SWEEP_BUDGET {
+            let Some(&Reverse((deadline, key))) = self.expiry.peek() else { break };
+            if deadline > now {
+                break;
+            }
+            self.expiry.pop();
+            match self.sessions.get(&key).map(|rec| rec.expires_at()) {
+                Some(expires) if expires <= now => {
+                    self.remove(&key);
+                }
+                // Touched since it was queued: queue its new deadline.
+                Some(expires) => self.expiry.push(Reverse((expires, key))),
+                None => {}
+            }
+        }
+        for _ in 0..SWEEP_BUDGET {
+            let Some(&Reverse((deadline, key))) = self.login_expiry.peek() else { break };
+            if deadline > now_i {
+                break;
+            }
+            self.login_expiry.pop();
+            if self.logins.get(&key).is_some_and(|(exp, _)| *exp <= now_i) {
+                self.logins.remove(&key);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &Digest) -> Option<Arc<SessionRecord>> {
+        let rec = self.sessions.remove(key)?;
+        let user = user_key(&rec.email);
+        if let Some(set) = self.by_user.get_mut(&user) {
+            set.remove(key);
+            if set.is_empty() {
+                self.by_user.remove(&user);
+            }
+        }
+        Some(rec)
+    }
+
+    fn insert(&mut self, key: Digest, rec: Arc<SessionRecord>) {
+        self.by_user.entry(user_key(&rec.email)).or_default().insert(key);
+        self.expiry.push(Reverse((rec.expires_at(), key)));
+        self.sessions.insert(key, rec);
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn create(&self, mut rec: SessionRecord) -> Result<SessionId, StoreError> {
+        StoreStats::incr(&self.stats.ops);
+        let now = now_secs();
+        self.timeouts.stamp(&mut rec, now);
+        let id = SessionId::generate();
+        let mut inner = self.inner.write().await;
+        inner.sweep(now, Instant::now());
+        inner.insert(*id.digest(), Arc::new(rec));
+        Ok(id)
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        StoreStats::incr(&self.stats.ops);
+        let now = now_secs();
+        let key = id.digest();
+        {
+            let inner = self.inner.read().await;
+            match inner.sessions.get(key) {
+                None => return Ok(None),
+                Some(rec) if !rec.is_expired(now) && !rec.needs_touch(now) => return Ok(Some(rec.clone())),
+                Some(_) => {}
+            }
+        }
+        // Expired or due a touch: take the write lock and look again (it may
+        // have changed in between).
+        let mut inner = self.inner.write().await;
+        let Some(rec) = inner.sessions.get(key) else { return Ok(None) };
+        if rec.is_expired(now) {
+            inner.remove(key);
+            return Ok(None);
+        }
+        if rec.needs_touch(now) {
+            let mut touched = SessionRecord::clone(rec);
+            touched.last_seen = now;
+            // The queued deadline is now early; the sweep re-queues it.
+            inner.sessions.insert(*key, Arc::new(touched));
+        }
+        Ok(inner.sessions.get(key).cloned())
+    }
+
+    async fn update(&self, id: &SessionId, mut rec: SessionRecord) -> Result<bool, StoreError> {
+        StoreStats::incr(&self.stats.ops);
+        let now = now_secs();
+        let key = *id.digest();
+        let mut inner = self.inner.write().await;
+        let Some(old) = inner.sessions.get(&key) else { return Ok(false) };
+        if old.is_expired(now) {
+            inner.remove(&key);
+            return Ok(false);
+        }
+        rec.created = old.created;
+        rec.absolute_expiry = old.absolute_expiry;
+        rec.idle_timeout_secs = old.idle_timeout_secs;
+        rec.last_seen = now;
+        // Re-insert so the per-user index follows an email change.
+        inner.remove(&key);
+        inner.insert(key, Arc::new(rec));
+        Ok(true)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        StoreStats::incr(&self.stats.ops);
+        Ok(self.inner.write().await.remove(id.digest()).is_some())
+    }
+
+    async fn list(&self, user: Option<&str>) -> Result<Vec<SessionSummary>, StoreError> {
+        StoreStats::incr(&self.stats.ops);
+        let now = now_secs();
+        let inner = self.inner.read().await;
+        let mut out: Vec<SessionSummary> = match user {
+            Some(email) => inner
+                .by_user
+                .get(&user_key(email))
+                .into_iter()
+                .flatten()
+                .filter_map(|k| inner.sessions.get(k).map(|r| (k, r)))
+                .filter(|(_, r)| !r.is_expired(now))
+                .map(|(k, r)| r.summary(k))
+                .collect(),
+            None => inner.sessions.iter().filter(|(_, r)| !r.is_expired(now)).map(|(k, r)| r.summary(k)).collect(),
+        };
+        out.sort_by(|a, b| (a.created, &a.handle).cmp(&(b.created, &b.handle)));
+        Ok(out)
+    }
+
+    async fn revoke_user(&self, email: &str) -> Result<usize, StoreError> {
+        StoreStats::incr(&self.stats.ops);
+        let mut inner = self.inner.write().await;
+        let keys: Vec<Digest> = inner.by_user.get(&user_key(email)).into_iter().flatten().copied().collect();
+        Ok(keys.iter().filter(|k| inner.remove(k).is_some()).count())
+    }
+
+    async fn revoke_all(&self) -> Result<usize, StoreError> {
+        StoreStats::incr(&self.stats.ops);
+        let mut inner = self.inner.write().await;
+        let n = inner.sessions.len();
+        inner.sessions.clear();
+        inner.by_user.clear();
+        inner.expiry.clear();
+        Ok(n)
+    }
+
+    async fn put_login_state(&self, state: &str, st: &LoginState, ttl: Duration) -> Result<(), StoreError> {
+        StoreStats::incr(&self.stats.ops);
+        let key = sha256(state.as_bytes());
+        let now = Instant::now();
+        let mut inner = self.inner.write().await;
+        inner.sweep(now_secs(), now);
+        if inner.logins.len() >= MAX_LOGIN_STATES {
+            return Err(StoreError::LoginCapacity);
+        }
+        let deadline = now + ttl;
+        inner.logins.insert(key, (deadline, st.clone()));
+        inner.login_expiry.push(Reverse((deadline, key)));
+        Ok(())
+    }
+
+    async fn take_login_state(&self, state: &str) -> Result<Option<LoginState>, StoreError> {
+        StoreStats::incr(&self.stats.ops);
+        let key = sha256(state.as_bytes());
+        let taken = self.inner.write().await.logins.remove(&key);
+        Ok(taken.filter(|(deadline, _)| *deadline > Instant::now()).map(|(_, st)| st))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+}
