@@ -31,6 +31,26 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// List live sessions (never their ids): handle, email, role, times.
+    List {
+        /// Only this user's sessions (email, case-insensitive).
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete sessions: every replica refuses them within 1 s.
+    Revoke {
+        #[arg(long, value_name = "EMAIL", conflicts_with = "all", required_unless_present = "all")]
+        user: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gate in front of a separately started upstream.
     Serve,
@@ -54,8 +74,8 @@ pub enum Command {
     Redact,
     /// List or revoke sessions in the configured store.
     Sessions {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        action: SessionsAction,
     },
     /// Print a presigned media URL for a key.
     Presign {
@@ -87,7 +107,7 @@ pub fn main() -> ExitCode {
         Command::Run { .. } => not_yet("run", 7),
         Command::Explain { .. } => not_yet("explain", 4),
         Command::Redact => not_yet("redact", 7),
-        Command::Sessions { .. } => not_yet("sessions", 3),
+        Command::Sessions { action } => sessions(&cli.config, action),
         Command::Presign { .. } => not_yet("presign", 5),
         Command::DevSso { listen, users } => dev_sso(listen, users.as_deref()),
         Command::Demo { .. } => not_yet("demo", 8),
@@ -147,6 +167,90 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
+/// `prt-gate sessions list|revoke` against the configured store.
+fn sessions(path: &Path, action: SessionsAction) -> ExitCode {
+    use crate::session::{SessionStore, Store};
+    let (config, _) = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if config.session.store == StoreKind::Memory {
+        eprintln!(
+            "prt-gate: session.store is `memory`: sessions live inside the running gate process; \
+             point --config at a configuration with a redis:// store"
+        );
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("prt-gate: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async {
+        let store = match Store::from_config(&config.session).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("prt-gate: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        let result = match action {
+            SessionsAction::List { user, json } => match store.list(user.as_deref()).await {
+                Ok(list) => {
+                    let mut r = Ok(());
+                    if !json {
+                        r = writeln!(
+                            out,
+                            "{:<12}  {:<32}  {:<8}  {:>10}  {:>10}  {:>10}",
+                            "HANDLE", "EMAIL", "ROLE", "CREATED", "LAST_SEEN", "EXPIRES"
+                        );
+                    }
+                    for s in &list {
+                        if r.is_err() {
+                            break;
+                        }
+                        r = if json {
+                            writeln!(out, "{}", serde_json::to_string(s).unwrap_or_default())
+                        } else {
+                            writeln!(
+                                out,
+                                "{:<12}  {:<32}  {:<8}  {:>10}  {:>10}  {:>10}",
+                                s.handle, s.email, s.role, s.created, s.last_seen, s.expires
+                            )
+                        };
+                    }
+                    r.map(|()| 0u8)
+                }
+                Err(e) => {
+                    eprintln!("prt-gate: {e}");
+                    return ExitCode::from(1);
+                }
+            },
+            SessionsAction::Revoke { user, all } => {
+                let r = if all {
+                    store.revoke_all().await
+                } else {
+                    store.revoke_user(user.as_deref().unwrap_or_default()).await
+                };
+                match r {
+                    Ok(n) => writeln!(out, "revoked {n} session(s)").map(|()| 0u8),
+                    Err(e) => {
+                        eprintln!("prt-gate: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            }
+        };
+        match result {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitCode::from(1),
+            _ => ExitCode::SUCCESS,
+        }
+    })
+}
+
 fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     // Buffered, blocking-when-full writer: access lines are never dropped.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -190,7 +294,13 @@ fn serve(path: &Path) -> ExitCode {
     let config = live.get();
     rt.block_on(async move {
         let metrics = Arc::new(Metrics::default());
-        let gate = Arc::new(Gate::new(live.clone(), metrics.clone()));
+        let gate = match Gate::new(live.clone(), metrics.clone()).await {
+            Ok(g) => Arc::new(g),
+            Err(e) => {
+                eprintln!("prt-gate: invalid configuration: {e}");
+                return ExitCode::from(2);
+            }
+        };
         tokio::spawn(live.watch(metrics));
         let listener = match tokio::net::TcpListener::bind(config.gate.listen).await {
             Ok(l) => l,

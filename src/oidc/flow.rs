@@ -11,7 +11,6 @@
 //!   cookie the browser brought is deleted, never reused (no fixation).
 //! * Nothing here logs a token, code, state or cookie value.
 
-use std::collections::BTreeMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -20,6 +19,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 use super::http::SsoHttp;
 use super::jwt::{SsoClaims, TokenError, Verifier};
@@ -99,15 +99,12 @@ impl CookieSpec {
 
 /// Values of cookie `name` across all `Cookie` headers.
 pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).filter_map(
+        move |pair| {
             let (k, v) = pair.trim().split_once('=')?;
             (k.trim() == name).then_some(v.trim())
-        })
+        },
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,12 +170,22 @@ impl Oidc {
         };
         if let Err(e) = store.put_login_state(&state, &st, LOGIN_STATE_TTL).await {
             tracing::warn!(error = %e, "login: cannot store login state");
-            return page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in unavailable", "The sign-in service is temporarily unavailable. Please try again in a moment.");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in unavailable",
+                "The sign-in service is temporarily unavailable. Please try again in a moment.",
+            );
         }
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
         let mut url = match url::Url::parse(&self.endpoints.authorize) {
             Ok(u) => u,
-            Err(_) => return page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in unavailable", "The sign-in service is misconfigured."),
+            Err(_) => {
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in unavailable",
+                    "The sign-in service is misconfigured.",
+                )
+            }
         };
         {
             let mut qp = url.query_pairs_mut();
@@ -190,7 +197,9 @@ impl Oidc {
                 .append_pair("nonce", &nonce)
                 .append_pair("code_challenge", &challenge)
                 .append_pair("code_challenge_method", "S256");
-            if let Some(hint) = q.get("login_hint").filter(|h| h.len() <= 254 && h.bytes().all(|b| b.is_ascii_graphic())) {
+            if let Some(hint) =
+                q.get("login_hint").filter(|h| h.len() <= 254 && h.bytes().all(|b| b.is_ascii_graphic()))
+            {
                 qp.append_pair("login_hint", hint);
             }
         }
@@ -205,7 +214,9 @@ impl Oidc {
         };
         let st = match store.take_login_state(state).await {
             Ok(Some(st)) => st,
-            Ok(None) => return (bad_login("This sign-in link has expired or was already used."), LoginOutcome::BadState),
+            Ok(None) => {
+                return (bad_login("This sign-in link has expired or was already used."), LoginOutcome::BadState)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "callback: login state unavailable");
                 return (unavailable(), LoginOutcome::StoreUnavailable);
@@ -395,7 +406,11 @@ fn bad_login(msg: &'static str) -> Response<GateBody> {
 }
 
 fn unavailable() -> Response<GateBody> {
-    page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in unavailable", "The sign-in service is temporarily unavailable. Please try again in a moment.")
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in unavailable",
+        "The sign-in service is temporarily unavailable. Please try again in a moment.",
+    )
 }
 
 /// A small HTML page. `msg` is a fixed string, never request data.

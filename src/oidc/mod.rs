@@ -2,8 +2,10 @@
 //!
 //! * [`http`] — the client to the SSO (HTTPS, or HTTP to loopback only);
 //! * [`jwt`] — RS256-pinned verification of ID and Bearer tokens with a JWKS cache;
-//! * [`next`] — `next` parameter validation (open-redirect defence).
+//! * [`next`] — `next` parameter validation (open-redirect defence);
+//! * [`flow`] — `/auth/login/`, `/auth/callback/`, `/auth/logout/`.
 
+pub mod flow;
 pub mod http;
 pub mod jwt;
 pub mod next;

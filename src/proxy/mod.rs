@@ -5,6 +5,7 @@
 //! * [`pipeline`] is the per-request path, readable top to bottom;
 //! * [`headers`], [`respond`], [`upstream`], [`body`] are its helpers.
 
+pub mod auth;
 pub mod body;
 pub mod headers;
 pub mod pipeline;
@@ -16,21 +17,50 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
+use crate::oidc::flow::{CookieSpec, Oidc, OidcBuildError};
 use crate::reload::Live;
+use crate::session::{Store, StoreError};
 
 /// Everything the pipeline needs. Per-request settings come from
-/// `live.get()`; sockets and pools are built once.
+/// `live.get()`; sockets, pools, the session store and the SSO client are
+/// built once at start.
 pub struct Gate {
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
     pub client: upstream::UpstreamClient,
+    pub store: Arc<Store>,
+    /// `None` when no SSO is configured: nobody can log in, and every route
+    /// that is not public answers "login" (fail closed).
+    pub oidc: Option<Arc<Oidc>>,
+    pub cookie: CookieSpec,
     /// Set when shutdown begins; `/readyz` reports not ready from then on.
     pub draining: AtomicBool,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum GateBuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Oidc(#[from] OidcBuildError),
+}
+
 impl Gate {
-    pub fn new(live: Arc<Live>, metrics: Arc<Metrics>) -> Gate {
+    pub async fn new(live: Arc<Live>, metrics: Arc<Metrics>) -> Result<Gate, GateBuildError> {
         let config = live.get();
-        Gate { client: upstream::client(&config.gate), live, metrics, draining: AtomicBool::new(false) }
+        let store = Arc::new(Store::from_config(&config.session).await?);
+        let oidc = match config.sso.endpoints {
+            Some(_) => Some(Arc::new(Oidc::from_config(&config)?)),
+            None => None,
+        };
+        Ok(Gate {
+            client: upstream::client(&config.gate),
+            cookie: CookieSpec::from_config(&config),
+            store,
+            oidc,
+            live,
+            metrics,
+            draining: AtomicBool::new(false),
+        })
     }
 }

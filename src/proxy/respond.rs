@@ -22,6 +22,14 @@ pub enum Refusal {
     UpstreamTimeout,
     #[error("upstream failed")]
     UpstreamProtocol,
+    #[error("session store unavailable")]
+    StoreUnavailable,
+    #[error("SSO unavailable")]
+    SsoUnavailable,
+    #[error("bearer token invalid")]
+    BearerInvalid,
+    #[error("bearer token grants no role for this application")]
+    BearerNoRole,
 }
 
 impl Refusal {
@@ -30,6 +38,9 @@ impl Refusal {
             Refusal::Path(_) | Refusal::Request(_) => StatusCode::BAD_REQUEST,
             Refusal::UpstreamConnect | Refusal::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::StoreUnavailable | Refusal::SsoUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::BearerInvalid => StatusCode::UNAUTHORIZED,
+            Refusal::BearerNoRole => StatusCode::FORBIDDEN,
         }
     }
 
@@ -39,6 +50,9 @@ impl Refusal {
             Refusal::Path(_) | Refusal::Request(_) => "bad_request",
             Refusal::UpstreamConnect | Refusal::UpstreamProtocol => "bad_gateway",
             Refusal::UpstreamTimeout => "gateway_timeout",
+            Refusal::StoreUnavailable | Refusal::SsoUnavailable => "unavailable",
+            Refusal::BearerInvalid => "invalid_token",
+            Refusal::BearerNoRole => "forbidden",
         }
     }
 }
@@ -76,6 +90,9 @@ pub fn rescue(refusal: Refusal, html: bool, request_id: &HeaderValue) -> Respons
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(X_REQUEST_ID, request_id.clone());
+    if refusal == Refusal::BearerInvalid {
+        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+    }
     resp
 }
 
@@ -86,5 +103,10 @@ fn human(r: Refusal) -> &'static str {
         Refusal::Request(_) => "The request is malformed.",
         Refusal::UpstreamConnect | Refusal::UpstreamProtocol => "The application is unavailable.",
         Refusal::UpstreamTimeout => "The application did not answer in time.",
+        Refusal::StoreUnavailable | Refusal::SsoUnavailable => {
+            "Sign-in is temporarily unavailable; please retry shortly."
+        }
+        Refusal::BearerInvalid => "The bearer token is invalid or expired.",
+        Refusal::BearerNoRole => "The bearer token grants no access to this application.",
     }
 }
