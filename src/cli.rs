@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, StoreKind};
 use crate::metrics::Metrics;
+use crate::policy::explain::{Caller, Explanation};
+use crate::policy::{Features, Policy, Role, Verdict};
 use crate::proxy::{self, Gate};
 use crate::reload::Live;
 
@@ -65,11 +67,8 @@ pub enum Command {
         /// File to check (default: --config).
         file: Option<PathBuf>,
     },
-    /// Show what the policy decides for a request.
-    Explain {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Show what the policy decides for a request (decision, status, rule).
+    Explain(ExplainArgs),
     /// Filter stdin to stdout, removing secrets.
     Redact,
     /// List or revoke sessions in the configured store.
@@ -99,13 +98,40 @@ pub enum Command {
     },
 }
 
+/// `prt-gate explain [--config FILE] --role ROLE [--feature F:P …] [--anonymous] METHOD PATH`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The caller's role (Admin, Office, Operator, Client; any case).
+    #[arg(long, value_name = "ROLE", required_unless_present = "anonymous", conflicts_with = "anonymous")]
+    pub role: Option<String>,
+    /// A feature permission of the caller, `feature:permission` (repeatable).
+    #[arg(long = "feature", value_name = "F:P")]
+    pub features: Vec<String>,
+    /// Explain for a caller without a session or token.
+    #[arg(long)]
+    pub anonymous: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// HTTP method, as sent (`GET`).
+    pub method: String,
+    /// Request path (a query string is ignored; the path is normalized like the gate does).
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve => serve(&cli.config),
         Command::Check { file } => check(file.as_deref().unwrap_or(&cli.config)),
         Command::Run { .. } => not_yet("run", 7),
-        Command::Explain { .. } => not_yet("explain", 4),
+        Command::Explain(args) => explain(&cli.config, &args),
         Command::Redact => not_yet("redact", 7),
         Command::Sessions { action } => sessions(&cli.config, action),
         Command::Presign { .. } => not_yet("presign", 5),
@@ -160,7 +186,8 @@ fn check(path: &Path) -> ExitCode {
         config.tenant.mode,
         config.tenant.id,
         config.tenant.name,
-    );
+    )
+    .and_then(|()| write_route_table(&mut out, &config.policy));
     match result {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
@@ -398,4 +425,107 @@ async fn shutdown_signal() {
         }
     }
     tracing::info!("shutdown signal received");
+}
+
+/// The effective route table: one line per rule, sorted by pattern, then the defaults.
+fn write_route_table(out: &mut impl Write, policy: &Policy) -> std::io::Result<()> {
+    let mut rules: Vec<&crate::policy::Rule> = policy.rules().iter().collect();
+    rules.sort_by(|a, b| a.pattern.as_str().cmp(b.pattern.as_str()).then(a.index.cmp(&b.index)));
+    let pw = rules.iter().map(|r| r.pattern.as_str().len()).max().unwrap_or(0).max(7);
+    let mw = rules.iter().map(|r| r.methods.to_string().len()).max().unwrap_or(0).max(7);
+    let ww = rules.iter().map(|r| r.who().len()).max().unwrap_or(0).max(3);
+    writeln!(out, "routes: {} rules (most specific wins; GET covers HEAD)", rules.len())?;
+    writeln!(out, "  {:mw$}  {:pw$}  {:ww$}  AT", "METHODS", "PATTERN", "WHO")?;
+    for r in &rules {
+        let name = if *r.id != *r.pattern.as_str() { format!("  [{}]", r.id) } else { String::new() };
+        writeln!(out, "  {:mw$}  {:pw$}  {:ww$}  {}{name}", r.methods.to_string(), r.pattern.as_str(), r.who(), r.at)?;
+    }
+    writeln!(out, "defaults:")?;
+    writeln!(out, "  /api/* without a rule      deny everyone (403, rule `no_rule`)")?;
+    writeln!(out, "  path rules, other method   deny everyone (403)")?;
+    writeln!(out, "  other paths without rule   any logged-in role (rule `default`); anonymous → login")?;
+    writeln!(out, "  gate-owned                 /login/, /logout/, /auth/* (never consult the rules)")?;
+    writeln!(out, "roles:")?;
+    for role in Role::ALL {
+        let pages = match policy.pages(role) {
+            Some(p) => p.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
+            None => "any page the rules allow".into(),
+        };
+        writeln!(out, "  {:8}  landing {}  pages: {pages}", role.as_str(), policy.landing(role))?;
+    }
+    Ok(())
+}
+
+fn explain(config_path: &Path, args: &ExplainArgs) -> ExitCode {
+    let usage = |msg: String| {
+        eprintln!("prt-gate explain: {msg}");
+        ExitCode::from(2)
+    };
+    let Ok(method) = http::Method::from_bytes(args.method.as_bytes()) else {
+        return usage(format!("invalid method `{}`", args.method));
+    };
+    let raw_path = args.path.split_once('?').map_or(args.path.as_str(), |(p, _)| p);
+    let path = match crate::normalize::normalize(raw_path) {
+        Ok(p) => p,
+        Err(e) => return usage(format!("invalid path: {e} (the gate answers 400)")),
+    };
+    let mut features = Features::new();
+    for f in &args.features {
+        match f.split_once(':') {
+            Some((feat, perm)) if !feat.is_empty() && !perm.is_empty() => {
+                features.entry(feat.to_string()).or_default().push(perm.to_string())
+            }
+            _ => return usage(format!("--feature `{f}` is not `feature:permission`")),
+        }
+    }
+    let caller = match &args.role {
+        None => Caller::Anonymous,
+        Some(name) => match Role::parse(name) {
+            Some(role) => Caller::Role { role, features: &features },
+            None => {
+                let known = Role::ALL.map(Role::as_str).join(", ");
+                return usage(format!("unknown role `{name}` (expected {known})"));
+            }
+        },
+    };
+    let (config, _warnings) = match load(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let x = crate::policy::explain::explain(&config.policy, &method, &path, caller);
+    let mut out = std::io::stdout().lock();
+    let result = match args.format {
+        Format::Json => writeln!(out, "{}", x.to_json()),
+        Format::Text => write_explanation(&mut out, &x),
+    };
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn write_explanation(out: &mut impl Write, x: &Explanation) -> std::io::Result<()> {
+    writeln!(out, "decision: {}", x.verdict.decision())?;
+    writeln!(out, "status:   {}", x.status)?;
+    match &x.at {
+        Some(at) => writeln!(out, "rule:     {} ({at})", x.rule())?,
+        None => writeln!(out, "rule:     {}", x.rule())?,
+    }
+    writeln!(out, "path:     {}", x.normalized_path)?;
+    writeln!(out, "auth:     {}", x.auth.as_str())?;
+    match &x.verdict {
+        Verdict::Allow(p) => writeln!(out, "why:      allowed for {} ({})", p.role(), p.auth().as_str())?,
+        Verdict::Public { .. } => writeln!(out, "why:      public: no identity needed, none is sent upstream")?,
+        Verdict::Login { .. } => writeln!(out, "why:      authentication required")?,
+        Verdict::Deny(d) | Verdict::Redirect { denial: d, .. } => {
+            writeln!(out, "why:      {}", d.reason().as_str())?;
+            if !d.required_roles().is_empty() {
+                writeln!(out, "allowed:  {}", d.required_roles())?;
+            }
+        }
+    }
+    if let Some(loc) = x.location() {
+        writeln!(out, "location: {loc}")?;
+    }
+    Ok(())
 }

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
@@ -28,7 +29,10 @@ use figment::Figment;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{Policy, PolicyInput};
 use crate::secret::Secret;
+
+pub use crate::policy::RawRoute;
 
 /// Environment variable prefix for overrides (`PRT_GATE_GATE__LISTEN=…`).
 pub const ENV_PREFIX: &str = "PRT_GATE_";
@@ -50,6 +54,9 @@ pub struct RawConfig {
     pub assertion: RawAssertion,
     pub roles: RawRoles,
     pub log: RawLog,
+    /// `[[route]]` policy rules (compiled by `policy`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<RawRoute>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -219,14 +226,18 @@ impl Default for RawAssertion {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawRoles {
+    /// Role → landing page (Client → `/client.html`, others → `/`).
     pub landing: BTreeMap<String, String>,
+    /// Role → page patterns the role may open; roles without an entry may open any
+    /// non-API page the rules allow.
+    pub pages: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for RawRoles {
     fn default() -> Self {
         let mut landing = BTreeMap::new();
         landing.insert("Client".to_string(), "/client.html".to_string());
-        RawRoles { landing }
+        RawRoles { landing, pages: BTreeMap::new() }
     }
 }
 
@@ -260,7 +271,8 @@ pub struct Config {
     pub tenant: TenantConfig,
     pub media: MediaConfig,
     pub assertion: AssertionConfig,
-    pub landing: BTreeMap<String, String>,
+    /// The compiled `[[route]]` / `[roles]` policy, shared with the data plane.
+    pub policy: Arc<Policy>,
     pub log: LogConfig,
 }
 
@@ -455,19 +467,7 @@ impl<'a> Locator<'a> {
         if std::env::var_os(&env_var).is_some() {
             return Origin::Env { var: env_var };
         }
-        if let Some(doc) = &self.doc {
-            let mut item: Option<&toml_edit::Item> = None;
-            let mut table: Option<&dyn toml_edit::TableLike> = Some(doc.as_table());
-            for part in key.split('.') {
-                let Some(t) = table else { break };
-                item = t.get(part);
-                table = item.and_then(|i| i.as_table_like());
-            }
-            if let Some(span) = item.and_then(|i| i.span()) {
-                return self.at_offset(span.start);
-            }
-        }
-        Origin::Default
+        self.origin_of_file_only(key)
     }
 }
 
@@ -513,6 +513,7 @@ impl Config {
                 diagnostics: vec![Diagnostic { origin, key: None, message: e.message().trim().to_string() }],
             });
         }
+        let lint_warnings = lint::secret_warnings(&loc);
         let mut diags = Vec::new();
         // Secrets belong in the environment, never in the file.
         for key in ["sso.client_secret", "assertion.secret"] {
@@ -550,7 +551,10 @@ impl Config {
         let previous = env_secret("assertion.previous_secret");
 
         match Config::compile(path, raw, previous, &loc) {
-            Ok((config, warnings)) if diags.is_empty() => Ok((config, warnings)),
+            Ok((config, mut warnings)) if diags.is_empty() => {
+                warnings.extend(lint_warnings);
+                Ok((config, warnings))
+            }
             Ok(_) => Err(ConfigError { diagnostics: diags }),
             Err(mut e) => {
                 diags.append(&mut e.diagnostics);
@@ -661,14 +665,25 @@ impl Config {
             c.error("media.key_prefix", "must be relative and free of `..`".into());
         }
 
-        for (role, page) in &raw.roles.landing {
-            if !page.starts_with('/') || page.starts_with("//") {
-                c.error(
-                    "roles.landing",
-                    format!("landing page for `{role}` must be a local path starting with a single `/`"),
-                );
+        let input = PolicyInput { routes: &raw.route, landing: &raw.roles.landing, pages: &raw.roles.pages };
+        let policy = match Policy::compile(&input, &|key| loc.file_line(key)) {
+            Ok((policy, warnings)) => {
+                for w in warnings {
+                    c.warnings.push(Diagnostic {
+                        origin: loc.origin_near(&w.key),
+                        key: Some(w.key),
+                        message: w.message,
+                    });
+                }
+                Some(Arc::new(policy))
             }
-        }
+            Err(errors) => {
+                for e in errors {
+                    c.errors.push(Diagnostic { origin: loc.origin_near(&e.key), key: Some(e.key), message: e.message });
+                }
+                None
+            }
+        };
         if raw.assertion.audience.is_empty() {
             c.error("assertion.audience", "must not be empty".into());
         }
@@ -682,7 +697,8 @@ impl Config {
         if !c.errors.is_empty() {
             return Err(ConfigError { diagnostics: c.errors });
         }
-        let (Some(listen), Some(admin_listen), Some(upstream), Some(store)) = (listen, admin_listen, upstream, store)
+        let (Some(listen), Some(admin_listen), Some(upstream), Some(store), Some(policy)) =
+            (listen, admin_listen, upstream, store, policy)
         else {
             return Err(ConfigError {
                 diagnostics: vec![Diagnostic {
@@ -750,7 +766,7 @@ impl Config {
                 secret: raw.assertion.secret,
                 previous_secret,
             },
-            landing: raw.roles.landing,
+            policy,
             log: LogConfig { level: raw.log.level, access: raw.log.access },
         };
         Ok((config, c.warnings))
@@ -760,18 +776,77 @@ impl Config {
 impl Locator<'_> {
     /// Like `origin_of`, ignoring the environment.
     fn origin_of_file_only(&self, key: &str) -> Origin {
-        let Some(doc) = &self.doc else { return Origin::Default };
-        let mut item: Option<&toml_edit::Item> = None;
-        let mut table: Option<&dyn toml_edit::TableLike> = Some(doc.as_table());
-        for part in key.split('.') {
-            let Some(t) = table else { return Origin::Default };
-            item = t.get(part);
-            table = item.and_then(|i| i.as_table_like());
-        }
-        match item.and_then(|i| i.span()) {
-            Some(span) => self.at_offset(span.start),
+        match self.span_of(key) {
+            Some(start) => self.at_offset(start),
             None => Origin::Default,
         }
+    }
+
+    /// Offset of the value at a dotted key path. Numeric parts index arrays and arrays of
+    /// tables (`route.3.roles.1`); a table in an array of tables is located at its header.
+    fn span_of(&self, key: &str) -> Option<usize> {
+        let doc = self.doc.as_ref()?;
+        let mut node = TomlNode::Table(doc.as_table());
+        for part in key.split('.') {
+            node = node.get(part)?;
+        }
+        node.span()
+    }
+
+    /// The origin of `key`, or of the closest enclosing key the file spells out (a
+    /// missing `roles` in `route.3` is reported at the `[[route]]` header).
+    fn origin_near(&self, key: &str) -> Origin {
+        let mut k = key;
+        loop {
+            if let Some(start) = self.span_of(k) {
+                return self.at_offset(start);
+            }
+            match k.rfind('.') {
+                Some(i) => k = &k[..i],
+                None => return Origin::Default,
+            }
+        }
+    }
+
+    /// `policy.toml:12` for a key, used in messages that name another rule.
+    fn file_line(&self, key: &str) -> Option<String> {
+        match self.origin_near(key) {
+            Origin::File { path, line, .. } => Some(format!("{}:{line}", path.display())),
+            _ => None,
+        }
+    }
+}
+
+/// A position inside the toml_edit document while following a key path.
+#[derive(Clone, Copy)]
+enum TomlNode<'d> {
+    Item(&'d toml_edit::Item),
+    Table(&'d toml_edit::Table),
+    Value(&'d toml_edit::Value),
+}
+
+impl<'d> TomlNode<'d> {
+    fn get(self, part: &str) -> Option<TomlNode<'d>> {
+        let index = part.parse::<usize>().ok();
+        match self {
+            TomlNode::Table(t) => t.get(part).map(TomlNode::Item),
+            TomlNode::Item(toml_edit::Item::Table(t)) => t.get(part).map(TomlNode::Item),
+            TomlNode::Item(toml_edit::Item::ArrayOfTables(a)) => a.get(index?).map(TomlNode::Table),
+            TomlNode::Item(toml_edit::Item::Value(v)) => TomlNode::Value(v).get(part),
+            TomlNode::Item(toml_edit::Item::None) => None,
+            TomlNode::Value(toml_edit::Value::InlineTable(t)) => t.get(part).map(TomlNode::Value),
+            TomlNode::Value(toml_edit::Value::Array(a)) => a.get(index?).map(TomlNode::Value),
+            TomlNode::Value(_) => None,
+        }
+    }
+
+    fn span(self) -> Option<usize> {
+        match self {
+            TomlNode::Item(i) => i.span(),
+            TomlNode::Table(t) => t.span(),
+            TomlNode::Value(v) => v.span(),
+        }
+        .map(|s| s.start)
     }
 }
 
@@ -921,5 +996,6 @@ impl Compiler<'_, '_> {
     }
 }
 
+mod lint;
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@
 //!
 //! * [`normalize`] — the one path canonicalization (pure).
 //! * [`config`] — `policy.toml` + `PRT_GATE_*` environment → typed [`config::Config`].
+//! * [`policy`] — `[[route]]` rules compiled into a matcher; decisions and `explain` (pure).
 //! * [`identity`] — strip client-supplied identity headers, inject the gate's.
 //! * [`proxy`] — hyper server, upstream pool and the request pipeline.
 //! * [`admin`] — `/healthz`, `/readyz`, `/metrics`.
@@ -21,6 +22,7 @@ pub mod identity;
 pub mod metrics;
 pub mod normalize;
 pub mod oidc;
+pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod secret;

@@ -26,7 +26,8 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(c.media.expires, Duration::from_secs(86400));
     assert!(c.media.check_exists);
     assert_eq!(c.assertion.audience, "django");
-    assert_eq!(c.landing.get("Client").map(String::as_str), Some("/client.html"));
+    assert_eq!(c.policy.landing(crate::policy::Role::Client), "/client.html");
+    assert_eq!(c.policy.landing(crate::policy::Role::Office), "/");
 }
 
 #[test]
@@ -63,7 +64,7 @@ fn errors_carry_file_line_and_reason() {
             "[gate]\nlisen = \"127.0.0.1:1\"\n",
             "policy.toml:2:1: unknown field `lisen`, expected one of `listen`, `admin_listen`, `public_url`, `upstream`, `trusted_proxies`, `header_read_timeout`, `max_header_bytes`, `max_headers`, `upstream_connect_timeout`, `upstream_timeout`, `upstream_pool_idle_timeout`, `upstream_pool_max_idle`, `drain_timeout`, `workers`",
         ),
-        ("[gaet]\n", "policy.toml:1:2: unknown field `gaet`, expected one of `gate`, `sso`, `session`, `tenant`, `media`, `assertion`, `roles`, `log`"),
+        ("[gaet]\n", "policy.toml:1:2: unknown field `gaet`, expected one of `gate`, `sso`, `session`, `tenant`, `media`, `assertion`, `roles`, `log`, `route`"),
         ("[gate]\nlisten = 8080\n", "policy.toml:2:10: invalid type: integer `8080`, expected a string"),
         ("[gate\n", "policy.toml:1:6: invalid table header\nexpected `.`, `]`"),
         ("\n\n[gate]\nlisten = \"localhost\"\n", "policy.toml:4:10: gate.listen: invalid socket address `localhost` (expected IP:PORT, e.g. `127.0.0.1:8080`)"),

@@ -1,0 +1,103 @@
+//! `prt-gate explain`: what the policy decides for one request and what the gate would
+//! answer. The SPEC 14 table test runs this same function, so the CLI, the tests and the
+//! pipeline (which calls `route_for` → authenticate → `decide` in the same order) agree.
+//!
+//! Page or API: paths under `/api/` are API requests (JSON answers: 401, 403); other
+//! paths are browser page requests (302 to login or to the landing page).
+
+use std::sync::Arc;
+
+use http::Method;
+use serde::Serialize;
+
+use super::rule::{Auth, Role};
+use super::{is_api, Features, Policy, Verdict, Who};
+use crate::normalize::NormalizedPath;
+
+/// The caller to simulate.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    Anonymous,
+    /// A caller with this role and features, presenting the credential the route asks for
+    /// (session cookie, or Bearer JWT on `auth = "bearer"` routes).
+    Role {
+        role: Role,
+        features: &'a Features,
+    },
+}
+
+/// The outcome, with the fields of the JSON form.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub verdict: Verdict,
+    /// The credential the route asks for (what the pipeline looks at).
+    pub auth: Auth,
+    pub status: u16,
+    pub normalized_path: String,
+    /// `file:line` of the deciding rule, when a rule decided.
+    pub at: Option<String>,
+}
+
+/// The JSON form (`--format json`), field order as in SPEC 6.2.
+#[derive(Debug, Serialize)]
+pub struct ExplainJson<'a> {
+    pub decision: &'static str,
+    pub status: u16,
+    pub rule: &'a str,
+    pub normalized_path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<&'a str>,
+}
+
+impl Explanation {
+    pub fn rule(&self) -> &Arc<str> {
+        self.verdict.rule()
+    }
+
+    /// `Location` of a redirect (landing page or login).
+    pub fn location(&self) -> Option<String> {
+        match &self.verdict {
+            Verdict::Redirect { to, .. } if self.status == 302 => Some(to.to_string()),
+            Verdict::Login { .. } if self.status == 302 => Some(format!(
+                "/auth/login/?next={}",
+                percent_encoding::utf8_percent_encode(&self.normalized_path, percent_encoding::NON_ALPHANUMERIC)
+            )),
+            _ => None,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let location = self.location();
+        let j = ExplainJson {
+            decision: self.verdict.decision(),
+            status: self.status,
+            rule: self.rule(),
+            normalized_path: &self.normalized_path,
+            location: location.as_deref(),
+        };
+        serde_json::to_string(&j).unwrap_or_default()
+    }
+}
+
+/// Decides `method path` for `caller` exactly as the gate does.
+pub fn explain(policy: &Policy, method: &Method, path: &NormalizedPath<'_>, caller: Caller<'_>) -> Explanation {
+    let route = policy.route_for(method, path);
+    let auth = route.auth();
+    let who = match caller {
+        Caller::Anonymous => Who::Anonymous,
+        Caller::Role { role, features } => match auth {
+            Auth::Session => Who::Session { role: role.as_str(), features },
+            Auth::Bearer => Who::Bearer { role: role.as_str(), features },
+        },
+    };
+    let verdict = route.decide(who);
+    let at = route.matched_rule().filter(|r| Arc::ptr_eq(&r.id, verdict.rule())).map(|r| r.at.clone());
+    let browser = !is_api(path);
+    Explanation {
+        status: verdict.status(browser).as_u16(),
+        verdict,
+        auth,
+        normalized_path: path.as_str().to_string(),
+        at,
+    }
+}
