@@ -11,22 +11,48 @@ use std::time::Duration;
 /// What the gate decided about a request (the `decision` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Forwarded upstream (or answered by a gate-owned route).
+    /// Allowed by the policy (forwarded, or answered by a gate-owned route).
     Allow,
+    /// Unauthenticated: 401 or 302 to the login.
+    Login,
+    /// Forbidden by the policy: 403.
+    Deny,
+    /// A role outside its page allow-list: 302 to its landing page.
+    Redirect,
     /// Malformed or ambiguous request refused before any other phase.
     Reject,
+    /// A dependency failed before a decision could be made (session store, SSO).
+    Error,
 }
 
 impl Decision {
-    pub const ALL: [Decision; 2] = [Decision::Allow, Decision::Reject];
+    pub const ALL: [Decision; 6] =
+        [Decision::Allow, Decision::Login, Decision::Deny, Decision::Redirect, Decision::Reject, Decision::Error];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Allow => "allow",
+            Decision::Login => "login",
+            Decision::Deny => "deny",
+            Decision::Redirect => "redirect",
             Decision::Reject => "reject",
+            Decision::Error => "error",
+        }
+    }
+
+    pub fn from_verdict(v: &str) -> Decision {
+        match v {
+            "login" => Decision::Login,
+            "deny" => Decision::Deny,
+            "redirect" => Decision::Redirect,
+            _ => Decision::Allow,
         }
     }
 }
+
+/// Outcomes of `/auth/callback/` (the `outcome` label of `prt_gate_logins_total`).
+pub const LOGIN_OUTCOMES: [&str; 8] =
+    ["ok", "no_role", "bad_state", "bad_request", "bad_token", "sso_error", "sso_unavailable", "store_unavailable"];
 
 /// Why the upstream could not answer (the `kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +123,7 @@ pub struct Metrics {
     stripped_headers: AtomicU64,
     /// `[ok, failed]`.
     config_reloads: [AtomicU64; 2],
+    logins: [AtomicU64; LOGIN_OUTCOMES.len()],
 }
 
 impl Metrics {
@@ -126,6 +153,12 @@ impl Metrics {
     pub fn stripped(&self, n: usize) {
         if n > 0 {
             self.stripped_headers.fetch_add(n as u64, Relaxed);
+        }
+    }
+
+    pub fn login(&self, outcome: &str) {
+        if let Some(i) = LOGIN_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.logins[i].fetch_add(1, Relaxed);
         }
     }
 
@@ -178,6 +211,11 @@ impl Metrics {
                 "prt_gate_config_reloads_total{{result=\"{result}\"}} {}",
                 self.config_reloads[i].load(Relaxed)
             );
+        }
+        out.push_str("# HELP prt_gate_logins_total Login callbacks by outcome.\n");
+        out.push_str("# TYPE prt_gate_logins_total counter\n");
+        for (i, o) in LOGIN_OUTCOMES.iter().enumerate() {
+            let _ = writeln!(out, "prt_gate_logins_total{{outcome=\"{o}\"}} {}", self.logins[i].load(Relaxed));
         }
         out.push_str("# HELP prt_gate_connections_open Client connections currently open.\n");
         out.push_str("# TYPE prt_gate_connections_open gauge\n");

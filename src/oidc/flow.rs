@@ -19,22 +19,20 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 
 use super::http::SsoHttp;
 use super::jwt::{SsoClaims, TokenError, Verifier};
 use super::next::safe_next;
 use crate::config::{Config, SsoEndpoints};
+use crate::policy::{Policy, Role};
 use crate::proxy::body::GateBody;
 use crate::secret::Secret;
 use crate::session::{LoginState, SessionId, SessionRecord, SessionStore, Store, LOGIN_STATE_TTL};
 
-/// The roles the gate knows (SPEC 14). Anything else is refused at login.
-pub const ROLES: [&str; 4] = ["Admin", "Office", "Operator", "Client"];
-
-/// Canonical (title case) role name, compared case-insensitively.
+/// Canonical (title case) role name, compared case-insensitively; `None`
+/// for a role the gate does not know (refused at login).
 pub fn canonical_role(role: &str) -> Option<&'static str> {
-    ROLES.iter().copied().find(|r| r.eq_ignore_ascii_case(role.trim()))
+    Role::parse(role.trim()).map(Role::as_str)
 }
 
 /// Everything the login flow needs, built once from the config.
@@ -52,7 +50,6 @@ pub struct Oidc {
     pub cookie: CookieSpec,
     tenant_id: String,
     tenant_name: String,
-    landing: BTreeMap<String, String>,
 }
 
 /// Name and attributes of the gate's session cookie.
@@ -142,13 +139,7 @@ impl Oidc {
             cookie: CookieSpec::from_config(config),
             tenant_id: config.tenant.id.clone(),
             tenant_name: config.tenant.name.clone(),
-            landing: config.landing.clone(),
         })
-    }
-
-    /// The landing page of a role (`roles.landing`, default `/`).
-    pub fn landing(&self, role: &str) -> &str {
-        self.landing.iter().find(|(r, _)| r.eq_ignore_ascii_case(role)).map_or("/", |(_, p)| p.as_str())
     }
 
     fn absolute(&self, path: &str) -> String {
@@ -207,7 +198,12 @@ impl Oidc {
     }
 
     /// `GET /auth/callback/?code=…&state=…`.
-    pub async fn callback<B>(&self, store: &Store, req: &Request<B>) -> (Response<GateBody>, LoginOutcome) {
+    pub async fn callback<B>(
+        &self,
+        store: &Store,
+        policy: &Policy,
+        req: &Request<B>,
+    ) -> (Response<GateBody>, LoginOutcome) {
         let q = query_map(req.uri().query());
         let Some(state) = q.get("state") else {
             return (bad_login("The sign-in response is incomplete."), LoginOutcome::BadRequest);
@@ -265,7 +261,8 @@ impl Oidc {
                 return (unavailable(), LoginOutcome::StoreUnavailable);
             }
         };
-        let target = st.next.unwrap_or_else(|| self.landing(&role).to_string());
+        let landing = Role::parse(&role).map_or("/", |r| policy.landing(r));
+        let target = st.next.unwrap_or_else(|| landing.to_string());
         let mut resp = redirect(&self.absolute(&target));
         resp.headers_mut().append(header::SET_COOKIE, self.cookie.set(&id));
         (resp, LoginOutcome::Ok)

@@ -18,6 +18,7 @@ use http::header::{self, HeaderMap};
 use super::respond::Refusal;
 use super::Gate;
 use crate::oidc::flow::canonical_role;
+use crate::policy::Who;
 use crate::session::{SessionId, SessionRecord, SessionStore};
 
 /// A verified machine caller.
@@ -39,6 +40,15 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// The caller as the policy sees it.
+    pub fn who(&self) -> Who<'_> {
+        match self {
+            Caller::Anonymous => Who::Anonymous,
+            Caller::Session { record, .. } => Who::Session { role: &record.role, features: &record.features },
+            Caller::Bearer(b) => Who::Bearer { role: &b.role, features: &b.features },
+        }
+    }
+
     pub fn email(&self) -> &str {
         match self {
             Caller::Anonymous => "",

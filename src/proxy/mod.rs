@@ -5,9 +5,12 @@
 //! * [`pipeline`] is the per-request path, readable top to bottom;
 //! * [`headers`], [`respond`], [`upstream`], [`body`] are its helpers.
 
+pub mod answer;
 pub mod auth;
 pub mod body;
+pub mod forward;
 pub mod headers;
+pub mod owned;
 pub mod pipeline;
 pub mod respond;
 pub mod server;
@@ -16,6 +19,7 @@ pub mod upstream;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::identity::{AssertionError, AssertionSigner};
 use crate::metrics::Metrics;
 use crate::oidc::flow::{CookieSpec, Oidc, OidcBuildError};
 use crate::reload::Live;
@@ -33,6 +37,8 @@ pub struct Gate {
     /// that is not public answers "login" (fail closed).
     pub oidc: Option<Arc<Oidc>>,
     pub cookie: CookieSpec,
+    /// Signs `X-Prt-Assertion`; required whenever an SSO is configured.
+    pub assertion: Option<AssertionSigner>,
     /// Set when shutdown begins; `/readyz` reports not ready from then on.
     pub draining: AtomicBool,
 }
@@ -43,6 +49,10 @@ pub enum GateBuildError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Oidc(#[from] OidcBuildError),
+    #[error(transparent)]
+    Assertion(#[from] AssertionError),
+    #[error("PRT_GATE_ASSERTION__SECRET is required when sso.base_url is set (Django verifies identity with it)")]
+    NoAssertionSecret,
 }
 
 impl Gate {
@@ -53,7 +63,13 @@ impl Gate {
             Some(_) => Some(Arc::new(Oidc::from_config(&config)?)),
             None => None,
         };
+        let assertion = match (&config.assertion.secret, &oidc) {
+            (Some(secret), _) => Some(AssertionSigner::new(secret)?),
+            (None, Some(_)) => return Err(GateBuildError::NoAssertionSecret),
+            (None, None) => None,
+        };
         Ok(Gate {
+            assertion,
             client: upstream::client(&config.gate),
             cookie: CookieSpec::from_config(&config),
             store,

@@ -1,8 +1,8 @@
 //! The request pipeline: one function a reader can follow top to bottom.
 //!
 //! ```text
-//! parse → normalize → strip_identity → [authenticate → authorize: issues 3/4]
-//!       → forward (inject_identity) → respond → log
+//! parse → normalize → strip_identity → gate-owned routes → authenticate
+//!       → authorize → media → forward (inject_identity) → respond → log
 //! ```
 //!
 //! Each phase either continues with what the next one needs or ends the
@@ -15,19 +15,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, Response, Uri, Version};
+use http::uri::{Authority, PathAndQuery};
+use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 
+use super::auth::{self, Caller};
 use super::body::GateBody;
-use super::headers::{self, Forwarding, X_REQUEST_ID};
+use super::headers::{self, X_REQUEST_ID};
+use super::owned::{self, Owned};
 use super::respond::{self, Refusal};
-use super::upstream;
-use super::Gate;
+use super::{answer, forward, Gate};
 use crate::config::Config;
 use crate::identity;
-use crate::metrics::{Decision, UpstreamError};
+use crate::metrics::Decision;
 use crate::normalize::normalize;
+use crate::policy::{Auth, Role, Verdict};
 
 /// Facts about the client connection, computed once per connection.
 #[derive(Debug)]
@@ -41,10 +43,14 @@ pub struct ConnInfo {
 struct Ctx {
     method: Method,
     request_id: HeaderValue,
-    /// Answer refusals with an HTML page (browser page request) or JSON.
+    /// Answer with HTML pages and redirects (browser page request) or JSON.
     html: bool,
     /// The normalized path and query actually forwarded (or checked).
     forwarded: Option<PathAndQuery>,
+    decision: Option<Decision>,
+    rule: Option<Arc<str>>,
+    role: &'static str,
+    user: Option<String>,
     refusal: Option<Refusal>,
     upstream_latency: Option<Duration>,
 }
@@ -57,6 +63,10 @@ pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<Incoming>
         request_id: request_id(&conn, &req),
         html: wants_html(&req),
         forwarded: None,
+        decision: None,
+        rule: None,
+        role: "",
+        user: None,
         refusal: None,
         upstream_latency: None,
     };
@@ -84,80 +94,82 @@ async fn run(
 
     // parse: the target must be origin-form (or absolute-form naming this
     // gate) and the Host unambiguous, before anything looks at the path.
-    let public_authority = config.gate.public_url.as_ref().map(|p| &p.authority);
-    let host = check_target(public_authority, &parts)?;
+    let public = config.gate.public_url.as_ref();
+    let host = check_target(public.map(|p| &p.authority), &parts)?;
 
     // normalize: once, first. This one path is what routing, policy, logs and
     // the upstream request line all see (SPEC 3 step 2).
-    let path_and_query = {
-        let path = normalize(parts.uri.path()).map_err(Refusal::Path)?;
-        if path.is_unchanged() {
-            // no alloc: the target is already canonical; reuse its bytes.
-            parts.uri.path_and_query().cloned().ok_or(Refusal::Request("missing path"))?
-        } else {
-            let text = match parts.uri.query() {
-                Some(q) => format!("{}?{q}", path.as_str()),
-                None => path.as_str().to_owned(),
-            };
-            PathAndQuery::try_from(text).map_err(|_| Refusal::Request("unrepresentable path"))?
-        }
-    };
+    let target = parts.uri.clone(); // no alloc: `Uri` clones share their bytes.
+    let path = normalize(target.path()).map_err(Refusal::Path)?;
+    let path_and_query = forward::path_and_query(&target, &path)?;
     ctx.forwarded = Some(path_and_query.clone());
 
     // strip_identity: hop-by-hop and Connection-nominated headers, every
-    // client copy of identity headers and underscore names, and forwarding
-    // headers from untrusted peers — before any phase reads headers.
+    // client copy of identity headers and underscore names — before any
+    // phase reads headers, so nothing downstream can see a forged one.
     headers::strip_hop_by_hop(&mut parts.headers);
     gate.metrics.stripped(identity::strip_inbound(&mut parts.headers));
 
-    // authenticate / authorize: sessions (issue 3) and policy (issue 4) go here.
-
-    // forward: rebuild the request for the upstream and inject identity.
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(config.gate.upstream.authority.clone());
-    uri.path_and_query = Some(path_and_query);
-    parts.uri = Uri::from_parts(uri).map_err(|_| Refusal::Request("unrepresentable target"))?;
-    parts.version = Version::HTTP_11;
-    headers::merge_cookies(&mut parts.headers);
-    headers::set_forwarding(
-        &mut parts.headers,
-        &Forwarding { peer: conn.peer.ip(), trusted: conn.trusted, host: &host },
-    );
-    parts.headers.insert(header::HOST, host);
-    parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
-    identity::inject_tenant(&mut parts.headers, &config.tenant);
-
-    let sent = Instant::now();
-    let result =
-        tokio::time::timeout(config.gate.upstream_timeout, gate.client.request(Request::from_parts(parts, body))).await;
-    ctx.upstream_latency = Some(sent.elapsed());
-    let upstream_resp = match result {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => {
-            let refusal = upstream::classify(&e);
-            gate.metrics.upstream_error(match refusal {
-                Refusal::UpstreamConnect => UpstreamError::Connect,
-                _ => UpstreamError::Protocol,
-            });
-            tracing::warn!(request_id = ?ctx.request_id, error = %e, "upstream request failed");
-            return Err(refusal);
-        }
-        Err(_elapsed) => {
-            gate.metrics.upstream_error(UpstreamError::Timeout);
-            return Err(Refusal::UpstreamTimeout);
-        }
-    };
-    if let Some(d) = ctx.upstream_latency {
-        gate.metrics.upstream_latency(d);
+    // gate-owned routes: login, callback, logout never reach Django.
+    if let Some(owned) = Owned::of(path.as_str()) {
+        ctx.decision = Some(Decision::Allow);
+        ctx.rule = Some(Arc::from(owned.rule()));
+        let req = Request::from_parts(parts, ());
+        let mut resp = owned::handle(gate, config, owned, &req).await;
+        resp.headers_mut().insert(X_REQUEST_ID, ctx.request_id.clone());
+        return Ok(resp);
     }
 
-    // respond: stream the upstream body back; hop-by-hop headers are the
-    // upstream's business, not the client's.
-    let (mut rparts, rbody) = upstream_resp.into_parts();
-    headers::strip_hop_by_hop(&mut rparts.headers);
-    rparts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
-    Ok(Response::from_parts(rparts, GateBody::upstream(rbody)))
+    // authenticate: only what the route accepts (cookie, or Bearer on
+    // `auth = "bearer"` routes), and only when the decision depends on it.
+    let route = config.policy.route_for(&parts.method, &path);
+    let bearer_route = route.auth() == Auth::Bearer;
+    let caller = if route.needs_identity() {
+        auth::authenticate(gate, &parts.headers, bearer_route)
+            .await
+            .inspect_err(|_| ctx.decision = Some(Decision::Error))?
+    } else {
+        Caller::Anonymous
+    };
+    ctx.role = Role::parse(caller.role()).map_or("", Role::as_str);
+    if !matches!(caller, Caller::Anonymous) {
+        ctx.user = Some(caller.email().to_owned());
+    }
+
+    // authorize: the policy decides; only an `Allow` carries a `Permit`.
+    let verdict = route.decide(caller.who());
+    ctx.decision = Some(Decision::from_verdict(verdict.decision()));
+    ctx.rule = Some(verdict.rule().clone());
+    let browser = ctx.html && (parts.method == Method::GET || parts.method == Method::HEAD);
+    let origin = public.map(|p| p.origin.as_str());
+    let permit = match verdict {
+        Verdict::Allow(permit) => Some(permit),
+        Verdict::Public { .. } => None,
+        Verdict::Login { .. } => return Ok(answer::login(browser, path_and_query.as_str(), origin, &ctx.request_id)),
+        Verdict::Deny(denial) => return Ok(answer::deny(ctx.html, &denial, &ctx.request_id)),
+        Verdict::Redirect { to, denial } => {
+            return Ok(answer::landing(browser, &to, &denial, origin, &ctx.request_id));
+        }
+    };
+
+    // media: `/media/*` is the gate's, never Django's (SPEC 7, issue 5).
+    if is_media(path.as_str()) {
+        return Err(Refusal::MediaUnavailable);
+    }
+
+    // forward: rebuild the request for the upstream; inject_identity from
+    // the permit and the verified caller only.
+    let identity = permit.as_ref().map(|p| forward::Identity { permit: p, caller: &caller });
+    let upstream = forward::Upstream { path_and_query, host, bearer_consumed: bearer_route };
+    let resp = forward::send(gate, config, conn, &ctx.request_id, parts, body, upstream, identity, &path).await;
+    if let Some(d) = resp.upstream_latency {
+        ctx.upstream_latency = Some(d);
+    }
+    resp.result
+}
+
+fn is_media(path: &str) -> bool {
+    path == "/media" || path.starts_with("/media/")
 }
 
 /// Validates the request target and returns the `Host` to forward.
@@ -240,9 +252,11 @@ fn wants_html(req: &Request<Incoming>) -> bool {
 
 /// The log phase: one JSON access line and the request metrics.
 fn log(gate: &Gate, config: &Config, conn: &ConnInfo, ctx: &Ctx, status: u16, total: Duration) {
-    let decision = match ctx.refusal {
-        Some(Refusal::Path(_) | Refusal::Request(_)) => Decision::Reject,
-        _ => Decision::Allow,
+    let decision = match (ctx.refusal, ctx.decision) {
+        (Some(Refusal::Path(_) | Refusal::Request(_)), _) => Decision::Reject,
+        (_, Some(d)) => d,
+        (Some(_), None) => Decision::Error,
+        (None, None) => Decision::Allow,
     };
     gate.metrics.request(decision, status, total);
     if !config.log.access {
@@ -255,10 +269,10 @@ fn log(gate: &Gate, config: &Config, conn: &ConnInfo, ctx: &Ctx, status: u16, to
         path = ctx.forwarded.as_ref().map_or("-", |pq| pq.path()),
         status,
         decision = decision.as_str(),
-        rule = "",
-        role = "",
-        tenant = config.tenant.id.as_str(),
-        user = "",
+        rule = ctx.rule.as_deref().unwrap_or(""),
+        role = ctx.role,
+        tenant = if ctx.user.is_some() { config.tenant.id.as_str() } else { "" },
+        user = ctx.user.as_deref().unwrap_or(""),
         request_id = ctx.request_id.to_str().unwrap_or("-"),
         peer = %conn.peer.ip(),
         upstream_ms = ctx.upstream_latency.map(|d| d.as_secs_f64() * 1e3),

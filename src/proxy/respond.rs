@@ -30,6 +30,8 @@ pub enum Refusal {
     BearerInvalid,
     #[error("bearer token grants no role for this application")]
     BearerNoRole,
+    #[error("media is not available")]
+    MediaUnavailable,
 }
 
 impl Refusal {
@@ -41,6 +43,7 @@ impl Refusal {
             Refusal::StoreUnavailable | Refusal::SsoUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::BearerInvalid => StatusCode::UNAUTHORIZED,
             Refusal::BearerNoRole => StatusCode::FORBIDDEN,
+            Refusal::MediaUnavailable => StatusCode::NOT_FOUND,
         }
     }
 
@@ -53,6 +56,7 @@ impl Refusal {
             Refusal::StoreUnavailable | Refusal::SsoUnavailable => "unavailable",
             Refusal::BearerInvalid => "invalid_token",
             Refusal::BearerNoRole => "forbidden",
+            Refusal::MediaUnavailable => "not_found",
         }
     }
 }
@@ -108,5 +112,6 @@ fn human(r: Refusal) -> &'static str {
         }
         Refusal::BearerInvalid => "The bearer token is invalid or expired.",
         Refusal::BearerNoRole => "The bearer token grants no access to this application.",
+        Refusal::MediaUnavailable => "This document is not available.",
     }
 }

@@ -135,6 +135,11 @@ async fn handle(rec: Arc<Mutex<Vec<Seen>>>, req: Request<Incoming>) -> Result<Re
     Ok(resp)
 }
 
+/// The data-plane tests run without an SSO: every path is public, so the
+/// proxying itself is what they observe.
+pub const PUBLIC_ALL: &str =
+    "[[route]]\npath = \"/{*rest}\"\npublic = true\n\n[[route]]\npath = \"/api/{*rest}\"\npublic = true\n";
+
 /// A running `prt-gate serve`, killed on drop.
 pub struct Gate {
     pub child: Child,
@@ -157,10 +162,16 @@ impl Gate {
         std::fs::write(
             &cfg,
             format!(
-                "[gate]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n{gate_extra}\n[session]\ncookie_secure = false\n{more}\n"
+                "[gate]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n{gate_extra}\n[session]\ncookie_secure = false\n{more}\n\n{PUBLIC_ALL}"
             ),
         )
         .unwrap();
+        Self::spawn(dir, env)
+    }
+
+    /// Starts `prt-gate serve` on `dir/policy.toml`.
+    pub fn spawn(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Gate {
+        let cfg = dir.path().join("policy.toml");
         let mut cmd = Command::new(BIN);
         cmd.arg("serve").arg("--config").arg(&cfg).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         for (k, v) in env {
@@ -346,4 +357,98 @@ impl Drop for SsoProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A loopback port that was free a moment ago (for configs that must name
+/// their own public URL before the process starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Secret the dev SSO accepts for `prt-gate-dev`.
+pub const DEV_CLIENT_SECRET: &str = "dev-secret";
+/// A 32+ byte assertion secret for tests (generated per process would be
+/// nicer; it never leaves the test machine).
+pub const TEST_ASSERTION_SECRET: &str = "test-assertion-secret-0123456789abcdef";
+
+/// A gate with SSO login against `sso_url`, listening on a port chosen up
+/// front so `gate.public_url` can name it. `policy` is TOML appended at the end
+/// (routes); `session` replaces the `[session]` body.
+pub fn start_auth_gate(upstream: SocketAddr, sso_url: &str, session: &str, policy: &str) -> Gate {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("policy.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gate]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n\
+             public_url = \"http://127.0.0.1:{port}\"\n\n[sso]\nbase_url = \"{sso_url}\"\nclient_id = \"prt-gate-dev\"\n\n\
+             [session]\ncookie_secure = false\n{session}\n\n{policy}\n"
+        ),
+    )
+    .unwrap();
+    Gate::spawn(
+        dir,
+        &[("PRT_GATE_SSO__CLIENT_SECRET", DEV_CLIENT_SECRET), ("PRT_GATE_ASSERTION__SECRET", TEST_ASSERTION_SECRET)],
+    )
+}
+
+/// Result of a login through the gate as a browser would do it.
+#[derive(Debug)]
+pub struct Login {
+    /// `name=value` of the session cookie set by the callback.
+    pub cookie: Option<String>,
+    /// Status of the callback answer.
+    pub status: u16,
+    /// Where the callback sent the browser.
+    pub location: Option<String>,
+    pub set_cookie: Vec<String>,
+}
+
+/// Follows `/auth/login/?next=…&login_hint=…` → SSO authorize → callback,
+/// carrying `pre_cookie` (a cookie the browser already had) on gate requests.
+pub async fn login(gate: &Gate, email: &str, next: &str, pre_cookie: Option<&str>) -> Login {
+    let c = client();
+    let with_cookie = |url: String| {
+        let mut b = Request::get(url);
+        if let Some(pc) = pre_cookie {
+            b = b.header("cookie", pc);
+        }
+        b.body(Full::new(Bytes::new())).unwrap()
+    };
+    let start = gate.url(&format!(
+        "/auth/login/?next={}&login_hint={}",
+        url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>(),
+        url::form_urlencoded::byte_serialize(email.as_bytes()).collect::<String>()
+    ));
+    let (parts, _) = send(&c, with_cookie(start)).await;
+    assert_eq!(parts.status, 302, "login start");
+    let authorize = parts.headers["location"].to_str().unwrap().to_string();
+    let (parts, _) = send(&c, get(&authorize)).await;
+    assert_eq!(parts.status, 302, "authorize did not redirect back");
+    let callback = parts.headers["location"].to_str().unwrap().to_string();
+    assert!(callback.starts_with(&gate.url("/auth/callback/")), "{callback}");
+    let (parts, _) = send(&c, with_cookie(callback)).await;
+    let set_cookie: Vec<String> =
+        parts.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let cookie =
+        set_cookie.iter().find(|c| c.starts_with("prt_session=")).map(|c| c.split(';').next().unwrap().to_string());
+    Login {
+        cookie,
+        status: parts.status.as_u16(),
+        location: parts.headers.get("location").map(|v| v.to_str().unwrap().to_string()),
+        set_cookie,
+    }
+}
+
+/// GET with a cookie (and optional Accept).
+pub fn get_with(url: &str, cookie: Option<&str>, accept: Option<&str>) -> Request<Full<Bytes>> {
+    let mut b = Request::get(url);
+    if let Some(c) = cookie {
+        b = b.header("cookie", c);
+    }
+    if let Some(a) = accept {
+        b = b.header("accept", a);
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
 }

@@ -1,0 +1,88 @@
+//! The gate's answers to policy verdicts that do not forward (SPEC 6.1):
+//!
+//! * login — API or non-browser: 401 JSON
+//!   `{"error":"unauthenticated","login":"/auth/login/"}`; browser page
+//!   navigation: 302 to `/auth/login/?next=<path>`;
+//! * deny — API: 403 JSON naming the roles the rule accepts (never anything
+//!   about the caller); pages: a 403 HTML page;
+//! * redirect — a role outside its page allow-list: 302 to its landing page
+//!   (403 JSON for non-browser clients).
+//!
+//! Every answer carries `Cache-Control: no-store` and the request id.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::body::GateBody;
+use super::headers::X_REQUEST_ID;
+use crate::policy::{Denial, Role};
+
+fn base(status: StatusCode, content_type: &'static str, body: String, rid: &HeaderValue) -> Response<GateBody> {
+    let mut resp = Response::new(GateBody::local(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    if !content_type.is_empty() {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(X_REQUEST_ID, rid.clone());
+    resp
+}
+
+pub fn redirect(location: &str, rid: &HeaderValue) -> Response<GateBody> {
+    let mut resp = base(StatusCode::FOUND, "", String::new(), rid);
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// Unauthenticated. `next` is the normalized path and query of the request.
+pub fn login(browser: bool, next: &str, public_origin: Option<&str>, rid: &HeaderValue) -> Response<GateBody> {
+    if browser {
+        let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+        let location = format!("{}/auth/login/?next={next}", public_origin.unwrap_or(""));
+        return redirect(&location, rid);
+    }
+    let mut resp = base(
+        StatusCode::UNAUTHORIZED,
+        "application/json",
+        "{\"error\":\"unauthenticated\",\"login\":\"/auth/login/\"}\n".into(),
+        rid,
+    );
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Session realm=\"prt-gate\""));
+    resp
+}
+
+/// Forbidden by the policy.
+pub fn deny(browser: bool, denial: &Denial, rid: &HeaderValue) -> Response<GateBody> {
+    if browser {
+        let body = "<!doctype html><html><head><meta charset=\"utf-8\"><title>403 Forbidden</title></head>\
+                    <body><h1>403 Forbidden</h1><p>Your role does not give access to this page.</p>\
+                    <p><a href=\"/\">Home</a> · <a href=\"/auth/logout/\">Sign out</a></p></body></html>\n";
+        return base(StatusCode::FORBIDDEN, "text/html; charset=utf-8", body.into(), rid);
+    }
+    let roles: Vec<&str> =
+        Role::ALL.into_iter().filter(|r| denial.required_roles().contains(*r)).map(Role::as_str).collect();
+    let body = serde_json::json!({
+        "error": "forbidden",
+        "required_roles": roles,
+        "rule": denial.rule().as_ref(),
+    });
+    base(StatusCode::FORBIDDEN, "application/json", format!("{body}\n"), rid)
+}
+
+/// The role may not open this page: its landing page instead.
+pub fn landing(
+    browser: bool,
+    to: &str,
+    denial: &Denial,
+    public_origin: Option<&str>,
+    rid: &HeaderValue,
+) -> Response<GateBody> {
+    if browser {
+        return redirect(&format!("{}{to}", public_origin.unwrap_or("")), rid);
+    }
+    deny(false, denial, rid)
+}

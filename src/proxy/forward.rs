@@ -1,0 +1,248 @@
+//! The `forward` phase: build the upstream request from the checked parts,
+//! inject identity, send it on the pooled client, and shape the response.
+//!
+//! What reaches Django: the normalized path (never the raw one), the
+//! client's headers minus hop-by-hop, reserved identity names, the gate's
+//! session cookie and a consumed `Authorization`; plus `Host`,
+//! `X-Forwarded-*`, `X-Request-Id` and — only with a policy `Permit` — the
+//! identity headers and the signed `X-Prt-Assertion`.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+use super::auth::Caller;
+use super::body::GateBody;
+use super::headers::{self, Forwarding, X_REQUEST_ID};
+use super::pipeline::ConnInfo;
+use super::respond::Refusal;
+use super::{upstream, Gate};
+use crate::config::Config;
+use crate::identity::{self, AssertionClaims, ASSERTION_ISSUER, ASSERTION_TTL_SECS};
+use crate::metrics::UpstreamError;
+use crate::normalize::NormalizedPath;
+use crate::policy::Permit;
+
+/// The upstream path and query for a normalized path.
+pub fn path_and_query(target: &Uri, path: &NormalizedPath<'_>) -> Result<PathAndQuery, Refusal> {
+    if path.is_unchanged() {
+        // no alloc: the target is already canonical; reuse its bytes.
+        return target.path_and_query().cloned().ok_or(Refusal::Request("missing path"));
+    }
+    let text = match target.query() {
+        Some(q) => format!("{}?{q}", path.as_str()),
+        None => path.as_str().to_owned(),
+    };
+    PathAndQuery::try_from(text).map_err(|_| Refusal::Request("unrepresentable path"))
+}
+
+/// What the upstream request line and `Host` will be.
+pub struct Upstream {
+    pub path_and_query: PathAndQuery,
+    pub host: HeaderValue,
+    /// The route took a Bearer token: the `Authorization` header is the
+    /// gate's, not Django's.
+    pub bearer_consumed: bool,
+}
+
+/// Proof of authorization plus the verified caller it was issued for.
+pub struct Identity<'a> {
+    pub permit: &'a Permit,
+    pub caller: &'a Caller,
+}
+
+pub struct Sent {
+    pub result: Result<Response<GateBody>, Refusal>,
+    pub upstream_latency: Option<Duration>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn send(
+    gate: &Gate,
+    config: &Config,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    up: Upstream,
+    identity: Option<Identity<'_>>,
+    path: &NormalizedPath<'_>,
+) -> Sent {
+    let method = parts.method.clone();
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(config.gate.upstream.authority.clone());
+    uri.path_and_query = Some(up.path_and_query);
+    parts.uri = match Uri::from_parts(uri) {
+        Ok(u) => u,
+        Err(_) => return Sent { result: Err(Refusal::Request("unrepresentable target")), upstream_latency: None },
+    };
+    parts.version = Version::HTTP_11;
+    let h = &mut parts.headers;
+    headers::merge_cookies(h);
+    strip_cookie(h, gate.cookie.name);
+    if up.bearer_consumed {
+        h.remove(header::AUTHORIZATION);
+    }
+    headers::set_forwarding(h, &Forwarding { peer: conn.peer.ip(), trusted: conn.trusted, host: &up.host });
+    h.insert(header::HOST, up.host);
+    h.insert(X_REQUEST_ID, request_id.clone());
+    if let Some(id) = identity {
+        if let Err(refusal) = inject(gate, config, h, &id, request_id, method.as_str(), path.as_str()) {
+            return Sent { result: Err(refusal), upstream_latency: None };
+        }
+    }
+
+    let sent = Instant::now();
+    let result =
+        tokio::time::timeout(config.gate.upstream_timeout, gate.client.request(Request::from_parts(parts, body))).await;
+    let latency = sent.elapsed();
+    let upstream_resp = match result {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => {
+            let refusal = upstream::classify(&e);
+            gate.metrics.upstream_error(match refusal {
+                Refusal::UpstreamConnect => UpstreamError::Connect,
+                _ => UpstreamError::Protocol,
+            });
+            tracing::warn!(request_id = ?request_id, error = %e, "upstream request failed");
+            return Sent { result: Err(refusal), upstream_latency: Some(latency) };
+        }
+        Err(_elapsed) => {
+            gate.metrics.upstream_error(UpstreamError::Timeout);
+            return Sent { result: Err(Refusal::UpstreamTimeout), upstream_latency: Some(latency) };
+        }
+    };
+    gate.metrics.upstream_latency(latency);
+
+    // respond: stream the upstream body back; hop-by-hop headers are the
+    // upstream's business, and the gate's cookie is the gate's alone.
+    let (mut rparts, rbody) = upstream_resp.into_parts();
+    headers::strip_hop_by_hop(&mut rparts.headers);
+    strip_set_cookie(&mut rparts.headers, gate.cookie.name);
+    rparts.headers.insert(X_REQUEST_ID, request_id.clone());
+    Sent { result: Ok(Response::from_parts(rparts, GateBody::upstream(rbody))), upstream_latency: Some(latency) }
+}
+
+/// Tenant, `X-Auth-*` and the signed assertion, from verified state only.
+fn inject(
+    gate: &Gate,
+    config: &Config,
+    h: &mut HeaderMap,
+    id: &Identity<'_>,
+    request_id: &HeaderValue,
+    method: &str,
+    path: &str,
+) -> Result<(), Refusal> {
+    let (subject, email, features, tenant_code) = match id.caller {
+        Caller::Session { record, .. } => {
+            (record.subject.as_str(), record.email.as_str(), &record.features, record.tenant_code.as_deref())
+        }
+        Caller::Bearer(b) => (b.subject.as_str(), b.email.as_str(), &b.features, b.tenant_code.as_deref()),
+        // A permit is only issued to an authenticated caller.
+        Caller::Anonymous => return Err(Refusal::Request("permit without caller")),
+    };
+    let role = id.permit.role().as_str();
+    identity::inject_tenant(h, &config.tenant);
+    if let Ok(v) = HeaderValue::from_str(email) {
+        h.insert(identity::X_AUTH_EMAIL, v);
+    }
+    h.insert(identity::X_AUTH_ROLE, HeaderValue::from_static(role));
+    if let Some(signer) = gate.assertion.as_ref() {
+        let iat = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let claims = AssertionClaims {
+            iss: ASSERTION_ISSUER,
+            aud: &config.assertion.audience,
+            sub: subject,
+            email,
+            role,
+            features,
+            tenant_id: &config.tenant.id,
+            tenant_name: &config.tenant.name,
+            tenant_code,
+            iat,
+            exp: iat + ASSERTION_TTL_SECS,
+            jti: request_id.to_str().unwrap_or(""),
+            method,
+            path,
+        };
+        let v = signer.sign(&claims).map_err(|_| Refusal::Request("cannot sign assertion"))?;
+        h.insert(identity::X_PRT_ASSERTION, v);
+    }
+    Ok(())
+}
+
+/// Removes the gate's session cookie from `Cookie`, keeping Django's.
+fn strip_cookie(h: &mut HeaderMap, name: &str) {
+    let Some(v) = h.get(header::COOKIE) else { return };
+    let Ok(s) = v.to_str() else {
+        // Not text: drop it whole rather than forward something unparsed.
+        h.remove(header::COOKIE);
+        return;
+    };
+    if !s.split(';').any(|p| p.trim().split('=').next().is_some_and(|k| k.trim() == name)) {
+        return; // no alloc: the common case for Django-only cookies
+    }
+    let kept: Vec<&str> = s
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && p.split('=').next().map(str::trim) != Some(name))
+        .collect();
+    if kept.is_empty() {
+        h.remove(header::COOKIE);
+    } else if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+        h.insert(header::COOKIE, v);
+    }
+}
+
+/// The upstream may not set (or clear) the gate's cookie.
+fn strip_set_cookie(h: &mut HeaderMap, name: &str) {
+    if !h.get_all(header::SET_COOKIE).iter().any(|v| set_cookie_name(v) == Some(name)) {
+        return;
+    }
+    let kept: Vec<HeaderValue> =
+        h.get_all(header::SET_COOKIE).iter().filter(|v| set_cookie_name(v) != Some(name)).cloned().collect();
+    h.remove(header::SET_COOKIE);
+    for v in kept {
+        h.append(header::SET_COOKIE, v);
+    }
+}
+
+fn set_cookie_name(v: &HeaderValue) -> Option<&str> {
+    v.to_str().ok()?.split(';').next()?.split('=').next().map(str::trim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gate_cookie_is_removed_django_cookies_kept() {
+        let rows = [
+            ("prt_session=abc", None),
+            ("prt_session=abc; csrftoken=x", Some("csrftoken=x")),
+            ("sessionid=s; prt_session=abc; csrftoken=x", Some("sessionid=s; csrftoken=x")),
+            ("sessionid=s", Some("sessionid=s")),
+            ("prt_sessionx=1", Some("prt_sessionx=1")),
+        ];
+        for (input, expected) in rows {
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, HeaderValue::from_static(input));
+            strip_cookie(&mut h, "prt_session");
+            assert_eq!(h.get(header::COOKIE).map(|v| v.to_str().unwrap()), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn upstream_cannot_set_gate_cookie() {
+        let mut h = HeaderMap::new();
+        h.append(header::SET_COOKIE, HeaderValue::from_static("prt_session=fixated; Path=/"));
+        h.append(header::SET_COOKIE, HeaderValue::from_static("csrftoken=x; Path=/"));
+        strip_set_cookie(&mut h, "prt_session");
+        let all: Vec<_> = h.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(all, vec!["csrftoken=x; Path=/"]);
+    }
+}
