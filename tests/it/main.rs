@@ -6,5 +6,6 @@ mod support;
 mod admin;
 mod config;
 mod devsso;
+mod login;
 mod proxy;
 mod session;

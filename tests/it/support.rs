@@ -393,6 +393,34 @@ pub fn start_auth_gate(upstream: SocketAddr, sso_url: &str, session: &str, polic
     )
 }
 
+/// A gate running the repository's shipped `policy.toml`, pointed at the
+/// test's upstream and SSO through `PRT_GATE_*` overrides (which the shipped
+/// file is meant to be deployed with). `extra_env` adds or replaces variables.
+pub fn start_shipped_gate(upstream: SocketAddr, sso_url: &str, extra_env: &[(&str, &str)]) -> Gate {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/policy.toml"), dir.path().join("policy.toml")).unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let public = format!("http://127.0.0.1:{port}");
+    let up = format!("http://{upstream}");
+    let mut env: Vec<(&str, &str)> = vec![
+        ("PRT_GATE_GATE__LISTEN", &listen),
+        ("PRT_GATE_GATE__ADMIN_LISTEN", "127.0.0.1:0"),
+        ("PRT_GATE_GATE__PUBLIC_URL", &public),
+        ("PRT_GATE_GATE__UPSTREAM", &up),
+        ("PRT_GATE_SSO__BASE_URL", sso_url),
+        ("PRT_GATE_SSO__CLIENT_ID", "prt-gate-dev"),
+        ("PRT_GATE_SESSION__COOKIE_SECURE", "false"),
+        ("PRT_GATE_SSO__CLIENT_SECRET", DEV_CLIENT_SECRET),
+        ("PRT_GATE_ASSERTION__SECRET", TEST_ASSERTION_SECRET),
+    ];
+    for (k, v) in extra_env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k, v));
+    }
+    Gate::spawn(dir, &env)
+}
+
 /// Result of a login through the gate as a browser would do it.
 #[derive(Debug)]
 pub struct Login {

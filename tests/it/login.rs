@@ -1,0 +1,291 @@
+//! Sessions and SSO login end to end: the real gate binary, the dev SSO,
+//! a recording upstream, the shipped policy, and real Redis where stated.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use prt_gate::devsso::{builtin_users, DevSso};
+use serde_json::json;
+
+use crate::support::*;
+
+async fn sso() -> DevSso {
+    DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_role_logs_in_and_upstream_sees_its_identity() {
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let rows = [
+        ("admin@example.com", "Admin", "/"),
+        ("office@example.com", "Office", "/"),
+        ("operator@example.com", "Operator", "/"),
+        ("client@example.com", "Client", "/client.html"),
+    ];
+    for (email, role, landing) in rows {
+        let l = login(&gate, email, "", None).await;
+        assert_eq!(l.status, 302, "{email}: {l:?}");
+        assert_eq!(l.location.as_deref(), Some(gate.url(landing).as_str()), "{email} landing");
+        let cookie = l.cookie.expect("session cookie");
+        let set = &l.set_cookie[0];
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"), "{set}");
+
+        // /api/user/context/ is open to every role.
+        let (parts, _) = send(&client(), get_with(&gate.url("/api/user/context/"), Some(&cookie), None)).await;
+        assert_eq!(parts.status, 200, "{email}");
+        let seen = up.last();
+        assert_eq!(seen.one("x-auth-email"), Some(email));
+        assert_eq!(seen.one("x-auth-role"), Some(role));
+        assert_eq!(seen.one("x-tenant-id"), Some("primetrade"));
+        assert_eq!(seen.one("x-tenant-name"), Some("PrimeTrade Logistics"));
+        // The gate's cookie never reaches Django.
+        assert!(seen.all("cookie").iter().all(|c| !c.contains("prt_session")), "{:?}", seen.all("cookie"));
+        // The assertion verifies with the shared secret and names this request.
+        let token = seen.one("x-prt-assertion").expect("assertion");
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        v.set_audience(&["django"]);
+        v.set_issuer(&["prt-gate"]);
+        let key = jsonwebtoken::DecodingKey::from_secret(TEST_ASSERTION_SECRET.as_bytes());
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).unwrap().claims;
+        assert_eq!(claims["email"], email);
+        assert_eq!(claims["role"], role);
+        assert_eq!(claims["method"], "GET");
+        assert_eq!(claims["path"], "/api/user/context/");
+        assert_eq!(claims["jti"].as_str(), seen.one("x-request-id"));
+        assert!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap() <= 60);
+        let other = jsonwebtoken::DecodingKey::from_secret(b"another-secret-another-secret-0123");
+        assert!(jsonwebtoken::decode::<serde_json::Value>(token, &other, &v).is_err());
+    }
+    // The policy applies to sessions: Client may not read the audit log.
+    let client_cookie = login(&gate, "client@example.com", "", None).await.cookie.unwrap();
+    let (parts, body) = send(&client(), get_with(&gate.url("/api/audit/"), Some(&client_cookie), None)).await;
+    assert_eq!(parts.status, 403);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["required_roles"], json!(["Admin", "Office"]));
+    let metrics = crate::proxy::scrape(&gate).await;
+    assert!(metrics.contains("prt_gate_logins_total{outcome=\"ok\"} 5\n"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_without_primetrade_role_is_refused_without_session() {
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let l = login(&gate, "nobody@example.com", "/", None).await;
+    assert_eq!(l.status, 403);
+    assert!(l.cookie.is_none() && l.set_cookie.is_empty(), "{l:?}");
+    let metrics = crate::proxy::scrape(&gate).await;
+    assert!(metrics.contains("prt_gate_logins_total{outcome=\"no_role\"} 1\n"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthenticated_answers_api_401_page_302() {
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let (parts, body) = send(&client(), get(&gate.url("/api/history/"))).await;
+    assert_eq!(parts.status, 401);
+    assert_eq!(&body[..], b"{\"error\":\"unauthenticated\",\"login\":\"/auth/login/\"}\n");
+    assert_eq!(parts.headers["cache-control"], "no-store");
+    let (parts, _) = send(&client(), get_with(&gate.url("/dashboard?tab=2"), None, Some("text/html"))).await;
+    assert_eq!(parts.status, 302);
+    assert_eq!(parts.headers["location"], gate.url("/auth/login/?next=%2Fdashboard%3Ftab%3D2").as_str());
+    // A made-up cookie is just anonymous.
+    let fake = "prt_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let (parts, _) = send(&client(), get_with(&gate.url("/api/history/"), Some(fake), None)).await;
+    assert_eq!(parts.status, 401);
+    assert_eq!(up.count(), 0);
+    // Public routes need nothing and carry no identity.
+    let (parts, _) = send(&client(), get(&gate.url("/api/health/"))).await;
+    assert_eq!(parts.status, 200);
+    assert!(up.last().all("x-auth-email").is_empty() && up.last().all("x-tenant-id").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_ends_the_session_and_login_never_reuses_a_cookie() {
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let first = login(&gate, "office@example.com", "/api/history/", None).await;
+    assert_eq!(first.location.as_deref(), Some(gate.url("/api/history/").as_str()));
+    let first = first.cookie.unwrap();
+
+    // No fixation: logging in with a cookie already set mints a new id and
+    // ends the old session.
+    let second = login(&gate, "client@example.com", "", Some(&first)).await.cookie.unwrap();
+    assert_ne!(first, second);
+    let (parts, _) = send(&client(), get_with(&gate.url("/api/history/"), Some(&first), None)).await;
+    assert_eq!(parts.status, 401, "old session survived a new login");
+
+    // An attacker-chosen cookie value is never adopted.
+    let planted = "prt_session=plantedplantedplantedplantedplantedplanted1";
+    let l = login(&gate, "client@example.com", "", Some(planted)).await;
+    assert_ne!(l.cookie.as_deref(), Some(planted));
+
+    let (parts, _) = send(&client(), get_with(&gate.url("/api/history/"), Some(&second), None)).await;
+    assert_eq!(parts.status, 200);
+    let (parts, _) = send(&client(), get_with(&gate.url("/auth/logout/"), Some(&second), None)).await;
+    assert_eq!(parts.status, 302);
+    let loc = parts.headers["location"].to_str().unwrap();
+    assert!(
+        loc.starts_with(&format!("{}/o/logout/?client_id=prt-gate-dev&post_logout_redirect_uri=", sso.url())),
+        "{loc}"
+    );
+    let expired = parts.headers["set-cookie"].to_str().unwrap();
+    assert!(expired.starts_with("prt_session=;") && expired.contains("Max-Age=0"), "{expired}");
+    let (parts, _) = send(&client(), get_with(&gate.url("/api/history/"), Some(&second), None)).await;
+    assert_eq!(parts.status, 401, "session survived logout");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_logins_in_two_tabs_both_succeed_and_state_is_single_use() {
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let c = client();
+    let start = |hint: &str| gate.url(&format!("/auth/login/?login_hint={hint}"));
+    let (a, _) = send(&c, get(&start("client%40example.com"))).await;
+    let (b, _) = send(&c, get(&start("office%40example.com"))).await;
+    let cb_a = send(&c, get(a.headers["location"].to_str().unwrap())).await.0.headers["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let cb_b = send(&c, get(b.headers["location"].to_str().unwrap())).await.0.headers["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (rb, _) = send(&c, get(&cb_b)).await;
+    let (ra, _) = send(&c, get(&cb_a)).await;
+    assert_eq!((ra.status.as_u16(), rb.status.as_u16()), (302, 302));
+    assert!(ra.headers.contains_key("set-cookie") && rb.headers.contains_key("set-cookie"));
+    // Replaying a callback: the state was consumed.
+    let (again, _) = send(&c, get(&cb_a)).await;
+    assert_eq!(again.status, 400);
+    assert!(!again.headers.contains_key("set-cookie"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_are_verified_like_id_tokens() {
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let iss = sso.issuer().to_string();
+    let good = |role: &str| {
+        json!({"sub": "svc-1", "iss": iss, "aud": "prt-gate-dev", "iat": now(), "exp": now() + 600,
+               "email": "svc@example.com",
+               "application_roles": {"primetrade": {"role": role, "features": {"releases": ["view"]}}}})
+    };
+    let call = |token: String| {
+        let url = gate.url("/api/open-releases/");
+        async move {
+            let req = Request::get(url)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            send(&client(), req).await.0.status.as_u16()
+        }
+    };
+    // Positive control: a valid Office token passes and Django sees the
+    // identity but not the token.
+    assert_eq!(call(sso.mint(good("Office"))).await, 200);
+    let seen = up.last();
+    assert_eq!(seen.one("x-auth-role"), Some("Office"));
+    assert!(seen.all("authorization").is_empty(), "consumed bearer token forwarded");
+    assert_eq!(call(sso.mint(good("Client"))).await, 403);
+
+    let mut expired = good("Admin");
+    expired["exp"] = json!(now() - 3600);
+    let mut wrong_aud = good("Admin");
+    wrong_aud["aud"] = json!("someone-else");
+    let mut wrong_iss = good("Admin");
+    wrong_iss["iss"] = json!("https://evil.example/o");
+    let mut string_exp = good("Admin");
+    string_exp["exp"] = json!((now() + 600).to_string());
+    let mut no_exp = good("Admin");
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let b64 = |v: &serde_json::Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let alg_none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&good("Admin")));
+    // HS256 keyed with the SSO's public key material (the classic confusion).
+    let jwks = sso.jwks();
+    let n = jwks["keys"][0]["n"].as_str().unwrap().to_string();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    h.kid = Some(sso.kid().to_string());
+    let hs256 =
+        jsonwebtoken::encode(&h, &good("Admin"), &jsonwebtoken::EncodingKey::from_secret(n.as_bytes())).unwrap();
+    let forged_sig = {
+        let t = sso.mint(good("Admin"));
+        let (head, _) = t.rsplit_once('.').unwrap();
+        format!("{head}.AAAA")
+    };
+    let rows = [
+        ("expired", sso.mint(expired)),
+        ("wrong aud", sso.mint(wrong_aud)),
+        ("wrong iss", sso.mint(wrong_iss)),
+        ("string exp", sso.mint(string_exp)),
+        ("no exp", sso.mint(no_exp)),
+        ("alg none", alg_none),
+        ("hs256 with public key", hs256),
+        ("forged signature", forged_sig),
+        ("garbage", "not.a.jwt".to_string()),
+    ];
+    let before = up.count();
+    for (what, token) in rows {
+        assert_eq!(call(token).await, 401, "{what} accepted");
+    }
+    assert_eq!(up.count(), before, "a refused token reached the upstream");
+    // A cookie is not a credential on a bearer route.
+    let cookie = login(&gate, "admin@example.com", "", None).await.cookie.unwrap();
+    let (parts, _) = send(&client(), get_with(&gate.url("/api/open-releases/"), Some(&cookie), None)).await;
+    assert_eq!(parts.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_redirect_corpus_never_leaves_the_origin() {
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpora/openredirects.txt"))
+        .expect("shared/corpora/openredirects.txt beside the repository");
+    let origin = gate.url("");
+    let mut checked = 0;
+    for line in corpus.lines().filter(|l| !l.is_empty()) {
+        // Raw (the browser sends it as is) and percent-encoded once.
+        let encoded: String = url::form_urlencoded::byte_serialize(line.as_bytes()).collect();
+        for next_param in [line.to_string(), encoded] {
+            let c = client();
+            let Ok(req) =
+                Request::get(gate.url(&format!("/auth/login/?login_hint=client%40example.com&next={next_param}")))
+                    .body(Full::new(Bytes::new()))
+            else {
+                continue; // not even a valid request target
+            };
+            let Ok(resp) = c.request(req).await else { continue };
+            if resp.status() != 302 {
+                assert_eq!(resp.status(), 400, "{line:?}");
+                continue;
+            }
+            let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+            let (parts, _) = send(&c, get(&authorize)).await;
+            let callback = parts.headers["location"].to_str().unwrap().to_string();
+            let (parts, _) = send(&c, get(&callback)).await;
+            assert_eq!(parts.status, 302, "{line:?}");
+            let loc = parts.headers["location"].to_str().unwrap();
+            let parsed = url::Url::parse(loc).unwrap();
+            assert!(
+                loc.starts_with(&format!("{origin}/")) && parsed.origin() == url::Url::parse(&origin).unwrap().origin(),
+                "{line:?} → {loc}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+}
