@@ -289,3 +289,161 @@ async fn open_redirect_corpus_never_leaves_the_origin() {
     }
     assert!(checked > 1000, "{checked}");
 }
+
+fn unique_prefix() -> String {
+    format!("prt-gate-it:{:016x}:", rand::random::<u64>())
+}
+
+/// Deletes the test's keys from the shared Redis afterwards (never FLUSH).
+struct PrefixCleanup(String);
+
+impl Drop for PrefixCleanup {
+    fn drop(&mut self) {
+        let keys =
+            std::process::Command::new("redis-cli").args(["--scan", "--pattern", &format!("{}*", self.0)]).output();
+        if let Ok(out) = keys {
+            for k in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = std::process::Command::new("redis-cli").args(["del", k]).output();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_gates_share_redis_sessions_and_revocation_reaches_both_within_a_second() {
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let prefix = unique_prefix();
+    let _cleanup = PrefixCleanup(prefix.clone());
+    let env =
+        [("PRT_GATE_SESSION__STORE", "redis://127.0.0.1:6379"), ("PRT_GATE_SESSION__KEY_PREFIX", prefix.as_str())];
+    let a = start_shipped_gate(up.addr, sso.url(), &env);
+    let b = start_shipped_gate(up.addr, sso.url(), &env);
+    let status = |gate: &Gate, cookie: &str| {
+        let req = get_with(&gate.url("/api/history/"), Some(cookie), None);
+        async move { send(&client(), req).await.0.status.as_u16() }
+    };
+
+    // Log in on A, use the cookie on B.
+    let cookie = login(&a, "office@example.com", "", None).await.cookie.unwrap();
+    assert_eq!(status(&b, &cookie).await, 200);
+    assert_eq!(status(&a, &cookie).await, 200);
+
+    // Logout on A: B refuses within 1 s (its hot cache may hold the session
+    // for at most session.cache_ttl).
+    let (parts, _) = send(&client(), get_with(&a.url("/auth/logout/"), Some(&cookie), None)).await;
+    assert_eq!(parts.status, 302);
+    let t = std::time::Instant::now();
+    while status(&b, &cookie).await != 401 {
+        assert!(t.elapsed() < std::time::Duration::from_secs(1), "B still accepts a logged-out session");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Operator revocation with the CLI against the same configuration.
+    let cookie = login(&b, "client@example.com", "", None).await.cookie.unwrap();
+    assert_eq!(status(&a, &cookie).await, 200);
+    let out = std::process::Command::new(BIN)
+        .args(["sessions", "list", "--user", "CLIENT@example.com", "--config"])
+        .arg(a.dir.path().join("policy.toml"))
+        .envs(env)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.contains("client@example.com"),
+        "{listed} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!listed.contains(cookie.trim_start_matches("prt_session=")), "session id printed by sessions list");
+    let out = std::process::Command::new(BIN)
+        .args(["sessions", "revoke", "--user", "client@example.com", "--config"])
+        .arg(a.dir.path().join("policy.toml"))
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "revoked 1 session(s)");
+    let t = std::time::Instant::now();
+    loop {
+        let (sa, sb) = (status(&a, &cookie).await, status(&b, &cookie).await);
+        if sa == 401 && sb == 401 {
+            break;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(1), "revoked session still accepted: {sa} {sb}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A private redis-server on its own port (the shared one is never stopped).
+struct OwnRedis(std::process::Child);
+
+impl OwnRedis {
+    fn start(port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let t = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < std::time::Duration::from_secs(10), "own redis did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        OwnRedis(child)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_fails_closed_with_503_and_recovers() {
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let port = free_port();
+    let redis = OwnRedis::start(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let gate = start_shipped_gate(up.addr, sso.url(), &[("PRT_GATE_SESSION__STORE", url.as_str())]);
+    let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
+    let status = |cookie: Option<String>, html: bool| {
+        let req = get_with(&gate.url("/api/history/"), cookie.as_deref(), html.then_some("text/html"));
+        async move { send(&client(), req).await.0.status.as_u16() }
+    };
+    assert_eq!(status(Some(cookie.clone()), false).await, 200);
+    let served_before = up.count();
+
+    drop(redis);
+    // Past the hot-cache window, every protected request is 503 — never 200,
+    // never treated as anonymous.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for _ in 0..5 {
+        assert_eq!(status(Some(cookie.clone()), false).await, 503);
+    }
+    let (parts, body) = send(&client(), get_with(&gate.url("/api/history/"), Some(&cookie), None)).await;
+    assert_eq!(parts.status, 503);
+    assert!(String::from_utf8_lossy(&body).contains("\"error\":\"unavailable\""));
+    // Logins cannot start either.
+    let (parts, _) = send(&client(), get(&gate.url("/auth/login/"))).await;
+    assert_eq!(parts.status, 503);
+    assert_eq!(up.count(), served_before, "a request reached Django while the session store was down");
+    // Public routes need no session and keep working.
+    assert_eq!(send(&client(), get(&gate.url("/api/health/"))).await.0.status, 200);
+
+    // Redis back (empty: it keeps nothing on disk): the gate recovers alone.
+    let _redis = OwnRedis::start(port);
+    let mut recovered = false;
+    for _ in 0..100 {
+        if status(Some(cookie.clone()), false).await == 401 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "gate did not recover after Redis came back");
+    let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
+    assert_eq!(status(Some(cookie), false).await, 200);
+}
