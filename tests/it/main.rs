@@ -5,4 +5,5 @@ mod support;
 
 mod admin;
 mod config;
+mod policy;
 mod proxy;
