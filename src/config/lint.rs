@@ -34,7 +34,9 @@ pub(super) fn secret_warnings(loc: &Locator<'_>) -> Vec<Diagnostic> {
             out.push(Diagnostic {
                 origin: loc.at_offset(offset),
                 key: None,
-                message: format!("{what} in the file; secrets belong in the environment, never in policy.toml"),
+                message: format!(
+                    "looks like {what} in the file; secrets belong in the environment, never in policy.toml"
+                ),
             });
         }
     }

@@ -205,7 +205,7 @@ impl Policy {
                 b.warn(
                     format!("roles.landing.{role}"),
                     format!(
-                        "the landing page `{page}` of {role} is not open to {role} ({}): it gets 403 there",
+                        "the landing page `{page}` of {role} is not open to {role} (rule `{}`): it gets 403 there",
                         v.rule()
                     ),
                 );

@@ -1,1 +1,554 @@
+//! Table tests for the policy: patterns (valid and invalid, with exact messages), matching,
+//! precedence, ties, trailing slash, roles, features, defaults and page allow-lists. Each
+//! row names the rule that must decide, not only the outcome.
 
+use std::path::Path;
+
+use http::Method;
+
+use super::explain::{explain, Caller};
+use super::*;
+use crate::config::Config;
+use crate::normalize::normalize;
+
+fn load(text: &str) -> Result<(Config, Vec<String>), String> {
+    Config::from_str_at(Path::new("policy.toml"), text)
+        .map(|(c, w)| (c, w.iter().map(ToString::to_string).collect()))
+        .map_err(|e| e.to_string())
+}
+
+fn policy(text: &str) -> Arc<Policy> {
+    match load(text) {
+        Ok((c, _)) => c.policy,
+        Err(e) => panic!("policy rejected:\n{e}\n---\n{text}"),
+    }
+}
+
+fn m(s: &str) -> Method {
+    Method::from_bytes(s.as_bytes()).unwrap()
+}
+
+/// `decision rule [location]` for a caller (`-` = anonymous, else a role name).
+fn ask(p: &Policy, caller: &str, method: &str, path: &str) -> String {
+    ask_with(p, caller, &Features::new(), method, path)
+}
+
+fn ask_with(p: &Policy, caller: &str, features: &Features, method: &str, path: &str) -> String {
+    let path = normalize(path).expect("test paths are valid");
+    let caller = match caller {
+        "-" => Caller::Anonymous,
+        r => Caller::Role { role: Role::parse(r).expect("known role"), features },
+    };
+    let x = explain(p, &m(method), &path, caller);
+    let mut s = format!("{} {} {}", x.verdict.decision(), x.status, x.rule());
+    if let Verdict::Redirect { to, .. } = &x.verdict {
+        s.push_str(&format!(" -> {to}"));
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------
+// Patterns
+// ---------------------------------------------------------------------------
+
+#[test]
+fn patterns_valid() {
+    let rows: &[(&str, usize, bool)] = &[
+        ("/", 0, true),
+        ("/robots.txt", 1, false),
+        ("/api/history/", 2, true),
+        ("/api/bol/{id}/download/", 4, true),
+        ("/media/{*key}", 2, false),
+        ("/tenant/{code}/pigiron/{*rest}", 4, false),
+        ("/a/{x_1}/{Y}/", 3, true),
+        ("/~user/a-b_c.d/", 2, true),
+        ("/caf%C3%A9/", 1, true),
+        ("/a:b@c!$&'()*+,=/", 1, true),
+    ];
+    for &(text, segs, slash) in rows {
+        let p = Pattern::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!((p.segments().len(), p.has_trailing_slash()), (segs, slash), "{text}");
+        assert_eq!(p.as_str(), text);
+    }
+}
+
+#[test]
+fn patterns_invalid_with_exact_messages() {
+    let rows: &[(&str, &str)] = &[
+        ("", "pattern must start with `/`"),
+        ("api/x/", "pattern must start with `/`"),
+        ("/api//x/", "empty segment (`//`): normalized paths never contain one"),
+        ("/api/{id/", "unclosed `{` in segment `{id`"),
+        ("/api/id}/", "unmatched `}` in segment `id}`"),
+        ("/api/v{id}/", "a parameter must be a whole segment, like `{id}` or `{*rest}`: `v{id}`"),
+        ("/api/{id}.json", "a parameter must be a whole segment, like `{id}` or `{*rest}`: `{id}.json`"),
+        ("/api/{{id}}/", "a parameter must be a whole segment, like `{id}` or `{*rest}`: `{{id}}`"),
+        ("/api/{}/", "empty parameter name in `{}`"),
+        ("/media/{*}", "empty parameter name in `{*}`"),
+        ("/api/{a-b}/", "invalid parameter name in `{a-b}` (use letters, digits and `_`, not starting with a digit)"),
+        ("/api/{1x}/", "invalid parameter name in `{1x}` (use letters, digits and `_`, not starting with a digit)"),
+        ("/media/{*key}/x", "catch-all `{*key}` must be the last segment, without a trailing `/`"),
+        ("/media/{*key}/", "catch-all `{*key}` must be the last segment, without a trailing `/`"),
+        ("/a/{id}/b/{id}/", "parameter name `id` is used twice"),
+        ("/a/{id}/{*id}", "parameter name `id` is used twice"),
+        ("/api/../admin/", "dot segment `..` never matches: normalization resolves it"),
+        ("/api/./x", "dot segment `.` never matches: normalization resolves it"),
+        ("/api/x;y/", "segment `x;y` would be refused by path normalization (path contains a ';' path parameter)"),
+        ("/api/a b/", "segment `a b` would be refused by path normalization (path contains a raw space)"),
+        (
+            "/api/a%2Fb/",
+            "segment `a%2Fb` would be refused by path normalization (path contains an encoded '/' or '\\')",
+        ),
+        ("/api/a\\b/", "segment `a\\b` would be refused by path normalization (path contains a backslash)"),
+        ("/api/x#y/", "segment `x#y` would be refused by path normalization (path contains a fragment ('#'))"),
+        (
+            "/api/caf\u{e9}/",
+            "segment `caf\u{e9}` would be refused by path normalization (path contains a raw non-ascii byte)",
+        ),
+        ("/%7Euser/", "segment `%7Euser` is normalized to `~user`; write it that way"),
+        ("/a%c3%a9/", "segment `a%c3%a9` is normalized to `a%C3%A9`; write it that way"),
+        ("/a\"b/", "segment `a\"b` is normalized to `a%22b`; write it that way"),
+    ];
+    let mut failures = Vec::new();
+    for &(text, want) in rows {
+        match Pattern::parse(text) {
+            Ok(_) => failures.push(format!("accepted {text:?}")),
+            Err(e) if e.to_string() != want => failures.push(format!("{text:?}\n  got:  {e}\n  want: {want}")),
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Matching
+// ---------------------------------------------------------------------------
+
+/// Which pattern governs each path (`-` = none: the defaults).
+#[test]
+fn matching_table() {
+    let patterns = [
+        "/api/admin/",
+        "/api/admin/{*rest}",
+        "/api/history/",
+        "/api/bol/{id}/",
+        "/api/bol/{id}/download/",
+        "/api/bol/preview/",
+        "/robots.txt",
+        "/static/{*rest}",
+        "/exact",
+        "/exact/",
+        "/",
+    ];
+    let mut trie = matcher::Trie::default();
+    for (i, p) in patterns.iter().enumerate() {
+        trie.insert(&Pattern::parse(p).unwrap(), i as u32).unwrap();
+    }
+    let rows: &[(&str, &str)] = &[
+        // Segment boundaries: a prefix never matches a longer segment.
+        ("/api/admin/", "/api/admin/"),
+        ("/api/admin", "/api/admin/"),
+        ("/api/adminx", "-"),
+        ("/api/adminx/", "-"),
+        ("/api/admin/users/", "/api/admin/{*rest}"),
+        ("/api/admin/users", "/api/admin/{*rest}"),
+        ("/api/admin/a/b/c", "/api/admin/{*rest}"),
+        // Trailing slash: the slash rule governs both; the slash-less rule only itself.
+        ("/api/history/", "/api/history/"),
+        ("/api/history", "/api/history/"),
+        ("/api/historyx", "-"),
+        ("/robots.txt", "/robots.txt"),
+        ("/robots.txt/", "-"),
+        ("/exact", "/exact"),
+        ("/exact/", "/exact/"),
+        // {param}: exactly one non-empty segment.
+        ("/api/bol/12/", "/api/bol/{id}/"),
+        ("/api/bol/12", "/api/bol/{id}/"),
+        ("/api/bol/", "-"),
+        ("/api/bol/12/13/", "-"),
+        ("/api/bol/12/download/", "/api/bol/{id}/download/"),
+        ("/api/bol/12/download", "/api/bol/{id}/download/"),
+        // Exact beats {param}.
+        ("/api/bol/preview/", "/api/bol/preview/"),
+        ("/api/bol/preview", "/api/bol/preview/"),
+        // A dead-end exact branch backtracks to the parameter.
+        ("/api/bol/preview/download/", "/api/bol/{id}/download/"),
+        // {*tail}: non-empty.
+        ("/static/", "-"),
+        ("/static", "-"),
+        ("/static/app.css", "/static/{*rest}"),
+        ("/static/css/", "/static/{*rest}"),
+        ("/staticx/app.css", "-"),
+        ("/", "/"),
+    ];
+    let mut failures = Vec::new();
+    for &(path, want) in rows {
+        let got = trie.find(path).map_or("-", |i| patterns[i as usize]);
+        if got != want {
+            failures.push(format!("{path}: got {got}, want {want}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Precedence and ties
+// ---------------------------------------------------------------------------
+
+const PRECEDENCE: &str = r#"
+[[route]]
+path = "/a/{*rest}"
+roles = ["Admin"]
+name = "tail"
+
+[[route]]
+path = "/a/{x}/{*rest}"
+roles = ["Admin"]
+name = "param-tail"
+
+[[route]]
+path = "/a/{x}/c/"
+roles = ["Admin"]
+name = "param-c"
+
+[[route]]
+path = "/a/b/{y}/"
+roles = ["Admin"]
+name = "b-param"
+
+[[route]]
+path = "/a/b/c/"
+methods = ["GET"]
+roles = ["Admin"]
+name = "exact-get"
+
+[[route]]
+path = "/a/b/c/"
+roles = ["Admin"]
+name = "exact-any"
+
+[[route]]
+path = "/a/{x}/"
+roles = ["Admin"]
+name = "param"
+"#;
+
+#[test]
+fn most_specific_rule_wins() {
+    let p = policy(PRECEDENCE);
+    let rows: &[(&str, &str, &str)] = &[
+        ("GET", "/a/b/c/", "exact-get"),   // exact segments, method-specific
+        ("HEAD", "/a/b/c/", "exact-get"),  // GET covers HEAD
+        ("POST", "/a/b/c/", "exact-any"),  // same pattern, any-method rule
+        ("GET", "/a/b/d/", "b-param"),     // exact `b` beats {x} at segment 2
+        ("GET", "/a/z/c/", "param-c"),     // exact `c` beats {*rest}
+        ("GET", "/a/z/", "param"),         // {x} beats {*rest}
+        ("GET", "/a/z/q/r", "param-tail"), // longer: {x}/{*rest} beats {*rest}
+        ("GET", "/a/b/c/d", "param-tail"), // the exact branch dead-ends: backtrack
+        ("GET", "/a/b", "param"),          // APPEND_SLASH into /a/{x}/
+    ];
+    for &(method, path, want) in rows {
+        assert_eq!(ask(&p, "admin", method, path), format!("allow 200 {want}"), "{method} {path}");
+    }
+}
+
+#[test]
+fn ties_are_rejected_naming_both_rules_and_the_fix() {
+    let rows: &[(&str, &str)] = &[
+        (
+            "[[route]]\npath = \"/api/x/\"\nmethods = [\"GET\"]\nroles = [\"Admin\"]\n\n[[route]]\npath = \"/api/x/\"\nmethods = [\"GET\", \"POST\"]\nroles = [\"Office\"]\n",
+            "policy.toml:7:8: route.1.path: rules `GET /api/x/` (policy.toml:1) and `GET,POST /api/x/` (policy.toml:6) overlap; remove one or make one more specific",
+        ),
+        (
+            // Parameter names do not make patterns different.
+            "[[route]]\npath = \"/api/{id}/\"\nroles = [\"Admin\"]\n[[route]]\npath = \"/api/{pk}/\"\nroles = [\"Office\"]\n",
+            "policy.toml:5:8: route.1.path: rules `ANY /api/{id}/` (policy.toml:1) and `ANY /api/{pk}/` (policy.toml:4) overlap; remove one or make one more specific",
+        ),
+        (
+            // HEAD is covered by GET.
+            "[[route]]\npath = \"/x/\"\nmethods = [\"GET\"]\nroles = [\"Admin\"]\n[[route]]\npath = \"/x/\"\nmethods = [\"HEAD\"]\npublic = true\n",
+            "policy.toml:6:8: route.1.path: rules `GET /x/` (policy.toml:1) and `HEAD /x/` (policy.toml:5) overlap; remove one or make one more specific",
+        ),
+    ];
+    for (text, want) in rows {
+        assert_eq!(load(text).err().as_deref(), Some(*want));
+    }
+    // Not ties: different methods, a slash and a slash-less pattern, method-specific and any.
+    policy(
+        "[[route]]\npath = \"/x/\"\nmethods = [\"GET\"]\nroles = [\"Admin\"]\n\
+         [[route]]\npath = \"/x/\"\nmethods = [\"POST\"]\nroles = [\"Admin\"]\n\
+         [[route]]\npath = \"/x/\"\nroles = [\"Admin\"]\n\
+         [[route]]\npath = \"/x\"\nroles = [\"Admin\"]\n",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Decisions
+// ---------------------------------------------------------------------------
+
+const SMALL: &str = r#"
+[roles]
+pages = { client = ["/client.html", "/media/{*key}"] }
+
+[[route]]
+path = "/api/health/"
+methods = ["GET"]
+public = true
+
+[[route]]
+path = "/api/bol/{id}/"
+methods = ["GET"]
+roles = ["admin", "CLIENT"]
+
+[[route]]
+path = "/api/bol/{id}/"
+methods = ["POST"]
+roles = ["Admin"]
+features = ["bol:edit", "bol:view"]
+
+[[route]]
+path = "/api/open-releases/"
+methods = ["GET"]
+auth = "bearer"
+roles = ["Office"]
+
+[[route]]
+path = "/reports/"
+methods = ["GET"]
+roles = ["Office", "Client"]
+
+[[route]]
+path = "/media/{*key}"
+methods = ["GET"]
+roles = ["Client", "Office"]
+
+[[route]]
+path = "/client.html"
+methods = ["GET"]
+roles = ["Client"]
+"#;
+
+#[test]
+fn decisions_table() {
+    let p = policy(SMALL);
+    let rows: &[(&str, &str, &str, &str)] = &[
+        // Public: everyone, anonymous included.
+        ("-", "GET", "/api/health/", "allow 200 /api/health/"),
+        ("Client", "GET", "/api/health", "allow 200 /api/health/"),
+        // Roles are case-insensitive in the file and for the caller.
+        ("Admin", "GET", "/api/bol/7/", "allow 200 /api/bol/{id}/"),
+        ("client", "GET", "/api/bol/7/", "allow 200 /api/bol/{id}/"),
+        ("Office", "GET", "/api/bol/7/", "deny 403 /api/bol/{id}/"),
+        ("-", "GET", "/api/bol/7/", "login 401 /api/bol/{id}/"),
+        // Method without a rule on a covered path: denied for everyone.
+        ("Admin", "DELETE", "/api/bol/7/", "deny 403 /api/bol/{id}/"),
+        ("-", "DELETE", "/api/bol/7/", "deny 403 /api/bol/{id}/"),
+        // Unmatched /api paths: denied for everyone, anonymous included.
+        ("Admin", "GET", "/api/unknown/", "deny 403 no_rule"),
+        ("-", "GET", "/api/unknown/", "deny 403 no_rule"),
+        ("-", "GET", "/api", "deny 403 no_rule"),
+        ("Admin", "GET", "/api/", "deny 403 no_rule"),
+        ("Admin", "GET", "/api/bol/7/8/", "deny 403 no_rule"),
+        // Other unmatched paths: any logged-in role, login for anonymous.
+        ("Operator", "GET", "/anything/", "allow 200 default"),
+        ("Operator", "POST", "/anything/", "allow 200 default"),
+        ("-", "GET", "/anything/", "login 302 default"),
+        ("-", "GET", "/apix/", "login 302 default"),
+        // Bearer routes take the Bearer credential (explain simulates it).
+        ("Office", "GET", "/api/open-releases/", "allow 200 /api/open-releases/"),
+        ("Admin", "GET", "/api/open-releases/", "deny 403 /api/open-releases/"),
+        ("-", "GET", "/api/open-releases/", "login 401 /api/open-releases/"),
+        // Page denied for a role: GET goes to the landing page, other methods get 403.
+        ("Admin", "GET", "/reports/", "redirect 302 /reports/ -> /"),
+        ("Admin", "POST", "/reports/", "deny 403 /reports/"),
+        // Page allow-list: Client may open only its pages, even where a rule or the default
+        // would let it in.
+        ("Client", "GET", "/reports/", "redirect 302 roles.pages -> /client.html"),
+        ("Client", "GET", "/anything/", "redirect 302 roles.pages -> /client.html"),
+        ("Client", "POST", "/anything/", "deny 403 roles.pages"),
+        ("Client", "GET", "/client.html", "allow 200 /client.html"),
+        ("Client", "GET", "/media/bols/1.pdf", "allow 200 /media/{*key}"),
+        ("Office", "GET", "/client.html", "redirect 302 /client.html -> /"),
+        // The allow-list never applies to /api paths.
+        ("Client", "GET", "/api/bol/1/", "allow 200 /api/bol/{id}/"),
+    ];
+    let mut failures = Vec::new();
+    for &(who, method, path, want) in rows {
+        let got = ask(&p, who, method, path);
+        if got != want {
+            failures.push(format!("{who} {method} {path}\n  got:  {got}\n  want: {want}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn features_are_all_required() {
+    let p = policy(SMALL);
+    let mut f = Features::new();
+    assert_eq!(ask_with(&p, "Admin", &f, "POST", "/api/bol/1/"), "deny 403 /api/bol/{id}/");
+    f.insert("bol".into(), vec!["view".into()]);
+    assert_eq!(ask_with(&p, "Admin", &f, "POST", "/api/bol/1/"), "deny 403 /api/bol/{id}/");
+    f.insert("bol".into(), vec!["view".into(), "edit".into()]);
+    assert_eq!(ask_with(&p, "Admin", &f, "POST", "/api/bol/1/"), "allow 200 /api/bol/{id}/");
+    // Feature names are exact (they are claims, not display names).
+    f.insert("bol".into(), vec!["VIEW".into(), "EDIT".into()]);
+    assert_eq!(ask_with(&p, "Admin", &f, "POST", "/api/bol/1/"), "deny 403 /api/bol/{id}/");
+}
+
+#[test]
+fn credential_kind_and_unknown_roles_fail_closed() {
+    let p = policy(SMALL);
+    let none = Features::new();
+    let path = normalize("/api/open-releases/").unwrap();
+    let v = p.decide(&Method::GET, &path, Who::Session { role: "Office", features: &none });
+    assert!(matches!(&v, Verdict::Deny(d) if d.reason() == DenyReason::Credential), "{v:?}");
+    let path = normalize("/api/bol/1/").unwrap();
+    let v = p.decide(&Method::GET, &path, Who::Bearer { role: "Admin", features: &none });
+    assert!(matches!(&v, Verdict::Deny(d) if d.reason() == DenyReason::Credential), "{v:?}");
+    // A role the gate does not know is never "any authenticated session".
+    for path in ["/api/bol/1/", "/anything/"] {
+        let path = normalize(path).unwrap();
+        let v = p.decide(&Method::GET, &path, Who::Session { role: "Guest", features: &none });
+        assert!(matches!(&v, Verdict::Deny(d) if d.reason() == DenyReason::UnknownRole), "{v:?}");
+    }
+    let path = normalize("/api/bol/1/").unwrap();
+    let v = p.decide(&Method::GET, &path, Who::Session { role: "ADMIN", features: &none });
+    match v {
+        Verdict::Allow(permit) => assert_eq!((permit.role(), &**permit.rule()), (Role::Admin, "/api/bol/{id}/")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn route_for_tells_the_pipeline_what_to_authenticate() {
+    let p = policy(SMALL);
+    let r = |method: Method, path: &str| {
+        let path = normalize(path).unwrap().into_owned();
+        let route = p.route_for(&method, &path);
+        (route.auth(), route.is_public(), route.needs_identity(), route.rule_id().to_string())
+    };
+    assert_eq!(r(Method::GET, "/api/open-releases/"), (Auth::Bearer, false, true, "/api/open-releases/".into()));
+    assert_eq!(r(Method::GET, "/api/health/"), (Auth::Session, true, false, "/api/health/".into()));
+    assert_eq!(r(Method::GET, "/api/nope/"), (Auth::Session, false, false, "no_rule".into()));
+    assert_eq!(r(Method::GET, "/other/"), (Auth::Session, false, true, "default".into()));
+}
+
+#[test]
+fn redirect_never_loops_on_the_landing_page() {
+    let p = policy(
+        "[roles]\nlanding = { Operator = \"/ops/\" }\n[[route]]\npath = \"/ops/\"\nmethods = [\"GET\"]\nroles = [\"Admin\"]\n",
+    );
+    assert_eq!(ask(&p, "Operator", "GET", "/ops/"), "deny 403 /ops/");
+    assert_eq!(ask(&p, "Operator", "GET", "/ops"), "redirect 302 /ops/ -> /ops/");
+}
+
+// ---------------------------------------------------------------------------
+// Configuration errors and warnings with line numbers
+// ---------------------------------------------------------------------------
+
+#[test]
+fn route_errors_carry_file_line_and_reason() {
+    let rows: &[(&str, &str)] = &[
+        (
+            "[[route]]\npath = \"/x/\"\nrole = [\"Admin\"]\n",
+            "policy.toml:3:1: unknown field `role`, expected one of `path`, `methods`, `roles`, `features`, `public`, `auth`, `name`, `comment`",
+        ),
+        ("[[route]]\nroles = [\"Admin\"]\n", "policy.toml:1:1: missing field `path`"),
+        ("\n[[route]]\npath = \"/api/{id/\"\nroles = [\"Admin\"]\n", "policy.toml:3:8: route.0.path: `/api/{id/`: unclosed `{` in segment `{id`"),
+        (
+            "[[route]]\npath = \"/x/\"\nroles = [\"Admin\", \"Guest\"]\n",
+            "policy.toml:3:19: route.0.roles.1: unknown role `Guest` (expected Admin, Office, Operator, Client)",
+        ),
+        ("[[route]]\npath = \"/x/\"\n", "policy.toml:1:1: route.0.roles: no roles: add roles = [...] or public = true"),
+        (
+            "[[route]]\npath = \"/x/\"\npublic = true\nroles = [\"Admin\"]\n",
+            "policy.toml:3:10: route.0.public: a public rule checks no identity: remove roles, features and auth, or remove public = true",
+        ),
+        (
+            "[[route]]\npath = \"/x/\"\npublic = true\nauth = \"session\"\n",
+            "policy.toml:3:10: route.0.public: a public rule checks no identity: remove roles, features and auth, or remove public = true",
+        ),
+        (
+            "[[route]]\npath = \"/x/\"\nmethods = [\"get\"]\nroles = [\"Admin\"]\n",
+            "policy.toml:3:12: route.0.methods.0: method `get` must be written in upper case: `GET`",
+        ),
+        (
+            "[[route]]\npath = \"/x/\"\nmethods = [\"FETCH\"]\nroles = [\"Admin\"]\n",
+            "policy.toml:3:12: route.0.methods.0: unknown method `FETCH` (expected one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE)",
+        ),
+        (
+            "[[route]]\npath = \"/x/\"\nmethods = []\nroles = [\"Admin\"]\n",
+            "policy.toml:3:11: route.0.methods: empty list matches nothing; omit `methods` to allow any method",
+        ),
+        (
+            "[[route]]\npath = \"/x/\"\nroles = [\"Admin\"]\nfeatures = [\"bolview\"]\n",
+            "policy.toml:4:13: route.0.features.0: `bolview` is not `feature:permission` (for example `bol:view`)",
+        ),
+        (
+            "[[route]]\npath = \"/x/\"\nroles = [\"Admin\"]\nauth = \"cookie\"\n",
+            "policy.toml:4:8: route.0.auth: unknown auth `cookie` (expected `session` or `bearer`)",
+        ),
+        (
+            "[[route]]\npath = \"/x/\"\nroles = [\"Admin\"]\nname = \"no_rule\"\n",
+            "policy.toml:4:8: route.0.name: `no_rule` is reserved for the gate's defaults",
+        ),
+        (
+            "[roles]\nlanding = { Guest = \"/\" }\n",
+            "policy.toml:2:21: roles.landing.Guest: unknown role `Guest` (expected Admin, Office, Operator, Client)",
+        ),
+        (
+            "[roles]\nlanding = { Client = \"https://evil.example/\" }\n",
+            "policy.toml:2:22: roles.landing.Client: landing page `https://evil.example/` must be a canonical local path starting with one `/`",
+        ),
+        (
+            "[roles]\npages = { Client = [\"/ok/\", \"/bad/{x\"] }\n",
+            "policy.toml:2:29: roles.pages.Client.1: `/bad/{x`: unclosed `{` in segment `{x`",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (input, expected) in rows {
+        match load(input) {
+            Ok(_) => failures.push(format!("accepted invalid config {input:?}")),
+            Err(got) if &got != expected => {
+                failures.push(format!("input {input:?}\n  got:  {got}\n  want: {expected}"))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_rule_error_is_reported() {
+    let err = load(
+        "[[route]]\npath = \"x\"\nroles = [\"Admin\"]\n\n[[route]]\npath = \"/ok/\"\nroles = [\"Nobody\"]\n\n[[route]]\npath = \"/y/\"\n",
+    )
+    .unwrap_err();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[0].starts_with("policy.toml:2:8: route.0.path:"), "{err}");
+    assert!(lines[1].starts_with("policy.toml:7:10: route.1.roles.0:"), "{err}");
+    assert!(lines[2].starts_with("policy.toml:9:1: route.2.roles:"), "{err}");
+}
+
+#[test]
+fn warnings_for_unreachable_grants_landing_and_secrets() {
+    let (_, warnings) = load(
+        "[roles]\npages = { Client = [\"/client.html\"] }\n\
+         [[route]]\npath = \"/auth/extra/\"\nroles = [\"Admin\"]\n\
+         [[route]]\npath = \"/reports/\"\nroles = [\"Client\"]\n\
+         [[route]]\npath = \"/\"\nroles = [\"Admin\", \"Office\"]\n\
+         [[route]]\npath = \"/x/\"\nroles = [\"Admin\"]\ncomment = \"key AKIAIOSFODNN7EXAMPLE\"\n\
+         # Bearer abcdefghijklmnopqrstuvwxyz0123\n",
+    )
+    .unwrap();
+    let want = [
+        "policy.toml:4:8: route.0.path: rule `ANY /auth/extra/` is never consulted: the gate answers `/auth/…` itself before the policy",
+        "policy.toml:8:9: route.1.roles: rule `ANY /reports/` grants Client, but roles.pages.Client does not include it: Client is sent to /client.html instead",
+        "policy.toml:1:1: roles.landing.Operator: the landing page `/` of Operator is not open to Operator (rule `/`): it gets 403 there",
+        "policy.toml:15:16: looks like an AWS access key id in the file; secrets belong in the environment, never in policy.toml",
+        "policy.toml:16:3: looks like a Bearer token in the file; secrets belong in the environment, never in policy.toml",
+    ];
+    assert_eq!(warnings, want, "{warnings:#?}");
+}

@@ -7,5 +7,6 @@ mod admin;
 mod config;
 mod devsso;
 mod login;
+mod policy;
 mod proxy;
 mod session;
