@@ -114,6 +114,9 @@ pub struct RawSso {
     pub logout_url: Option<String>,
     /// Keep the refresh token and re-read roles when the access token expires.
     pub refresh: bool,
+    /// With `refresh`: re-read roles at least this often, even if the SSO's
+    /// access token lives longer.
+    pub refresh_interval: String,
     /// Deadline for each call to the SSO.
     pub timeout: String,
     /// Rejected when present in the file; filled from the environment only.
@@ -134,6 +137,7 @@ impl Default for RawSso {
             jwks_url: None,
             logout_url: None,
             refresh: false,
+            refresh_interval: "15m".into(),
             timeout: "5s".into(),
             client_secret: None,
         }
@@ -319,6 +323,7 @@ pub struct SsoConfig {
     /// Resolved endpoints; `Some` when `sso.base_url` is set.
     pub endpoints: Option<SsoEndpoints>,
     pub refresh: bool,
+    pub refresh_interval: Duration,
     pub timeout: Duration,
 }
 
@@ -333,10 +338,27 @@ pub struct SsoEndpoints {
     pub logout: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreKind {
     Memory,
+    /// The URL may carry a password: never print it (see the `Debug` impl).
     Redis(String),
+}
+
+impl fmt::Debug for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreKind::Memory => f.write_str("Memory"),
+            StoreKind::Redis(url) => {
+                // `scheme://[REDACTED]@rest` when the URL has userinfo.
+                let shown = match (url.split_once("://"), url.rfind('@')) {
+                    (Some((scheme, _)), Some(at)) => format!("{scheme}://[REDACTED]@{}", &url[at + 1..]),
+                    _ => url.clone(),
+                };
+                f.debug_tuple("Redis").field(&shown).finish()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -593,6 +615,12 @@ impl Config {
         }
 
         let sso_base = raw.sso.base_url.as_deref().and_then(|u| c.http_url("sso.base_url", u));
+        let refresh_interval = c.duration(
+            "sso.refresh_interval",
+            &raw.sso.refresh_interval,
+            Duration::from_secs(1),
+            Some(Duration::from_secs(86400)),
+        );
         let sso_timeout =
             c.duration("sso.timeout", &raw.sso.timeout, Duration::from_millis(100), Some(Duration::from_secs(60)));
         let endpoints = sso_base.as_ref().map(|base| {
@@ -733,6 +761,7 @@ impl Config {
                 client_secret: raw.sso.client_secret,
                 endpoints,
                 refresh: raw.sso.refresh,
+                refresh_interval,
                 timeout: sso_timeout,
             },
             session: SessionConfig {
@@ -999,3 +1028,16 @@ impl Compiler<'_, '_> {
 mod lint;
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod store_kind_debug {
+    use super::StoreKind;
+
+    #[test]
+    fn redis_password_never_printed() {
+        let k = StoreKind::Redis("redis://user:hunter2@cache.internal:6379/0".into());
+        assert_eq!(format!("{k:?}"), "Redis(\"redis://[REDACTED]@cache.internal:6379/0\")");
+        let plain = StoreKind::Redis("redis://127.0.0.1:6379".into());
+        assert_eq!(format!("{plain:?}"), "Redis(\"redis://127.0.0.1:6379\")");
+    }
+}

@@ -27,7 +27,7 @@ use crate::config::{Config, SsoEndpoints};
 use crate::policy::{Policy, Role};
 use crate::proxy::body::GateBody;
 use crate::secret::Secret;
-use crate::session::{LoginState, SessionId, SessionRecord, SessionStore, Store, LOGIN_STATE_TTL};
+use crate::session::{LoginState, SessionId, SessionRecord, SessionStore, Store, StoredTokens, LOGIN_STATE_TTL};
 
 /// Canonical (title case) role name, compared case-insensitively; `None`
 /// for a role the gate does not know (refused at login).
@@ -48,6 +48,9 @@ pub struct Oidc {
     pub verifier: Verifier,
     http: SsoHttp,
     pub cookie: CookieSpec,
+    /// Keep the refresh token and re-read roles (`sso.refresh`).
+    pub refresh: bool,
+    refresh_interval: u64,
     tenant_id: String,
     tenant_name: String,
 }
@@ -137,6 +140,8 @@ impl Oidc {
             verifier,
             http,
             cookie: CookieSpec::from_config(config),
+            refresh: config.sso.refresh,
+            refresh_interval: config.sso.refresh_interval.as_secs(),
             tenant_id: config.tenant.id.clone(),
             tenant_name: config.tenant.name.clone(),
         })
@@ -249,6 +254,10 @@ impl Oidc {
                 LoginOutcome::NoRole,
             );
         };
+        let mut record = record;
+        if self.refresh {
+            record.tokens = tokens.stored(self.refresh_interval);
+        }
         let role = record.role.clone();
         // No fixation: whatever session the browser had ends here.
         if let Some(old) = self.cookie.read(req.headers()) {
@@ -310,6 +319,53 @@ impl Oidc {
         })
     }
 
+    /// Token refresh (`sso.refresh = true`): when the access token has
+    /// expired, redeem the refresh token, verify the new ID token and re-read
+    /// the role, so a role revoked at the SSO ends access at the next refresh.
+    pub async fn refresh(&self, store: &Store, id: &SessionId, record: &SessionRecord) -> Refreshed {
+        let Some(tokens) = record.tokens.as_ref() else { return Refreshed::Unchanged };
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", tokens.refresh_token.expose())
+            .append_pair("client_id", &self.client_id)
+            .append_pair("client_secret", self.client_secret.expose())
+            .finish();
+        let resp = match self.token_request(body).await {
+            Ok(t) => t,
+            Err(ExchangeError::Unavailable) => return Refreshed::Unchanged,
+            Err(ExchangeError::Refused) => {
+                // Another request or replica may have rotated the token first.
+                if let Ok(Some(current)) = store.get(id).await {
+                    let rotated = current.tokens.as_ref().map(|t| t.refresh_token.expose())
+                        != Some(tokens.refresh_token.expose());
+                    if rotated {
+                        return Refreshed::Updated((*current).clone());
+                    }
+                }
+                let _ = store.delete(id).await;
+                return Refreshed::Ended;
+            }
+        };
+        let claims = match self.verifier.verify(resp.id_token.expose()).await {
+            Ok(c) if c.sub == record.subject => c,
+            Ok(_) | Err(_) => return Refreshed::Unchanged,
+        };
+        match self.record_from(&claims) {
+            None => {
+                let _ = store.delete(id).await;
+                Refreshed::Ended
+            }
+            Some(mut fresh) => {
+                fresh.tokens = resp.stored(self.refresh_interval);
+                match store.update(id, fresh.clone()).await {
+                    Ok(true) => Refreshed::Updated(fresh),
+                    Ok(false) => Refreshed::Ended,
+                    Err(_) => Refreshed::Unchanged,
+                }
+            }
+        }
+    }
+
     async fn exchange(&self, code: &str, verifier: &str) -> Result<TokenResponse, ExchangeError> {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "authorization_code")
@@ -319,6 +375,10 @@ impl Oidc {
             .append_pair("client_id", &self.client_id)
             .append_pair("client_secret", self.client_secret.expose())
             .finish();
+        self.token_request(body).await
+    }
+
+    async fn token_request(&self, body: String) -> Result<TokenResponse, ExchangeError> {
         let req = Request::post(&self.endpoints.token)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "application/json")
@@ -375,6 +435,35 @@ enum ExchangeError {
 #[derive(Deserialize)]
 struct TokenResponse {
     id_token: Secret<String>,
+    #[serde(default)]
+    refresh_token: Option<Secret<String>>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl TokenResponse {
+    /// What the session keeps when refresh is enabled; the next refresh is
+    /// due when the access token expires or after `interval`, whichever first.
+    fn stored(&self, interval: u64) -> Option<StoredTokens> {
+        let refresh_token = self.refresh_token.clone()?;
+        Some(StoredTokens { refresh_token, access_expiry: now_secs() + self.expires_in.unwrap_or(900).min(interval) })
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The result of a refresh attempt.
+pub enum Refreshed {
+    /// New claims read; the session now carries them.
+    Updated(SessionRecord),
+    /// The SSO no longer grants access (role revoked, refresh refused): the
+    /// session has been deleted.
+    Ended,
+    /// The SSO could not be asked; the session stays as it is (SPEC 13:
+    /// existing sessions keep working while the SSO is down).
+    Unchanged,
 }
 
 /// 256 bits from the OS CSPRNG, base64url.

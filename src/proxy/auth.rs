@@ -17,7 +17,7 @@ use http::header::{self, HeaderMap};
 
 use super::respond::Refusal;
 use super::Gate;
-use crate::oidc::flow::canonical_role;
+use crate::oidc::flow::{canonical_role, Refreshed};
 use crate::policy::Who;
 use crate::session::{SessionId, SessionRecord, SessionStore};
 
@@ -78,13 +78,29 @@ pub async fn authenticate(gate: &Gate, headers: &HeaderMap, bearer_route: bool) 
         return Ok(Caller::Anonymous);
     };
     match gate.store.get(&id).await {
-        Ok(Some(record)) => Ok(Caller::Session { id, record }),
+        Ok(Some(record)) => {
+            // Optional refresh: re-read the role once the access token expired.
+            if let (Some(oidc), Some(tokens)) = (gate.oidc.as_ref(), record.tokens.as_ref()) {
+                if oidc.refresh && tokens.access_expiry <= now_secs() {
+                    return Ok(match oidc.refresh(&gate.store, &id, &record).await {
+                        Refreshed::Updated(fresh) => Caller::Session { id, record: Arc::new(fresh) },
+                        Refreshed::Ended => Caller::Anonymous,
+                        Refreshed::Unchanged => Caller::Session { id, record },
+                    });
+                }
+            }
+            Ok(Caller::Session { id, record })
+        }
         Ok(None) => Ok(Caller::Anonymous),
         Err(e) => {
             tracing::warn!(error = %e, "session store unavailable");
             Err(Refusal::StoreUnavailable)
         }
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// `Authorization: Bearer <token>` (exactly one header, scheme case-insensitive).

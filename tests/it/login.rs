@@ -447,3 +447,42 @@ async fn redis_down_fails_closed_with_503_and_recovers() {
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     assert_eq!(status(Some(cookie), false).await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_rereads_roles_so_a_revoked_role_ends_access() {
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let env = [("PRT_GATE_SSO__REFRESH", "true"), ("PRT_GATE_SSO__REFRESH_INTERVAL", "1s")];
+    let gate = start_shipped_gate(up.addr, sso.url(), &env);
+    let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
+    let status = |path: &'static str| {
+        let req = get_with(&gate.url(path), Some(&cookie), None);
+        async move { send(&client(), req).await.0.status.as_u16() }
+    };
+    assert_eq!(status("/api/audit/").await, 200);
+
+    // Demoted to Client at the SSO: after the next refresh the audit log is closed.
+    sso.set_role("office@example.com", Some("Client")).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(status("/api/audit/").await, 403);
+    assert_eq!(status("/api/history/").await, 200);
+    assert_eq!(up.last().one("x-auth-role"), Some("Client"));
+
+    // Role removed at the SSO: the session ends.
+    sso.set_role("office@example.com", None).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(status("/api/history/").await, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_refresh_roles_are_fixed_for_the_session() {
+    // Positive control for the test above: refresh is off by default.
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let gate = start_shipped_gate(up.addr, sso.url(), &[("PRT_GATE_SSO__REFRESH_INTERVAL", "1s")]);
+    let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
+    sso.set_role("office@example.com", Some("Client")).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (parts, _) = send(&client(), get_with(&gate.url("/api/audit/"), Some(&cookie), None)).await;
+    assert_eq!(parts.status, 200);
+}
