@@ -190,6 +190,10 @@ async fn store_contract(store: &impl SessionStore) {
     assert_eq!(after.role, "Operator");
     assert_eq!(after.absolute_expiry, before.absolute_expiry, "update cannot extend a session");
     assert!(!store.update(&unknown, record("x@example.com", "Admin")).await.unwrap());
+    // An email change moves the session to the new user's index.
+    assert!(store.update(&id, record("Bobby@example.com", "Operator")).await.unwrap());
+    assert!(store.list(Some("bob@example.com")).await.unwrap().is_empty());
+    assert_eq!(store.list(Some("bobby@example.com")).await.unwrap().len(), 1);
 
     // list / revoke
     let ann1 = store.create(record("ann@example.com", "Office")).await.unwrap();
@@ -419,5 +423,39 @@ async fn bad_store_urls_are_config_errors() {
             Err(e @ StoreError::Config(_)) => assert!(!e.to_string().contains("pw"), "{e}"),
             other => panic!("{url}: {other:?}"),
         }
+    }
+}
+
+#[tokio::test]
+async fn rediss_verifies_the_server_certificate() {
+    // A TLS Redis with a self-signed certificate: the store must refuse it
+    // (Unavailable), not fall back to plaintext or skip verification.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("openssl not available; skipping");
+        return;
+    }
+    let port = free_port();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let tls = ["--port", "0", "--tls-port", &port.to_string(), "--tls-cert-file", cert, "--tls-key-file", key];
+    let _server =
+        OwnRedis::start(port, &[&tls[..], &["--tls-ca-cert-file", cert, "--tls-auth-clients", "no"]].concat());
+    let url = format!("rediss://127.0.0.1:{port}");
+    let store = Store::from_config(&config(StoreKind::Redis(url), "p:", 60, 60, 0)).await.unwrap();
+    match store.ping().await {
+        Err(StoreError::Unavailable { reason, .. }) => assert!(reason.contains("certificate"), "{reason}"),
+        other => panic!("self-signed TLS Redis accepted: {other:?}"),
     }
 }
