@@ -354,28 +354,37 @@ impl SessionStore for RedisStore {
         let now = now_secs();
         let hex = id.storage_key();
         let key = self.session_key(&hex);
-        for _ in 0..CAS_ATTEMPTS {
-            let Some(raw) = self.run::<Option<String>>("get", ::redis::cmd("GET").arg(&key)).await? else {
-                break;
-            };
-            let Some(old) = decode::<SessionRecord>("session", &raw) else { break };
-            if old.is_expired(now) {
-                break;
+        // Whatever happens, this replica must not keep serving the old record.
+        let outcome = async {
+            for _ in 0..CAS_ATTEMPTS {
+                let Some(raw) = self.run::<Option<String>>("get", ::redis::cmd("GET").arg(&key)).await? else {
+                    return Ok(false);
+                };
+                let Some(old) = decode::<SessionRecord>("session", &raw) else { return Ok(false) };
+                if old.is_expired(now) {
+                    return Ok(false);
+                }
+                rec.created = old.created;
+                rec.absolute_expiry = old.absolute_expiry;
+                rec.idle_timeout_secs = old.idle_timeout_secs;
+                rec.last_seen = now;
+                let moved = user_key(&rec.email) != user_key(&old.email);
+                if moved {
+                    // Index under the new email before the record says so.
+                    self.index_add(&user_key(&rec.email), &hex).await?;
+                }
+                if self.compare_and_set(&key, &raw, &rec, now).await? {
+                    if moved {
+                        let _ = self.index_remove(&user_key(&old.email), std::slice::from_ref(&hex)).await;
+                    }
+                    return Ok(true);
+                }
             }
-            rec.created = old.created;
-            rec.absolute_expiry = old.absolute_expiry;
-            rec.idle_timeout_secs = old.idle_timeout_secs;
-            rec.last_seen = now;
-            if user_key(&rec.email) != user_key(&old.email) {
-                self.index_add(&user_key(&rec.email), &hex).await?;
-            }
-            if self.compare_and_set(&key, &raw, &rec, now).await? {
-                self.cache.invalidate(id.digest()).await;
-                return Ok(true);
-            }
+            Err(StoreError::unavailable("update", "record kept changing under concurrent writers"))
         }
+        .await;
         self.cache.invalidate(id.digest()).await;
-        Ok(false)
+        outcome
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
