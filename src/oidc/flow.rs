@@ -339,7 +339,7 @@ impl Oidc {
                     let rotated = current.tokens.as_ref().map(|t| t.refresh_token.expose())
                         != Some(tokens.refresh_token.expose());
                     if rotated {
-                        return Refreshed::Updated((*current).clone());
+                        return Refreshed::Updated(current);
                     }
                 }
                 let _ = store.delete(id).await;
@@ -358,7 +358,7 @@ impl Oidc {
             Some(mut fresh) => {
                 fresh.tokens = resp.stored(self.refresh_interval);
                 match store.update(id, fresh.clone()).await {
-                    Ok(true) => Refreshed::Updated(fresh),
+                    Ok(true) => Refreshed::Updated(std::sync::Arc::new(fresh)),
                     Ok(false) => Refreshed::Ended,
                     Err(_) => Refreshed::Unchanged,
                 }
@@ -457,7 +457,7 @@ fn now_secs() -> u64 {
 /// The result of a refresh attempt.
 pub enum Refreshed {
     /// New claims read; the session now carries them.
-    Updated(SessionRecord),
+    Updated(std::sync::Arc<SessionRecord>),
     /// The SSO no longer grants access (role revoked, refresh refused): the
     /// session has been deleted.
     Ended,

@@ -83,7 +83,7 @@ pub async fn authenticate(gate: &Gate, headers: &HeaderMap, bearer_route: bool) 
             if let (Some(oidc), Some(tokens)) = (gate.oidc.as_ref(), record.tokens.as_ref()) {
                 if oidc.refresh && tokens.access_expiry <= now_secs() {
                     return Ok(match oidc.refresh(&gate.store, &id, &record).await {
-                        Refreshed::Updated(fresh) => Caller::Session { id, record: Arc::new(fresh) },
+                        Refreshed::Updated(fresh) => Caller::Session { id, record: fresh },
                         Refreshed::Ended => Caller::Anonymous,
                         Refreshed::Unchanged => Caller::Session { id, record },
                     });
