@@ -140,7 +140,9 @@ async fn run(
     let verdict = route.decide(caller.who());
     ctx.decision = Some(Decision::from_verdict(verdict.decision()));
     ctx.rule = Some(verdict.rule().clone());
-    let browser = ctx.html && (parts.method == Method::GET || parts.method == Method::HEAD);
+    // A browser asking for a page (any method: an expired session on a form
+    // post goes back through the login too); API and machine clients get JSON.
+    let browser = ctx.html;
     let origin = public.map(|p| p.origin.as_str());
     let permit = match verdict {
         Verdict::Allow(permit) => Some(permit),

@@ -1,5 +1,7 @@
 //! Configuration through the real binary: `check`, env overrides, exit codes.
 
+#![allow(clippy::disallowed_types)] // std Mutex in a test, never held across await
+
 use std::process::Command;
 
 use crate::support::*;
@@ -149,4 +151,59 @@ async fn reload_swaps_valid_config_and_keeps_old_on_error() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(ok, "SIGHUP did not reload");
+}
+
+/// 100 reloads while requests flow: no request fails, every reload counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn hundred_reloads_under_load_fail_no_request() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let up = Upstream::start().await;
+    let gate = Gate::start(up.addr, "", "");
+    let cfg = gate.dir.path().join("policy.toml");
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), gate.url("/api/history/"));
+        workers.push(tokio::spawn(async move {
+            let c = client();
+            while !stop.load(Ordering::Relaxed) {
+                match c.request(get(&url)).await {
+                    Ok(r) if r.status() == 200 => {
+                        let _ = http_body_util::BodyExt::collect(r.into_body()).await;
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => failed.lock().unwrap().push(r.status().to_string()),
+                    Err(e) => failed.lock().unwrap().push(e.to_string()),
+                }
+            }
+        }));
+    }
+    for i in 0..100 {
+        // Each version is valid and different (one more public rule).
+        std::fs::write(&cfg, format!("{base}\n[[route]]\npath = \"/api/reload-{i}/\"\npublic = true\n")).unwrap();
+        gate.signal("HUP");
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let failed = failed.lock().unwrap().clone();
+    assert!(failed.is_empty(), "{} requests failed during reloads: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(ok.load(Ordering::Relaxed) > 100, "load did not run");
+    let m = crate::proxy::scrape(&gate).await;
+    let reloads: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("prt_gate_config_reloads_total{result=\"ok\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(reloads >= 100, "only {reloads} reloads counted");
+    assert!(m.contains("prt_gate_config_reloads_total{result=\"failed\"} 0\n"), "{m}");
+    // The last version is in force.
+    let (parts, _) = send(&client(), get(&gate.url("/api/reload-99/"))).await;
+    assert_eq!(parts.status, 200);
 }

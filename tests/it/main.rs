@@ -8,5 +8,6 @@ mod config;
 mod devsso;
 mod login;
 mod policy;
+mod policy_gate;
 mod proxy;
 mod session;
