@@ -14,6 +14,8 @@ use serde_json::json;
 
 use crate::support::*;
 
+type Features = std::collections::BTreeMap<String, Vec<String>>;
+
 /// A concrete path for a rule pattern: `{x}` → `7`, `{*x}` → `bols/2025/x.pdf`.
 fn instantiate(pattern: &str) -> String {
     pattern
@@ -40,7 +42,7 @@ async fn running_gate_agrees_with_explain_for_every_rule_role_and_method() {
     let policy = config.policy.clone();
 
     let users = builtin_users();
-    let mut callers: Vec<(Option<Role>, Option<String>, &std::collections::BTreeMap<String, Vec<String>>)> = Vec::new();
+    let mut callers: Vec<(Option<Role>, Option<String>, &Features)> = Vec::new();
     let empty = std::collections::BTreeMap::new();
     callers.push((None, None, &empty));
     for role in Role::ALL {
