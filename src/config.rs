@@ -177,11 +177,25 @@ pub struct RawTenant {
     pub mode: String,
     pub id: String,
     pub name: String,
+    /// `mode = "claim"`: `tenant_code` claim → tenant (`PRT = { id = "primetrade", name = "…" }`).
+    pub codes: BTreeMap<String, RawTenantEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenantEntry {
+    pub id: String,
+    pub name: String,
 }
 
 impl Default for RawTenant {
     fn default() -> Self {
-        RawTenant { mode: "static".into(), id: "primetrade".into(), name: "PrimeTrade Logistics".into() }
+        RawTenant {
+            mode: "static".into(),
+            id: "primetrade".into(),
+            name: "PrimeTrade Logistics".into(),
+            codes: BTreeMap::new(),
+        }
     }
 }
 
@@ -385,6 +399,19 @@ pub struct TenantConfig {
     /// `X-Tenant-Id` / `X-Tenant-Name` values, built once.
     pub id_header: http::HeaderValue,
     pub name_header: http::HeaderValue,
+    /// `mode = "claim"`: tenant code (as the SSO spells it) → (id, name).
+    pub codes: BTreeMap<String, (String, String)>,
+}
+
+impl TenantConfig {
+    /// The tenant of a user with this `tenant_code` claim: the static tenant
+    /// in `static` mode; the mapped one in `claim` mode (`None` = refuse).
+    pub fn resolve(&self, code: Option<&str>) -> Option<(&str, &str)> {
+        match self.mode {
+            TenantMode::Static => Some((&self.id, &self.name)),
+            TenantMode::Claim => self.codes.get(code?).map(|(i, n)| (i.as_str(), n.as_str())),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -674,7 +701,15 @@ impl Config {
                 TenantMode::Static
             }
         };
-        for (key, v) in [("tenant.id", &raw.tenant.id), ("tenant.name", &raw.tenant.name)] {
+        if mode == TenantMode::Claim && raw.tenant.codes.is_empty() {
+            c.error("tenant.codes", "`claim` mode needs at least one code, e.g. PRT = { id = \"primetrade\", name = \"PrimeTrade Logistics\" }".into());
+        }
+        let mut tenant_values = vec![("tenant.id", &raw.tenant.id), ("tenant.name", &raw.tenant.name)];
+        for entry in raw.tenant.codes.values() {
+            tenant_values.push(("tenant.codes", &entry.id));
+            tenant_values.push(("tenant.codes", &entry.name));
+        }
+        for (key, v) in tenant_values {
             if v.is_empty() || v.bytes().any(|b| b.is_ascii_control()) || http::HeaderValue::from_str(v).is_err() {
                 c.error(key, "must be non-empty, free of control characters and valid in an HTTP header".into());
             }
@@ -779,6 +814,7 @@ impl Config {
                     .unwrap_or(http::HeaderValue::from_static("")),
                 id: raw.tenant.id,
                 name: raw.tenant.name,
+                codes: raw.tenant.codes.into_iter().map(|(k, v)| (k, (v.id, v.name))).collect(),
             },
             media: MediaConfig {
                 bucket: m.bucket,

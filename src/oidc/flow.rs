@@ -51,8 +51,7 @@ pub struct Oidc {
     /// Keep the refresh token and re-read roles (`sso.refresh`).
     pub refresh: bool,
     refresh_interval: u64,
-    tenant_id: String,
-    tenant_name: String,
+    tenant: crate::config::TenantConfig,
 }
 
 /// Name and attributes of the gate's session cookie.
@@ -142,8 +141,7 @@ impl Oidc {
             cookie: CookieSpec::from_config(config),
             refresh: config.sso.refresh,
             refresh_interval: config.sso.refresh_interval.as_secs(),
-            tenant_id: config.tenant.id.clone(),
-            tenant_name: config.tenant.name.clone(),
+            tenant: config.tenant.clone(),
         })
     }
 
@@ -302,14 +300,16 @@ impl Oidc {
     pub fn record_from(&self, claims: &SsoClaims) -> Option<SessionRecord> {
         let app = claims.app(&self.app)?;
         let role = canonical_role(&app.role)?;
+        // `claim` mode: a user whose tenant code is unknown is refused.
+        let (tenant_id, tenant_name) = self.tenant.resolve(app.tenant_code.as_deref())?;
         Some(SessionRecord {
             subject: claims.sub.clone(),
             email: claims.email.clone().unwrap_or_default(),
             name: claims.name.clone().unwrap_or_default(),
             role: role.to_string(),
             features: app.features.clone(),
-            tenant_id: self.tenant_id.clone(),
-            tenant_name: self.tenant_name.clone(),
+            tenant_id: tenant_id.to_string(),
+            tenant_name: tenant_name.to_string(),
             tenant_code: app.tenant_code.clone(),
             created: 0,
             last_seen: 0,

@@ -146,7 +146,23 @@ fn inject(
         Caller::Anonymous => return Err(Refusal::Request("permit without caller")),
     };
     let role = id.permit.role().as_str();
-    identity::inject_tenant(h, &config.tenant);
+    // The tenant fixed at login (session) or resolved now (Bearer); a caller
+    // whose tenant cannot be resolved gets no identity and no request.
+    let (tenant_id, tenant_name) = match (config.tenant.mode, id.caller) {
+        (crate::config::TenantMode::Static, _) => (config.tenant.id.as_str(), config.tenant.name.as_str()),
+        (_, Caller::Session { record, .. }) => (record.tenant_id.as_str(), record.tenant_name.as_str()),
+        _ => config.tenant.resolve(tenant_code).ok_or(Refusal::BearerNoRole)?,
+    };
+    if config.tenant.mode == crate::config::TenantMode::Static {
+        // no alloc: prebuilt header values.
+        identity::inject_tenant(h, &config.tenant);
+    } else {
+        let (Ok(i), Ok(n)) = (HeaderValue::from_str(tenant_id), HeaderValue::from_str(tenant_name)) else {
+            return Err(Refusal::Request("tenant not representable"));
+        };
+        h.insert(identity::X_TENANT_ID, i);
+        h.insert(identity::X_TENANT_NAME, n);
+    }
     if let Ok(v) = HeaderValue::from_str(email) {
         h.insert(identity::X_AUTH_EMAIL, v);
     }
@@ -160,8 +176,8 @@ fn inject(
             email,
             role,
             features,
-            tenant_id: &config.tenant.id,
-            tenant_name: &config.tenant.name,
+            tenant_id,
+            tenant_name,
             tenant_code,
             iat,
             exp: iat + ASSERTION_TTL_SECS,

@@ -486,3 +486,34 @@ async fn without_refresh_roles_are_fixed_for_the_session() {
     let (parts, _) = send(&client(), get_with(&gate.url("/api/audit/"), Some(&cookie), None)).await;
     assert_eq!(parts.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_from_claim_mode_maps_codes_and_refuses_unknown() {
+    use prt_gate::devsso::User;
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let mut stranger = User::with_role("stranger@example.com", "Stranger", Some("Client"));
+    stranger.tenant_code = "ZZZ".into();
+    sso.upsert_user(stranger).await.unwrap();
+    let env = [
+        ("PRT_GATE_TENANT__MODE", "claim"),
+        ("PRT_GATE_TENANT__CODES", "{PRT = {id = \"prt-tenant\", name = \"PrimeTrade (claim)\"}}"),
+    ];
+    let gate = start_shipped_gate(up.addr, sso.url(), &env);
+    let cookie = login(&gate, "client@example.com", "", None).await.cookie.expect("PRT user logs in");
+    let (parts, _) = send(&client(), get_with(&gate.url("/api/history/"), Some(&cookie), None)).await;
+    assert_eq!(parts.status, 200);
+    let seen = up.last();
+    assert_eq!(seen.one("x-tenant-id"), Some("prt-tenant"));
+    assert_eq!(seen.one("x-tenant-name"), Some("PrimeTrade (claim)"));
+    let token = seen.one("x-prt-assertion").unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.set_audience(&["django"]);
+    let key = jsonwebtoken::DecodingKey::from_secret(TEST_ASSERTION_SECRET.as_bytes());
+    let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).unwrap().claims;
+    assert_eq!((claims["tenant_id"].as_str(), claims["tenant_code"].as_str()), (Some("prt-tenant"), Some("PRT")));
+    // Unknown tenant code: refused at login, no session.
+    let l = login(&gate, "stranger@example.com", "", None).await;
+    assert_eq!(l.status, 403);
+    assert!(l.cookie.is_none());
+}
