@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod config;
 mod devsso;
+mod django;
 mod login;
 mod policy;
 mod policy_gate;
