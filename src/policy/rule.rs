@@ -170,7 +170,28 @@ impl MethodSet {
 
     /// Index of `m` among the nameable methods, `None` for extension methods.
     pub fn index_of(m: &Method) -> Option<usize> {
-        METHODS.iter().position(|(_, k)| k == m)
+        // no alloc: compare against the constants, most frequent first (iterating the
+        // `METHODS` table would build and drop a temporary array per call).
+        let i = if *m == Method::GET {
+            0
+        } else if *m == Method::POST {
+            2
+        } else if *m == Method::HEAD {
+            1
+        } else if *m == Method::PATCH {
+            4
+        } else if *m == Method::PUT {
+            3
+        } else if *m == Method::DELETE {
+            5
+        } else if *m == Method::OPTIONS {
+            6
+        } else if *m == Method::TRACE {
+            7
+        } else {
+            return None;
+        };
+        Some(i)
     }
 
     pub const COUNT: usize = METHODS.len();

@@ -552,3 +552,105 @@ fn warnings_for_unreachable_grants_landing_and_secrets() {
     ];
     assert_eq!(warnings, want, "{warnings:#?}");
 }
+
+// ---------------------------------------------------------------------------
+// The trie against a naive reference
+// ---------------------------------------------------------------------------
+
+/// The specification of matching, written the slow and obvious way: does `p` match `path`,
+/// and with which precedence key (segment ranks left to right, then exact end before
+/// APPEND_SLASH)? The most specific pattern is the one with the greatest key.
+fn reference_key(p: &Pattern, path: &str) -> Option<(Vec<u8>, u8)> {
+    let mut segs: Vec<&str> = path[1..].split('/').collect();
+    let slash = segs.last() == Some(&"");
+    if slash {
+        segs.pop();
+    }
+    let mut ranks = Vec::new();
+    for (i, ps) in p.segments().iter().enumerate() {
+        let seg = segs.get(i)?;
+        match ps {
+            pattern::Segment::Exact(t) if **t != **seg => return None,
+            pattern::Segment::CatchAll(_) => {
+                ranks.push(0);
+                return Some((ranks, 2));
+            }
+            s => ranks.push(s.rank()),
+        }
+    }
+    if segs.len() != p.segments().len() {
+        return None;
+    }
+    match (p.has_trailing_slash(), slash) {
+        (true, true) | (false, false) => Some((ranks, 2)),
+        (true, false) => Some((ranks, 1)),
+        (false, true) => None,
+    }
+}
+
+mod trie_vs_reference {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn pattern() -> impl Strategy<Value = String> {
+        (proptest::collection::vec(0..3u8, 0..4), any::<bool>(), any::<bool>()).prop_map(|(segs, tail, slash)| {
+            let mut s = String::new();
+            for (i, k) in segs.iter().enumerate() {
+                s.push('/');
+                s.push_str(&match k {
+                    0 => "a".to_string(),
+                    1 => "b".to_string(),
+                    _ => format!("{{p{i}}}"),
+                });
+            }
+            if tail {
+                s.push_str("/{*t}");
+            } else if slash || s.is_empty() {
+                s.push('/');
+            }
+            s
+        })
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        (proptest::collection::vec(proptest::sample::select(vec!["a", "b", "c"]), 0..5), any::<bool>()).prop_map(
+            |(segs, slash)| {
+                let mut s = String::new();
+                for seg in segs {
+                    s.push('/');
+                    s.push_str(seg);
+                }
+                if slash || s.is_empty() {
+                    s.push('/');
+                }
+                s
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn trie_finds_the_most_specific_pattern(patterns in proptest::collection::vec(pattern(), 1..12), paths in proptest::collection::vec(path(), 1..8)) {
+            let mut trie = matcher::Trie::default();
+            let mut kept: Vec<Pattern> = Vec::new();
+            for text in &patterns {
+                let p = Pattern::parse(text).expect("generated patterns are valid");
+                if trie.insert(&p, kept.len() as u32).is_ok() {
+                    kept.push(p);
+                }
+            }
+            for path in &paths {
+                let want = kept
+                    .iter()
+                    .filter_map(|p| reference_key(p, path).map(|k| (k, p.as_str())))
+                    .max_by(|a, b| a.0.cmp(&b.0))
+                    .map(|(_, p)| p);
+                let got = trie.find(path).map(|i| kept[i as usize].as_str());
+                prop_assert_eq!(got, want, "path {} patterns {:?}", path, patterns);
+            }
+        }
+    }
+}
