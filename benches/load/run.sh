@@ -3,11 +3,13 @@
 # `auth_request`, side by side, in one run, on one machine, behind the same upstream and driven
 # by the same load generator (wrk). Prints a markdown table on stdout; progress goes to stderr.
 #
-#   bash benches/load/run.sh [--duration 10s] [--connections 64] [--quick] [--no-gate]
+#   bash benches/load/run.sh [--duration 10s] [--connections 64] [--quick] [--nice -20] [--help]
 #
-# Every process it starts lives in its own `mktemp -d` directory on a free loopback port and is
-# stopped on exit (normal end, failure or Ctrl-C). Exit status: 0 ok, 1 a proxy failed (non-2xx
-# responses, socket errors, failed start), 2 usage error. See benches/README.md.
+# Rows: upstream direct, nginx proxy_pass, nginx auth_request, the gate on a public route and
+# the gate with a session cookie (one real login through the dev SSO). Every process it starts
+# gets a free loopback port and lives in one `mktemp -d` directory; all are stopped on exit
+# (normal end, failure or Ctrl-C). Exit status: 0 ok, 1 a run failed (non-2xx responses,
+# socket errors, a failed start or login), 2 usage error. See benches/README.md.
 set -euo pipefail
 
 usage() {
@@ -20,10 +22,14 @@ usage: bash benches/load/run.sh [options]
   --rate N             half-load request rate for the added-p99 runs (default: half of
                        nginx proxy_pass's full-load requests/s measured in this run)
   --warmup D           unmeasured wrk run before each measured run (default 2s)
-  --path P             request path, the same for every row (default /api/health/)
+  --path P             request path of every row but the authenticated one
+                       (default /api/health/, public in the shipped policy)
   --quick              --duration 3s --warmup 1s (smoke test)
   --policy FILE        policy whose [roles] and [[route]] tables the gate loads
                        (default: the repository's shipped policy.toml)
+  --auth-path P        path of the authenticated gate row (default /api/user/context/)
+  --auth-user EMAIL    dev-SSO user the authenticated row logs in as (default office@example.com)
+  --no-auth            skip the authenticated gate row (no dev SSO, no login)
   --no-gate            skip building and measuring prt-gate (nginx rows only)
   --wait-quiet S       before each measured run, wait up to S seconds for the machine to be
                        idle (< 10% busy over 1 s); default 0 (only report other load)
@@ -41,6 +47,9 @@ CONNECTIONS=64
 RATE=
 THREADS=$(nproc)
 REQ_PATH=/api/health/
+AUTH_PATH=/api/user/context/
+AUTH_USER=office@example.com
+WITH_AUTH=1
 WITH_GATE=1
 KEEP_TMP=0
 WAIT_QUIET=0
@@ -57,7 +66,10 @@ while [[ $# -gt 0 ]]; do
         --warmup) [[ $# -ge 2 ]] || die_usage "--warmup needs a value"; WARMUP=$2; shift 2 ;;
         --path) [[ $# -ge 2 ]] || die_usage "--path needs a value"; REQ_PATH=$2; shift 2 ;;
         --quick) DURATION=3s; WARMUP=1s; shift ;;
-        --no-gate) WITH_GATE=0; shift ;;
+        --auth-path) [[ $# -ge 2 ]] || die_usage "--auth-path needs a value"; AUTH_PATH=$2; shift 2 ;;
+        --auth-user) [[ $# -ge 2 ]] || die_usage "--auth-user needs a value"; AUTH_USER=$2; shift 2 ;;
+        --no-auth) WITH_AUTH=0; shift ;;
+        --no-gate) WITH_GATE=0; WITH_AUTH=0; shift ;;
         --wait-quiet) [[ $# -ge 2 ]] || die_usage "--wait-quiet needs a value"; WAIT_QUIET=$2; shift 2 ;;
         --policy) [[ $# -ge 2 ]] || die_usage "--policy needs a value"; POLICY=$2; shift 2 ;;
         --nice) [[ $# -ge 2 ]] || die_usage "--nice needs a value"; NICE=$2; shift 2 ;;
@@ -71,8 +83,15 @@ done
     || die_usage "--connections, --threads and --rate take positive integers"
 [[ -z $NICE || $NICE =~ ^-?[0-9]+$ ]] || die_usage "--nice takes an integer"
 [[ $WAIT_QUIET =~ ^[0-9]+$ ]] || die_usage "--wait-quiet takes seconds"
-[[ $REQ_PATH == /* ]] || die_usage "--path must start with /"
+[[ $REQ_PATH == /* && $AUTH_PATH == /* ]] || die_usage "--path and --auth-path must start with /"
+[[ $AUTH_USER =~ ^[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+$ ]] || die_usage "--auth-user takes an e-mail address"
 ((CONNECTIONS >= THREADS)) || die_usage "--connections must be >= --threads ($THREADS)"
+case $DURATION in
+    *h) DURATION_US=$((10#${DURATION%h} * 3600000000)) ;;
+    *m) DURATION_US=$((10#${DURATION%m} * 60000000)) ;;
+    *) DURATION_US=$((10#${DURATION%s} * 1000000)) ;;
+esac
+((DURATION_US > 0)) || die_usage "--duration must be positive"
 
 # With sched autogroup (the Debian default) a task's niceness only counts inside its session,
 # so --nice re-runs this script in a session of its own and gives that whole group the
@@ -108,7 +127,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/prt-gate-load.XXXXXX")
 log() { printf '[load] %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- process bookkeeping / cleanup
-STARTED=()   # pids we started (nginx masters, the gate)
+STARTED=()   # pids we started (nginx masters, the gate, the dev SSO)
+declare -A PNAME PLOG   # pid -> name, pid -> its log file (shown if it dies)
 cleanup() {
     local rc=$? pid all=()
     trap - EXIT INT TERM
@@ -135,6 +155,18 @@ trap 'log "terminated"; exit 143' TERM
 
 fail() { log "FAIL: $*"; exit 1; }
 
+# Every process we started must outlive every run: a crash under load is a finding, and an
+# interrupted run must not be reported as a result (wrk catches SIGINT and exits 0).
+check_alive() { # what-was-running
+    local pid
+    for pid in "${STARTED[@]}"; do
+        kill -0 "$pid" 2>/dev/null && continue
+        log "${PNAME[$pid]} (pid $pid) is gone after $1; last lines of ${PLOG[$pid]}:"
+        tail -n 20 "${PLOG[$pid]}" 2>/dev/null | sed 's/^/[load]   /' >&2 || true
+        fail "${PNAME[$pid]} exited during $1 (crashed, or the run was interrupted)"
+    done
+}
+
 # A loopback port nobody listens on and that we have not handed out yet.
 USED_PORTS=" "
 free_port() { # VAR: sets VAR (no subshell, so USED_PORTS sticks)
@@ -154,7 +186,7 @@ free_port() { # VAR: sets VAR (no subshell, so USED_PORTS sticks)
 # utime+stime (clock ticks) of a process and its direct children (nginx: master + workers).
 # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that closes the command name.
 cpu_ticks() {
-    local root=$1 total=0 pid rest
+    local root=$1 total=0 pid rest f
     for pid in "$root" $(pgrep -P "$root" 2>/dev/null || true); do
         [[ -r /proc/$pid/stat ]] || continue
         rest=$(<"/proc/$pid/stat")
@@ -344,7 +376,7 @@ start_nginx() { # name dir url-to-wait-for expected-status; sets LAST_PID
         || { cat "$d/configtest.log" >&2; fail "$name: nginx config test failed"; }
     nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stdout.log" 2>&1 &
     pid=$!
-    STARTED+=("$pid")
+    STARTED+=("$pid"); PNAME[$pid]=$name; PLOG[$pid]=$d/error.log
     if ! wait_http "$url" "$want" 10 "$pid"; then
         cat "$d/error.log" >&2 2>/dev/null || true
         fail "$name did not answer $want on $url within 10 s"
@@ -382,6 +414,18 @@ if ((WITH_GATE)); then
     free_port GATE_PORT
     free_port GATE_ADMIN
     GATE_DIR=$TMP/gate; mkdir -p "$GATE_DIR"
+    SSO_SECTION=
+    if ((WITH_AUTH)); then
+        # The dev SSO (barge2rail-auth contract) for the one login of the authenticated row. It
+        # is idle during the measured runs: sessions live in the gate's memory store.
+        free_port SSO_PORT
+        "$GATE_BIN" dev-sso --listen "127.0.0.1:$SSO_PORT" >"$GATE_DIR/dev-sso.out" 2>"$GATE_DIR/dev-sso.err" &
+        SSO_PID=$!
+        STARTED+=("$SSO_PID"); PNAME[$SSO_PID]="prt-gate dev-sso"; PLOG[$SSO_PID]=$GATE_DIR/dev-sso.err
+        wait_http "http://127.0.0.1:$SSO_PORT/o/.well-known/openid-configuration" 200 10 "$SSO_PID" \
+            || { cat "$GATE_DIR/dev-sso.err" >&2; fail "prt-gate dev-sso did not start on :$SSO_PORT"; }
+        SSO_SECTION=$(printf '[sso]\nbase_url = "http://127.0.0.1:%s"\nclient_id = "prt-gate-dev"\n' "$SSO_PORT")
+    fi
     cat >"$GATE_DIR/gate.toml" <<EOF
 [gate]
 listen = "127.0.0.1:$GATE_PORT"
@@ -389,10 +433,17 @@ admin_listen = "127.0.0.1:$GATE_ADMIN"
 upstream = "http://127.0.0.1:$UP_PORT"
 public_url = "http://127.0.0.1:$GATE_PORT"
 
+$SSO_SECTION
+
 [session]
 cookie_secure = false
 
 EOF
+    # Secrets come only from the environment (SPEC 9): the dev SSO's client secret and a
+    # per-run assertion key.
+    export PRT_GATE_SSO__CLIENT_SECRET=dev-secret
+    PRT_GATE_ASSERTION__SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    export PRT_GATE_ASSERTION__SECRET
     # The shipped policy (its [roles] and [[route]] tables only; the server sections above are
     # ours), so the gate decides each request against the real rule set.
     awk '/^\[/ { keep = ($0 ~ /^\[\[?(roles|route)[].]/) } keep' "$POLICY" >>"$GATE_DIR/gate.toml"
@@ -401,7 +452,7 @@ EOF
     # Access log stays on (honest numbers): JSON lines to a file, like nginx's access.log.
     "$GATE_BIN" serve --config "$GATE_DIR/gate.toml" >"$GATE_DIR/access.log" 2>"$GATE_DIR/stderr.log" &
     GATE_PID=$!
-    STARTED+=("$GATE_PID")
+    STARTED+=("$GATE_PID"); PNAME[$GATE_PID]="prt-gate"; PLOG[$GATE_PID]=$GATE_DIR/stderr.log
     set +e
     wait_http "http://127.0.0.1:$GATE_ADMIN/healthz" 200 10 "$GATE_PID"
     ready=$?
@@ -417,23 +468,50 @@ EOF
     log "prt-gate :$GATE_PORT admin :$GATE_ADMIN (pid $GATE_PID)"
 fi
 
-# Rows: name | port | pid whose CPU is charged ("-" = none: upstream direct is the reference).
-ROWS=("upstream direct (no proxy)|$UP_PORT|-"
-      "nginx proxy_pass (no auth)|$PP_PORT|$PP_PID"
-      "nginx auth_request (204 subrequest)|$AR_PORT|$AR_PID")
-((WITH_GATE)) && ROWS+=("prt-gate (public route, no session)|$GATE_PORT|$GATE_PID")
+SESSION_COOKIE=
+if ((WITH_AUTH)); then
+    # One real login through the gate, as a browser does it: /auth/login/ → dev SSO authorize
+    # (login_hint skips the user picker) → /auth/callback/ sets the session cookie → next.
+    jar=$TMP/gate/cookies.txt
+    code=$(curl -s -L --max-redirs 5 --max-time 10 -c "$jar" -b "$jar" -o "$TMP/gate/login.body" -w '%{http_code}' \
+        "http://127.0.0.1:$GATE_PORT/auth/login/?next=$AUTH_PATH&login_hint=$AUTH_USER" || true)
+    SESSION_COOKIE=$(awk -F'\t' 'NF >= 7 && $6 ~ /(^|__Host-)prt_session$/ {print $6 "=" $7}' "$jar" 2>/dev/null | tail -n 1)
+    if [[ -z $SESSION_COOKIE ]]; then
+        log "login as $AUTH_USER ended with status $code and no session cookie; body:"
+        head -c 300 "$TMP/gate/login.body" >&2 || true; echo >&2
+        tail -n 20 "$GATE_DIR/stderr.log" "$GATE_DIR/dev-sso.err" >&2 || true
+        fail "could not log in through the gate (use --no-auth to skip the authenticated row)"
+    fi
+    log "logged in as $AUTH_USER (session cookie ${SESSION_COOKIE%%=*})"
+fi
 
-# Pre-flight: every endpoint must answer exactly 200 with the upstream's body (a 302 to login or
-# a 403 would be "fast" and meaningless; wrk only counts >= 400 as errors).
-for row in "${ROWS[@]}"; do
-    IFS='|' read -r name port _ <<<"$row"
-    out=$(curl -s -D "$TMP/preflight.h" --max-time 5 "http://127.0.0.1:$port$REQ_PATH" || true)
+# Rows. ROW_PID is the process whose CPU is charged ("-": upstream direct is the reference);
+# ROW_HDR is an extra request header (the session cookie).
+ROW_NAME=("upstream direct (no proxy)" "nginx proxy_pass (no auth)" "nginx auth_request (204 subrequest)")
+ROW_PORT=("$UP_PORT" "$PP_PORT" "$AR_PORT")
+ROW_PID=(- "$PP_PID" "$AR_PID")
+ROW_PATH=("$REQ_PATH" "$REQ_PATH" "$REQ_PATH")
+ROW_HDR=("" "" "")
+if ((WITH_GATE)); then
+    ROW_NAME+=("prt-gate (public route, no session)"); ROW_PORT+=("$GATE_PORT"); ROW_PID+=("$GATE_PID")
+    ROW_PATH+=("$REQ_PATH"); ROW_HDR+=("")
+fi
+if ((WITH_AUTH)); then
+    ROW_NAME+=("prt-gate (authenticated, session cookie)"); ROW_PORT+=("$GATE_PORT"); ROW_PID+=("$GATE_PID")
+    ROW_PATH+=("$AUTH_PATH"); ROW_HDR+=("Cookie: $SESSION_COOKIE")
+fi
+
+# Pre-flight: every row must answer exactly 200 with the upstream's body (a 302 to login or a
+# 403 would be "fast" and meaningless; wrk itself only counts statuses >= 400 as errors).
+for i in "${!ROW_NAME[@]}"; do
+    hargs=(); [[ -z ${ROW_HDR[$i]} ]] || hargs=(-H "${ROW_HDR[$i]}")
+    out=$(curl -s "${hargs[@]}" -D "$TMP/preflight.h" --max-time 5 "http://127.0.0.1:${ROW_PORT[$i]}${ROW_PATH[$i]}" || true)
     code=$(awk 'NR==1{print $2}' "$TMP/preflight.h" 2>/dev/null || true)
     if [[ $code != 200 || $out != "$BODY" ]]; then
-        log "pre-flight $name: GET $REQ_PATH -> status '${code:-none}'"
+        log "pre-flight ${ROW_NAME[$i]}: GET ${ROW_PATH[$i]} -> status '${code:-none}'"
         sed 's/^/[load]   /' "$TMP/preflight.h" >&2 || true
         printf '[load]   body: %s\n' "${out:0:300}" >&2
-        fail "$name does not answer 200 with the upstream body on $REQ_PATH"
+        fail "${ROW_NAME[$i]} does not answer 200 with the upstream body on ${ROW_PATH[$i]}"
     fi
 done
 
@@ -441,29 +519,34 @@ done
 FAILED=0
 declare -A R   # R[<row>,<phase>,<metric>]
 
-run_wrk() { # idx phase url proxy-pid script [script-args...]
-    local i=$1 phase=$2 url=$3 pid=$4 script=$5; shift 5
+run_wrk() { # idx phase script [script-args...]; url, pid and header come from the ROW_* arrays
+    local i=$1 phase=$2 script=$3; shift 3
+    local url=http://127.0.0.1:${ROW_PORT[$i]}${ROW_PATH[$i]} pid=${ROW_PID[$i]} hargs=()
+    [[ -z ${ROW_HDR[$i]} ]] || hargs=(-H "${ROW_HDR[$i]}")
     local out before after up_before up_after m_before m_after line kv errs wrk_cpu rc
     local wout=$TMP/wrk-$i-$phase.txt TIMEFORMAT='%3U %3S'
     wait_quiet
-    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" -s "$script" "$url" -- "$@" >/dev/null 2>&1 || true
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" "${hargs[@]}" -s "$script" "$url" -- "$@" >/dev/null 2>&1 || true
     before=0; [[ $pid != - ]] && before=$(cpu_ticks "$pid")
     up_before=$(cpu_ticks "$UP_PID")
     m_before=$(machine_busy_ticks)
     # `time` (the bash keyword) reports wrk's own CPU, so the rest of the machine's busy time can
     # be attributed to other processes (a concurrent build makes every number here noisy).
     set +e
-    { time wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --timeout 5s -s "$script" "$url" -- "$@" >"$wout" 2>&1; } 2>"$wout.time"
+    { time wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --timeout 5s "${hargs[@]}" -s "$script" "$url" -- "$@" >"$wout" 2>&1; } 2>"$wout.time"
     rc=$?
     set -e
     m_after=$(machine_busy_ticks)
     up_after=$(cpu_ticks "$UP_PID")
     after=0; [[ $pid != - ]] && after=$(cpu_ticks "$pid")
     out=$(<"$wout")
+    check_alive "the $phase-load run against $url"
     ((rc == 0)) || { echo "$out" >&2; fail "wrk failed against $url"; }
     wrk_cpu=$(awk -v hz="$CLK_TCK" '{printf "%.0f", ($1 + $2) * hz}' "$wout.time")
     line=$(grep '^RESULT ' <<<"$out") || { echo "$out" >&2; fail "no RESULT line from wrk"; }
     for kv in ${line#RESULT }; do R[$i,$phase,${kv%%=*}]=${kv#*=}; done
+    ((R[$i,$phase,duration_us] >= DURATION_US * 9 / 10)) \
+        || fail "wrk stopped after $((R[$i,$phase,duration_us] / 1000)) ms of $DURATION against $url (interrupted?)"
     R[$i,$phase,ticks]=$((after - before))
     R[$i,$phase,up_ticks]=$((up_after - up_before))
     # Share of the machine (all CPUs over the run) used by processes other than the proxy, the
@@ -486,26 +569,24 @@ rps() { awk -v n="$1" -v us="$2" 'BEGIN{printf "%.0f", n / (us / 1e6)}'; }
 cpu_us() { awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN{printf "%.1f", t * 1e6 / hz / n}'; }
 
 PP=1  # index of nginx proxy_pass: the reference for ratios and for the half-load rate
-for i in "${!ROWS[@]}"; do
-    IFS='|' read -r name port pid <<<"${ROWS[$i]}"
-    log "full load: $name (wrk -t$THREADS -c$CONNECTIONS, $WARMUP warm-up + $DURATION)"
-    run_wrk "$i" full "http://127.0.0.1:$port$REQ_PATH" "$pid" "$TMP/report.lua"
+for i in "${!ROW_NAME[@]}"; do
+    log "full load: ${ROW_NAME[$i]} (wrk -t$THREADS -c$CONNECTIONS, $WARMUP warm-up + $DURATION)"
+    run_wrk "$i" full "$TMP/report.lua"
     R[$i,full,rps]=$(rps "${R[$i,full,requests]}" "${R[$i,full,duration_us]}")
 done
 RATE=${RATE:-$((R[$PP,full,rps] / 2))}
 THINK_MS=$(awk -v c="$CONNECTIONS" -v r="$RATE" 'BEGIN{printf "%.3f", c * 1000 / r}')
-for i in "${!ROWS[@]}"; do
-    IFS='|' read -r name port pid <<<"${ROWS[$i]}"
-    log "half load: $name (~$RATE req/s offered: wrk -t$THREADS -c$CONNECTIONS, mean think time $THINK_MS ms)"
-    run_wrk "$i" half "http://127.0.0.1:$port$REQ_PATH" "$pid" "$TMP/paced.lua" "$THINK_MS"
+for i in "${!ROW_NAME[@]}"; do
+    log "half load: ${ROW_NAME[$i]} (~$RATE req/s offered: wrk -t$THREADS -c$CONNECTIONS, mean think time $THINK_MS ms)"
+    run_wrk "$i" half "$TMP/paced.lua" "$THINK_MS"
     R[$i,half,rps]=$(rps "${R[$i,half,requests]}" "${R[$i,half,duration_us]}")
 done
 
 # ---------------------------------------------------------------- report
-for i in "${!ROWS[@]}"; do
+for i in "${!ROW_NAME[@]}"; do
     for ph in full half; do
         R[$i,$ph,cpu]=-
-        [[ ${ROWS[$i]##*|} == - ]] || R[$i,$ph,cpu]=$(cpu_us "${R[$i,$ph,ticks]}" "${R[$i,$ph,requests]}")
+        [[ ${ROW_PID[$i]} == - ]] || R[$i,$ph,cpu]=$(cpu_us "${R[$i,$ph,ticks]}" "${R[$i,$ph,requests]}")
         R[$i,$ph,up_cpu]=$(cpu_us "${R[$i,$ph,up_ticks]}" "${R[$i,$ph,requests]}")
     done
 done
@@ -514,13 +595,15 @@ num() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
 lat() { awk -v us="$1" 'BEGIN{ if (us < 1000) printf "%d µs", us; else printf "%.2f ms", us / 1000 }'; }
 added() { printf '%+d µs' "$(($1 - $2))"; }
 
+AUTH_NOTE=
+((WITH_AUTH == 0)) || AUTH_NOTE=" (authenticated row: \`GET $AUTH_PATH\` with the session cookie of $AUTH_USER)"
 gate_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
 cat <<TABLE
 
 ### Load benchmark — $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc), kernel $(uname -r)
 
 nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}'), prt-gate @ $gate_rev.
-Every row: \`GET $REQ_PATH\`, 64-byte 200 from the same upstream (nginx, 1 worker).
+Every row: \`GET $REQ_PATH\`$AUTH_NOTE, a 64-byte 200 from the same upstream (nginx, 1 worker).
 Full load: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION\` after a $WARMUP warm-up.
 Half load: $RATE req/s offered to every row (half of nginx proxy_pass's full-load rate unless --rate), $CONNECTIONS connections with random think time.
 Ratios in parentheses are against nginx proxy_pass.${NICE_NOTE:-}
@@ -528,8 +611,8 @@ Ratios in parentheses are against nginx proxy_pass.${NICE_NOTE:-}
 | proxy | requests/s | p50 | p99 | CPU/request, proxy | CPU/request, upstream | added p99 at half load |
 |---|---:|---:|---:|---:|---:|---:|
 TABLE
-for i in "${!ROWS[@]}"; do
-    IFS='|' read -r name _ pid <<<"${ROWS[$i]}"
+for i in "${!ROW_NAME[@]}"; do
+    name=${ROW_NAME[$i]}
     r=${R[$i,full,rps]} p50=${R[$i,full,p50_us]} p99=${R[$i,full,p99_us]} cpu=${R[$i,full,cpu]}
     if ((i == 0)); then
         printf '| %s | %s | %s | %s | — | %s µs | (reference: p99 %s) |\n' "$name" "$(num "$r")" \
@@ -544,6 +627,7 @@ for i in "${!ROWS[@]}"; do
     fi
 done
 ((WITH_GATE)) || echo "| prt-gate | not run (--no-gate) | | | | | |"
+((WITH_GATE == 0 || WITH_AUTH)) || echo "| prt-gate (authenticated, session cookie) | not run (--no-auth) | | | | | |"
 cat <<TABLE
 
 Half load ($RATE req/s offered; wrk2 is not packaged in Debian, so wrk paces itself with think time):
@@ -551,8 +635,8 @@ Half load ($RATE req/s offered; wrk2 is not packaged in Debian, so wrk paces its
 | proxy | requests/s | share of its full-load rate | p50 | p99 | added p50 | added p99 | CPU/request, proxy |
 |---|---:|---:|---:|---:|---:|---:|---:|
 TABLE
-for i in "${!ROWS[@]}"; do
-    IFS='|' read -r name _ _ <<<"${ROWS[$i]}"
+for i in "${!ROW_NAME[@]}"; do
+    name=${ROW_NAME[$i]}
     share=$(awk -v a="${R[$i,half,rps]}" -v b="${R[$i,full,rps]}" 'BEGIN{printf "%.0f%%", 100 * a / b}')
     cpu=${R[$i,half,cpu]}; [[ $cpu == - ]] || cpu="$cpu µs"
     printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(num "${R[$i,half,rps]}")" "$share" \
@@ -567,9 +651,9 @@ if ((WITH_GATE)); then
 fi
 
 noisy=""
-for i in "${!ROWS[@]}"; do
+for i in "${!ROW_NAME[@]}"; do
     for ph in full half; do
-        ((R[$i,$ph,other_pct] < 5)) || noisy+=" ${ROWS[$i]%%|*} ($ph load): ${R[$i,$ph,other_pct]}%;"
+        ((R[$i,$ph,other_pct] < 5)) || noisy+=" ${ROW_NAME[$i]} ($ph load): ${R[$i,$ph,other_pct]}%;"
     done
 done
 if [[ -n $noisy ]]; then
