@@ -103,6 +103,8 @@ async fn run(
     let path = normalize(target.path()).map_err(Refusal::Path)?;
     let path_and_query = forward::path_and_query(&target, &path)?;
     ctx.forwarded = Some(path_and_query.clone());
+    // Page or API is a property of the checked path, not of the raw one.
+    ctx.html = ctx.html && !crate::policy::is_api(&path);
 
     // strip_identity: hop-by-hop and Connection-nominated headers, every
     // client copy of identity headers and underscore names — before any
@@ -246,7 +248,8 @@ fn request_id(conn: &ConnInfo, req: &Request<Incoming>) -> HeaderValue {
     headers::new_request_id()
 }
 
-/// Browsers asking for a page get HTML error pages; API and machine clients JSON.
+/// Browsers asking for a page get HTML error pages; API and machine clients
+/// JSON. (Refined once the path is normalized: API paths always get JSON.)
 fn wants_html(req: &Request<Incoming>) -> bool {
     !req.uri().path().starts_with("/api/")
         && req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"))
