@@ -11,9 +11,10 @@
 //! `gate.upstream`, `session.store`, `gate.workers`) take effect at the next
 //! restart; a reload that changes them says so in the log.
 //!
-//! The file is polled (size, mtime and a content hash, every
-//! [`POLL_INTERVAL`]) rather than watched with inotify: editors replace files
-//! by rename, ConfigMaps swap symlinks, and a poll sees all of these the same.
+//! The file is polled (a content hash every [`POLL_INTERVAL`]) rather than
+//! watched with inotify: editors replace files by rename, ConfigMaps swap
+//! symlinks, and a poll sees all of these the same. A change is loaded only
+//! once it has been stable for one poll interval (no half-written files).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -81,9 +82,13 @@ impl Live {
         }
     }
 
-    /// Runs forever: reloads on SIGHUP and when the file's content changes.
+    /// Runs forever: reloads on SIGHUP at once, and when the file's content
+    /// has changed and then stayed the same for one more poll — so a file
+    /// caught half-written by an in-place save (which may well be valid TOML,
+    /// e.g. empty) is never loaded.
     pub async fn watch(self: Arc<Self>, metrics: Arc<Metrics>) {
-        let mut last = fingerprint(&self.path);
+        let mut loaded = fingerprint(&self.path);
+        let mut pending: Option<[u8; 32]> = None;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -93,9 +98,24 @@ impl Live {
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
             };
             let now = fingerprint(&self.path);
-            if by_signal || (now.is_some() && now != last) {
-                last = now;
+            if by_signal {
+                loaded = now;
+                pending = None;
                 let _ = self.reload(&metrics);
+                continue;
+            }
+            match now {
+                Some(fp) if Some(fp) != loaded => {
+                    if pending == Some(fp) {
+                        // Unchanged since the last poll: the write is complete.
+                        loaded = now;
+                        pending = None;
+                        let _ = self.reload(&metrics);
+                    } else {
+                        pending = Some(fp);
+                    }
+                }
+                _ => pending = None,
             }
         }
     }
