@@ -328,7 +328,10 @@ fn serve(path: &Path) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        tokio::spawn(live.watch(metrics));
+        // SIGHUP's default action is to terminate: install the handler
+        // before the gate says it is listening.
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        tokio::spawn(live.watch(metrics, hup));
         let listener = match tokio::net::TcpListener::bind(config.gate.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -348,9 +351,10 @@ fn serve(path: &Path) -> ExitCode {
         };
         tracing::info!(%addr, admin = %admin_addr, upstream = %config.gate.upstream.authority, "listening");
         // Tests and scripts read this line to learn the bound ports.
+        let shutdown = shutdown_signal();
         eprintln!("prt-gate: listening on {addr} admin {admin_addr}");
         tokio::spawn(crate::admin::serve(gate.clone(), admin));
-        let drained = proxy::server::serve(gate, listener, shutdown_signal()).await;
+        let drained = proxy::server::serve(gate, listener, shutdown).await;
         if drained {
             ExitCode::SUCCESS
         } else {
@@ -408,23 +412,27 @@ fn dev_sso(listen: SocketAddr, users_file: Option<&Path>) -> ExitCode {
     })
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
+/// called (not when the future is first polled), so a signal that arrives
+/// right after start-up is never fatal.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
 }
 
 /// The effective route table: one line per rule, sorted by pattern, then the defaults.

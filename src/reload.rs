@@ -86,10 +86,9 @@ impl Live {
     /// has changed and then stayed the same for one more poll — so a file
     /// caught half-written by an in-place save (which may well be valid TOML,
     /// e.g. empty) is never loaded.
-    pub async fn watch(self: Arc<Self>, metrics: Arc<Metrics>) {
+    pub async fn watch(self: Arc<Self>, metrics: Arc<Metrics>, mut hup: Option<tokio::signal::unix::Signal>) {
         let mut loaded = fingerprint(&self.path);
         let mut pending: Option<[u8; 32]> = None;
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
