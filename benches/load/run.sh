@@ -96,16 +96,17 @@ esac
 # With sched autogroup (the Debian default) a task's niceness only counts inside its session,
 # so --nice re-runs this script in a session of its own and gives that whole group the
 # niceness: the upstream, the proxies and wrk then share the CPU with each other as before,
-# while other sessions (a concurrent build) yield to them. Signals are forwarded.
+# while other sessions (a concurrent build) yield to them. Ctrl-C and SIGTERM are forwarded.
 AUTOGROUP=0
 [[ $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null) == 1 && -e /proc/self/autogroup ]] && AUTOGROUP=1
 if [[ -n $NICE && $AUTOGROUP == 1 && -z ${PRT_LOAD_SESSION:-} ]] && command -v setsid >/dev/null; then
     sidfile=$(mktemp "${TMPDIR:-/tmp}/prt-gate-load-sid.XXXXXX")
     PRT_LOAD_SESSION=$sidfile setsid --wait bash "${BASH_SOURCE[0]}" "${ORIG_ARGS[@]}" &
     child=$!
-    forward() { local sid; sid=$(cat "$sidfile" 2>/dev/null) || true; [[ -n $sid ]] && kill "-$1" -- "-$sid" 2>/dev/null || true; }
-    trap 'forward INT' INT
-    trap 'forward TERM' TERM
+    # The child session started in the background ignores SIGINT (bash does that to background
+    # jobs without job control), so Ctrl-C reaches it as SIGTERM.
+    forward() { local sid; sid=$(cat "$sidfile" 2>/dev/null) || true; [[ -z $sid ]] || kill -TERM -- "-$sid" 2>/dev/null || true; }
+    trap forward INT TERM
     while :; do
         rc=0; wait "$child" || rc=$?
         kill -0 "$child" 2>/dev/null || break
@@ -167,14 +168,20 @@ check_alive() { # what-was-running
     done
 }
 
-# A loopback port nobody listens on and that we have not handed out yet.
+# A loopback port no socket uses and that we have not handed out yet, taken below the
+# ephemeral range: a port above it can be the local end of some outgoing connection by the
+# time a listener binds it (EADDRINUSE).
 USED_PORTS=" "
+read -r EPHEMERAL_LOW _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || EPHEMERAL_LOW=32768
+PORT_LOW=10000
+PORT_SPAN=$((EPHEMERAL_LOW - PORT_LOW))
+((PORT_SPAN >= 1000)) || { PORT_LOW=20000; PORT_SPAN=40000; }
 free_port() { # VAR: sets VAR (no subshell, so USED_PORTS sticks)
     local p
     for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((PORT_LOW + RANDOM % PORT_SPAN))
         [[ $USED_PORTS == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! ss -Hatn "sport = :$p" 2>/dev/null | grep -q .; then
             USED_PORTS+="$p "
             printf -v "$1" '%s' "$p"
             return 0
