@@ -11,31 +11,11 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-import django  # noqa: E402
-from django.conf import settings  # noqa: E402
-
-settings.configure(
-    DEBUG=False,
-    SECRET_KEY="e2e-not-secret",
-    ALLOWED_HOSTS=["*"],
-    ROOT_URLCONF="tests.urls",
-    INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"],
-    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-    MIDDLEWARE=[
-        "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-        "prt_gate_auth.middleware.PrtGateAssertionMiddleware",
-    ],
-    PRT_GATE_ASSERTION_SECRETS=[os.environ["PRT_GATE_ASSERTION__SECRET"]],
-    PRT_GATE_ASSERTION_AUDIENCE="django",
-    USE_TZ=True,
-)
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
-call_command("migrate", verbosity=0, run_syncdb=True)
+from tests.project import configure  # noqa: E402
+
+configure([os.environ["PRT_GATE_ASSERTION__SECRET"]])
 
 
 class Quiet(WSGIRequestHandler):
