@@ -27,6 +27,8 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// After SIGHUP, the file must read the same twice this far apart.
+const STABLE_WINDOW: Duration = Duration::from_millis(50);
 
 /// The configuration in force. Cheap to read on every request.
 pub struct Live {
@@ -98,7 +100,19 @@ impl Live {
             };
             let now = fingerprint(&self.path);
             if by_signal {
-                loaded = now;
+                // Wait until two reads 50 ms apart agree, so a signal sent
+                // while the file is being rewritten in place does not load a
+                // truncated copy.
+                let mut fp = now;
+                for _ in 0..20 {
+                    tokio::time::sleep(STABLE_WINDOW).await;
+                    let again = fingerprint(&self.path);
+                    if again == fp && again.is_some() {
+                        break;
+                    }
+                    fp = again;
+                }
+                loaded = fp;
                 pending = None;
                 let _ = self.reload(&metrics);
                 continue;

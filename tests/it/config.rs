@@ -183,10 +183,28 @@ async fn hundred_reloads_under_load_fail_no_request() {
         }));
     }
     for i in 0..100 {
-        // Each version is valid and different (one more public rule).
-        std::fs::write(&cfg, format!("{base}\n[[route]]\npath = \"/api/reload-{i}/\"\npublic = true\n")).unwrap();
+        // Each version is valid and different (one more public rule), and is
+        // put in place atomically (write + rename), as docs/routes.md asks
+        // operators to do.
+        let tmp = gate.dir.path().join("policy.toml.new");
+        std::fs::write(&tmp, format!("{base}\n[[route]]\npath = \"/api/reload-{i}/\"\npublic = true\n")).unwrap();
+        std::fs::rename(&tmp, &cfg).unwrap();
         gate.signal("HUP");
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        // One reload at a time (signals sent faster than reloads coalesce).
+        let t = std::time::Instant::now();
+        loop {
+            let m = crate::proxy::scrape(&gate).await;
+            let n: u64 = m
+                .lines()
+                .find_map(|l| l.strip_prefix("prt_gate_config_reloads_total{result=\"ok\"} "))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if n > i {
+                break;
+            }
+            assert!(t.elapsed() < std::time::Duration::from_secs(10), "reload {i} not counted");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
