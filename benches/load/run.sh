@@ -125,7 +125,10 @@ POLICY=${POLICY:-$ROOT/policy.toml}
 ((WITH_GATE == 0)) || [[ -r $POLICY ]] || die_usage "policy file not readable: $POLICY"
 CLK_TCK=$(getconf CLK_TCK)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/prt-gate-load.XXXXXX")
-log() { printf '[load] %s\n' "$*" >&2; }
+# Progress goes to the original stderr through its own descriptor, so a message from a trap
+# still shows while the interrupted command had stderr redirected.
+exec {LOGFD}>&2
+log() { printf '[load] %s\n' "$*" >&"$LOGFD"; }
 
 # ---------------------------------------------------------------- process bookkeeping / cleanup
 STARTED=()   # pids we started (nginx masters, the gate, the dev SSO)
@@ -549,7 +552,7 @@ run_wrk() { # idx phase script [script-args...]; url, pid and header come from t
     out=$(<"$wout")
     check_alive "the $phase-load run against $url"
     ((rc == 0)) || { echo "$out" >&2; fail "wrk failed against $url"; }
-    wrk_cpu=$(awk -v hz="$CLK_TCK" '{printf "%.0f", ($1 + $2) * hz}' "$wout.time")
+    wrk_cpu=$(tail -n 1 "$wout.time" | awk -v hz="$CLK_TCK" '{printf "%.0f", ($1 + $2) * hz}')
     line=$(grep '^RESULT ' <<<"$out") || { echo "$out" >&2; fail "no RESULT line from wrk"; }
     for kv in ${line#RESULT }; do R[$i,$phase,${kv%%=*}]=${kv#*=}; done
     ((R[$i,$phase,duration_us] >= DURATION_US * 9 / 10)) \
