@@ -70,6 +70,8 @@ pub struct RawGate {
     pub header_read_timeout: String,
     pub max_header_bytes: usize,
     pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    pub max_connections: usize,
     pub upstream_connect_timeout: String,
     pub upstream_timeout: String,
     pub upstream_pool_idle_timeout: String,
@@ -89,6 +91,8 @@ impl Default for RawGate {
             header_read_timeout: "10s".into(),
             max_header_bytes: 64 * 1024,
             max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_connections: 10_000,
             upstream_connect_timeout: "5s".into(),
             upstream_timeout: "60s".into(),
             upstream_pool_idle_timeout: "90s".into(),
@@ -308,6 +312,11 @@ pub struct GateConfig {
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_headers: usize,
+    /// Longest request target (path and query, or absolute form) before 414.
+    pub max_uri_bytes: usize,
+    /// Concurrent client connections; beyond it new connections wait in the
+    /// listen backlog until one closes (`proxy::server`).
+    pub max_connections: usize,
     pub upstream_connect_timeout: Duration,
     pub upstream_timeout: Duration,
     pub upstream_pool_idle_timeout: Duration,
@@ -650,6 +659,8 @@ impl Config {
         let drain_timeout = c.duration("gate.drain_timeout", &g.drain_timeout, Duration::ZERO, None);
         c.range("gate.max_header_bytes", g.max_header_bytes, 8 * 1024, 1024 * 1024);
         c.range("gate.max_headers", g.max_headers, 16, 1000);
+        c.range("gate.max_uri_bytes", g.max_uri_bytes, 256, 64 * 1024);
+        c.range("gate.max_connections", g.max_connections, 1, 1_000_000);
         if let Some(w) = g.workers {
             c.range("gate.workers", w, 1, 1024);
         }
@@ -816,6 +827,8 @@ impl Config {
                 header_read_timeout,
                 max_header_bytes: g.max_header_bytes,
                 max_headers: g.max_headers,
+                max_uri_bytes: g.max_uri_bytes,
+                max_connections: g.max_connections,
                 upstream_connect_timeout,
                 upstream_timeout,
                 upstream_pool_idle_timeout,

@@ -123,6 +123,8 @@ pub struct Metrics {
     upstream_duration: Histogram,
     connections_open: AtomicI64,
     connections_total: AtomicU64,
+    /// Times the accept loop found every `gate.max_connections` slot taken.
+    connections_limited: AtomicU64,
     stripped_headers: AtomicU64,
     /// `[ok, failed]`.
     config_reloads: [AtomicU64; 2],
@@ -152,6 +154,10 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Relaxed);
+    }
+
+    pub fn connection_limited(&self) {
+        self.connections_limited.fetch_add(1, Relaxed);
     }
 
     pub fn stripped(&self, n: usize) {
@@ -238,6 +244,11 @@ impl Metrics {
         out.push_str("# HELP prt_gate_connections_total Client connections accepted.\n");
         out.push_str("# TYPE prt_gate_connections_total counter\n");
         let _ = writeln!(out, "prt_gate_connections_total {}", self.connections_total.load(Relaxed));
+        out.push_str(
+            "# HELP prt_gate_connections_limited_total Times new connections had to wait for gate.max_connections.\n",
+        );
+        out.push_str("# TYPE prt_gate_connections_limited_total counter\n");
+        let _ = writeln!(out, "prt_gate_connections_limited_total {}", self.connections_limited.load(Relaxed));
         out
     }
 }

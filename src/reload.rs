@@ -8,7 +8,8 @@
 //! flight keep the `Arc<Config>` they started with.
 //!
 //! Settings that shape sockets and pools (`gate.listen`, `gate.admin_listen`,
-//! `gate.upstream`, `session.store`, `gate.workers`, the media bucket's
+//! `gate.upstream`, `session.store`, `gate.workers`, the connection and
+//! request-head limits of the listener, the media bucket's
 //! addressing and AWS credentials) take effect at the next
 //! restart; a reload that changes them says so in the log.
 //!
@@ -63,6 +64,13 @@ impl Live {
                     ("gate.upstream", old.gate.upstream.authority != new.gate.upstream.authority),
                     ("session.store", old.session.store != new.session.store),
                     ("gate.workers", old.gate.workers != new.gate.workers),
+                    (
+                        "gate.max_connections/header_read_timeout/max_header_bytes/max_headers",
+                        old.gate.max_connections != new.gate.max_connections
+                            || old.gate.header_read_timeout != new.gate.header_read_timeout
+                            || old.gate.max_header_bytes != new.gate.max_header_bytes
+                            || old.gate.max_headers != new.gate.max_headers,
+                    ),
                     (
                         "media.bucket/region/endpoint/path_style",
                         old.media.bucket != new.media.bucket

@@ -28,6 +28,8 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(c.assertion.audience, "django");
     assert_eq!(c.policy.landing(crate::policy::Role::Client), "/client.html");
     assert_eq!(c.policy.landing(crate::policy::Role::Office), "/");
+    assert_eq!((c.gate.max_uri_bytes, c.gate.max_connections), (8192, 10_000));
+    assert_eq!((c.gate.max_header_bytes, c.gate.max_headers), (65536, 100));
 }
 
 #[test]
@@ -40,6 +42,8 @@ public_url = "https://prt.barge2rail.com"
 upstream = "http://127.0.0.1:8001"
 trusted_proxies = ["10.0.0.0/8", "192.168.1.7"]
 upstream_timeout = "2m"
+max_connections = 50
+max_uri_bytes = 2048
 
 [session]
 store = "redis://127.0.0.1:6379/0"
@@ -53,6 +57,7 @@ idle_timeout = "1h"
     assert_eq!(c.gate.trusted_proxies.len(), 2);
     assert_eq!(c.gate.trusted_proxies[1].to_string(), "192.168.1.7/32");
     assert_eq!(c.gate.upstream_timeout, Duration::from_secs(120));
+    assert_eq!((c.gate.max_connections, c.gate.max_uri_bytes), (50, 2048));
     assert_eq!(c.session.store, StoreKind::Redis("redis://127.0.0.1:6379/0".into()));
     assert_eq!(c.session.idle_timeout, Duration::from_secs(3600));
 }
@@ -62,7 +67,7 @@ fn errors_carry_file_line_and_reason() {
     let rows: &[(&str, &str)] = &[
         (
             "[gate]\nlisen = \"127.0.0.1:1\"\n",
-            "policy.toml:2:1: unknown field `lisen`, expected one of `listen`, `admin_listen`, `public_url`, `upstream`, `trusted_proxies`, `header_read_timeout`, `max_header_bytes`, `max_headers`, `upstream_connect_timeout`, `upstream_timeout`, `upstream_pool_idle_timeout`, `upstream_pool_max_idle`, `drain_timeout`, `workers`",
+            "policy.toml:2:1: unknown field `lisen`, expected one of `listen`, `admin_listen`, `public_url`, `upstream`, `trusted_proxies`, `header_read_timeout`, `max_header_bytes`, `max_headers`, `max_uri_bytes`, `max_connections`, `upstream_connect_timeout`, `upstream_timeout`, `upstream_pool_idle_timeout`, `upstream_pool_max_idle`, `drain_timeout`, `workers`",
         ),
         ("[gaet]\n", "policy.toml:1:2: unknown field `gaet`, expected one of `gate`, `sso`, `session`, `tenant`, `media`, `assertion`, `roles`, `log`, `route`"),
         ("[gate]\nlisten = 8080\n", "policy.toml:2:10: invalid type: integer `8080`, expected a string"),
@@ -80,6 +85,8 @@ fn errors_carry_file_line_and_reason() {
         ("[tenant]\nmode = \"header\"\n", "policy.toml:2:8: tenant.mode: unknown mode `header` (expected `static` or `claim`)"),
         ("[sso]\nclient_secret = \"hunter2\"\n", "policy.toml:2:17: sso.client_secret: secrets are not accepted in the file; set PRT_GATE_SSO__CLIENT_SECRET in the environment"),
         ("[session]\nidle_timeout = \"20d\"\n", "policy.toml:2:16: session.idle_timeout: must not exceed session.absolute_timeout"),
+        ("[gate]\nmax_connections = 0\n", "policy.toml:2:19: gate.max_connections: 0 is out of range (1..=1000000)"),
+        ("[gate]\nmax_uri_bytes = 100\n", "policy.toml:2:17: gate.max_uri_bytes: 100 is out of range (256..=65536)"),
     ];
     let mut failures = Vec::new();
     for (input, expected) in rows {

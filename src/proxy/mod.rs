@@ -14,6 +14,7 @@ pub mod owned;
 pub mod pipeline;
 pub mod respond;
 pub mod server;
+pub mod sniff_deadline;
 pub mod upstream;
 
 use std::sync::atomic::AtomicBool;

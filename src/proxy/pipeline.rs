@@ -95,6 +95,11 @@ async fn run(
 
     // parse: the target must be origin-form (or absolute-form naming this
     // gate) and the Host unambiguous, before anything looks at the path.
+    // An over-long target is refused before anything parses it (SPEC 13);
+    // heads beyond `max_header_bytes` never get here (431 from the server).
+    if target_len(&parts.uri) > config.gate.max_uri_bytes {
+        return Err(Refusal::UriTooLong);
+    }
     let public = config.gate.public_url.as_ref();
     let host = check_target(public.map(|p| &p.authority), &parts)?;
 
@@ -227,6 +232,14 @@ fn is_media(path: &str) -> bool {
 }
 
 /// Validates the request target and returns the `Host` to forward.
+/// Length of the request target as the client sent it (origin or absolute
+/// form), without allocating.
+fn target_len(uri: &http::Uri) -> usize {
+    let scheme = uri.scheme_str().map_or(0, |s| s.len() + 3);
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    scheme + authority + uri.path_and_query().map_or(0, |p| p.as_str().len())
+}
+
 fn check_target(public_authority: Option<&Authority>, parts: &http::request::Parts) -> Result<HeaderValue, Refusal> {
     if parts.method == Method::CONNECT {
         return Err(Refusal::Request("CONNECT is not supported"));
@@ -308,7 +321,7 @@ fn wants_html(req: &Request<Incoming>) -> bool {
 /// The log phase: one JSON access line and the request metrics.
 fn log(gate: &Gate, config: &Config, conn: &ConnInfo, ctx: &Ctx, status: u16, total: Duration) {
     let decision = match (ctx.refusal, ctx.decision) {
-        (Some(Refusal::Path(_) | Refusal::Request(_)), _) => Decision::Reject,
+        (Some(Refusal::Path(_) | Refusal::Request(_) | Refusal::UriTooLong), _) => Decision::Reject,
         (_, Some(d)) => d,
         (Some(_), None) => Decision::Error,
         (None, None) => Decision::Allow,

@@ -16,6 +16,8 @@ pub enum Refusal {
     Path(NormalizeError),
     #[error("malformed request: {0}")]
     Request(&'static str),
+    #[error("request target longer than gate.max_uri_bytes")]
+    UriTooLong,
     #[error("upstream refused the connection")]
     UpstreamConnect,
     #[error("upstream did not answer in time")]
@@ -42,6 +44,7 @@ impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
             Refusal::Path(_) | Refusal::Request(_) | Refusal::MediaKey => StatusCode::BAD_REQUEST,
+            Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
             Refusal::UpstreamConnect | Refusal::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::StoreUnavailable | Refusal::SsoUnavailable | Refusal::MediaStore => {
@@ -57,6 +60,7 @@ impl Refusal {
     pub fn code(self) -> &'static str {
         match self {
             Refusal::Path(_) | Refusal::Request(_) | Refusal::MediaKey => "bad_request",
+            Refusal::UriTooLong => "uri_too_long",
             Refusal::UpstreamConnect | Refusal::UpstreamProtocol => "bad_gateway",
             Refusal::UpstreamTimeout => "gateway_timeout",
             Refusal::StoreUnavailable | Refusal::SsoUnavailable | Refusal::MediaStore => "unavailable",
@@ -111,6 +115,7 @@ fn human(r: Refusal) -> &'static str {
     match r {
         Refusal::Path(_) => "The request path is malformed or ambiguous.",
         Refusal::Request(_) => "The request is malformed.",
+        Refusal::UriTooLong => "The request address is too long.",
         Refusal::UpstreamConnect | Refusal::UpstreamProtocol => "The application is unavailable.",
         Refusal::UpstreamTimeout => "The application did not answer in time.",
         Refusal::StoreUnavailable | Refusal::SsoUnavailable => {

@@ -4,6 +4,12 @@
 //! (h2c) on the same port. Limits (SPEC 13): header read timeout, header
 //! buffer size and header count for HTTP/1; header list size and stream
 //! concurrency for HTTP/2. Bodies are streamed, never buffered.
+//!
+//! `gate.max_connections` caps concurrent client connections. At the cap the
+//! gate stops calling `accept`: new connections wait in the kernel's listen
+//! backlog (and are served in order as others close) instead of being
+//! accepted and reset. Clients beyond the backlog see their SYN dropped or
+//! refused by the kernel and retry; nothing already accepted is disturbed.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,8 +21,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::pipeline::{self, ConnInfo};
+use super::sniff_deadline::SniffDeadline;
 use super::Gate;
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to
@@ -44,8 +52,30 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
     let builder = Arc::new(builder);
 
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let mut at_cap_logged = false;
     tokio::pin!(shutdown);
     loop {
+        // A free connection slot first: at the cap, new connections stay in
+        // the listen backlog until one closes.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if !at_cap_logged {
+                    tracing::warn!(max = cfg.max_connections, "gate.max_connections reached; new connections wait");
+                    at_cap_logged = true;
+                }
+                gate.metrics.connection_limited();
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        // The semaphore is never closed; stop serving if it were.
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -66,6 +96,8 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
                     let c = conn_info.clone();
                     async move { Ok::<_, Infallible>(pipeline::handle(g, c, req).await) }
                 });
+                // hyper's header timer starts only once HTTP/1 is detected.
+                let stream = SniffDeadline::new(stream, cfg.header_read_timeout);
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
                 let metrics = gate.metrics.clone();
@@ -75,7 +107,11 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
                         tracing::debug!(error = %e, "connection ended with error");
                     }
                     metrics.connection_closed();
+                    drop(permit);
                 });
+                if at_cap_logged && slots.available_permits() > 0 {
+                    at_cap_logged = false;
+                }
             }
             () = &mut shutdown => break,
         }

@@ -7,6 +7,7 @@ mod admin;
 mod config;
 mod devsso;
 mod django;
+mod limits;
 mod login;
 mod media;
 mod policy;
