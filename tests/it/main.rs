@@ -7,6 +7,7 @@ mod admin;
 mod config;
 mod devsso;
 mod django;
+mod faults;
 mod limits;
 mod login;
 mod media;

@@ -19,11 +19,11 @@ use rand::Rng;
 
 use crate::support::*;
 
-const BUCKET: &str = "prt-media";
-const PDF_KEY: &str = "bols/2025/PRT-2025-0002.pdf";
+pub const BUCKET: &str = "prt-media";
+pub const PDF_KEY: &str = "bols/2025/PRT-2025-0002.pdf";
 
 /// Random credentials in AWS's shapes (a secret with `/` and `+`).
-fn random_credentials() -> (String, String) {
+pub fn random_credentials() -> (String, String) {
     let mut rng = rand::rng();
     let id = format!("AKIA{}", Alphanumeric.sample_string(&mut rng, 16).to_uppercase());
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -32,7 +32,7 @@ fn random_credentials() -> (String, String) {
 }
 
 /// A sample PDF generated per test (a minimal valid document plus noise).
-fn sample_pdf() -> Vec<u8> {
+pub fn sample_pdf() -> Vec<u8> {
     let mut pdf =
         b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n".to_vec();
     let noise = Alphanumeric.sample_string(&mut rand::rng(), 4096);
@@ -147,7 +147,7 @@ fn presigned_urls_match_botocore_byte_for_byte() {
 }
 
 /// A running `s3s-fs` (verifies SigV4, including presigned URLs) over a temp dir.
-struct S3 {
+pub struct S3 {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
@@ -156,35 +156,58 @@ struct S3 {
 }
 
 impl S3 {
-    fn start() -> S3 {
-        let bin = find_s3s_fs();
+    pub fn start() -> S3 {
         let (id, secret) = random_credentials();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(BUCKET).join("bols/2025")).unwrap();
-        let port = free_port();
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", &id, "--secret-key", &secret])
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Self::spawn(addr, &id, &secret, &dir);
+        S3 { child, addr, dir, id, secret }
+    }
+
+    fn spawn(addr: SocketAddr, id: &str, secret: &str, dir: &tempfile::TempDir) -> Child {
+        let child = Command::new(find_s3s_fs())
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &addr.port().to_string(),
+                "--access-key",
+                id,
+                "--secret-key",
+                secret,
+            ])
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn s3s-fs");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(addr).is_err() {
             assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        S3 { child, addr, dir, id, secret }
+        child
     }
 
-    fn put(&self, key: &str, body: &[u8]) {
+    /// Kills the server (the fault); `restart` brings it back on the same
+    /// port, credentials and files.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.addr, &self.id, &self.secret, &self.dir);
+    }
+
+    pub fn put(&self, key: &str, body: &[u8]) {
         let path = self.dir.path().join(BUCKET).join(key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, body).unwrap();
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    pub fn env(&self) -> Vec<(String, String)> {
         vec![
             ("PRT_GATE_MEDIA__BUCKET".into(), BUCKET.into()),
             ("PRT_GATE_MEDIA__ENDPOINT".into(), format!("http://{}", self.addr)),
@@ -202,7 +225,7 @@ impl Drop for S3 {
     }
 }
 
-fn find_s3s_fs() -> std::path::PathBuf {
+pub fn find_s3s_fs() -> std::path::PathBuf {
     let candidates = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -217,7 +240,7 @@ fn find_s3s_fs() -> std::path::PathBuf {
     panic!("s3s-fs not found: `cargo install s3s-fs@0.14.1 --features binary --locked` (.ci/run does this)");
 }
 
-fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+pub fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
