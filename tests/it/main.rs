@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod cluster;
 mod config;
 mod devsso;
 mod django;
