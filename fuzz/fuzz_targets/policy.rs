@@ -1,13 +1,15 @@
-//! Route insert + match: arbitrary rule patterns compiled into a policy, then arbitrary
-//! request paths normalized and decided. Nothing may panic, and a decision must be
-//! deterministic.
+//! Route insert + match: arbitrary rule patterns (with varied roles, methods, public and
+//! bearer flags) compiled into a policy, then arbitrary request paths normalized and
+//! decided. Nothing may panic, a decision is deterministic, and `explain` (the CLI and
+//! the SPEC 14 table test) agrees with the live decision for every caller.
 #![no_main]
 
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
 use prt_gate::normalize::normalize;
-use prt_gate::policy::{Features, Policy, PolicyInput, RawRoute, Who};
+use prt_gate::policy::explain::{explain, Caller};
+use prt_gate::policy::{Auth, Features, Policy, PolicyInput, RawRoute, Role, Who};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -19,8 +21,10 @@ fuzz_target!(|data: &[u8]| {
         .enumerate()
         .map(|(i, p)| RawRoute {
             path: p.to_string(),
-            methods: Some(vec![["GET", "POST", "PATCH"][i % 3].to_string()]),
-            roles: vec!["Admin".into()],
+            methods: (i % 4 != 3).then(|| vec![["GET", "POST", "PATCH"][i % 3].to_string()]),
+            roles: Role::ALL.iter().filter(|r| (i >> (*r as usize)) & 1 == 1).map(|r| r.as_str().into()).collect(),
+            public: i % 7 == 5,
+            auth: (i % 5 == 4).then(|| "bearer".to_string()),
             ..RawRoute::default()
         })
         .collect();
@@ -31,10 +35,19 @@ fuzz_target!(|data: &[u8]| {
     for raw in paths.lines().take(64) {
         let Ok(path) = normalize(raw) else { continue };
         for m in [http::Method::GET, http::Method::POST, http::Method::DELETE] {
-            let who = Who::Session { role: "Admin", features: &features };
-            let a = policy.decide(&m, &path, who);
-            let b = policy.decide(&m, &path, who);
-            assert_eq!(a, b);
+            let anon = policy.decide(&m, &path, Who::Anonymous);
+            assert_eq!(anon, policy.decide(&m, &path, Who::Anonymous));
+            assert_eq!(explain(&policy, &m, &path, Caller::Anonymous).verdict, anon, "{m} {raw:?}");
+            for role in Role::ALL {
+                let who = match policy.route_for(&m, &path).auth() {
+                    Auth::Bearer => Who::Bearer { role: role.as_str(), features: &features },
+                    _ => Who::Session { role: role.as_str(), features: &features },
+                };
+                let live = policy.decide(&m, &path, who);
+                assert_eq!(live, policy.decide(&m, &path, who));
+                let explained = explain(&policy, &m, &path, Caller::Role { role, features: &features });
+                assert_eq!(explained.verdict, live, "{m} {raw:?} as {}", role.as_str());
+            }
         }
     }
 });
