@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|(i, p)| RawRoute {
             path: p.to_string(),
             methods: (i % 4 != 3).then(|| vec![["GET", "POST", "PATCH"][i % 3].to_string()]),
-            roles: Role::ALL.iter().filter(|r| (i >> (*r as usize)) & 1 == 1).map(|r| r.as_str().into()).collect(),
+            roles: Role::ALL.iter().enumerate().filter(|(b, _)| (i >> b) & 1 == 1).map(|(_, r)| r.as_str().into()).collect(),
             public: i % 7 == 5,
             auth: (i % 5 == 4).then(|| "bearer".to_string()),
             ..RawRoute::default()

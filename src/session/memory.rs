@@ -23,6 +23,9 @@ const SWEEP_BUDGET: usize = 64;
 /// Logins in flight, at most: each costs memory for 10 minutes, and
 /// `/auth/login/` is reachable without a session.
 const MAX_LOGIN_STATES: usize = 100_000;
+/// Queue entries allowed beyond twice the live entries before the queue is
+/// rebuilt from the live maps.
+const COMPACT_SLACK: usize = 1024;
 
 pub struct MemoryStore {
     timeouts: Timeouts,
@@ -94,6 +97,17 @@ impl Inner {
             if self.logins.get(&key).is_some_and(|(exp, _)| *exp <= now_i) {
                 self.logins.remove(&key);
             }
+        }
+        // Logouts, revocations, updates and used logins leave their queue
+        // entries behind until the old deadline (hours for a session): with
+        // churn the queues, not the maps, would grow with the login rate
+        // (found by the soak, benches/soak). Rebuild them from the live maps
+        // once they are more than twice as long: amortized O(1) per entry.
+        if self.expiry.len() > 2 * self.sessions.len() + COMPACT_SLACK {
+            self.expiry = self.sessions.iter().map(|(k, rec)| Reverse((rec.expires_at(), *k))).collect();
+        }
+        if self.login_expiry.len() > 2 * self.logins.len() + COMPACT_SLACK {
+            self.login_expiry = self.logins.iter().map(|(k, (deadline, _))| Reverse((*deadline, *k))).collect();
         }
     }
 
@@ -247,5 +261,60 @@ impl SessionStore for MemoryStore {
 
     fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn record(email: &str) -> SessionRecord {
+        SessionRecord {
+            subject: "s".into(),
+            email: email.into(),
+            name: "N".into(),
+            role: "Office".into(),
+            features: Default::default(),
+            tenant_id: "t".into(),
+            tenant_name: "T".into(),
+            tenant_code: None,
+            created: 0,
+            last_seen: 0,
+            absolute_expiry: 0,
+            idle_timeout_secs: 0,
+            tokens: None,
+        }
+    }
+
+    /// Regression (soak): login + logout churn grew the expiry queues by one
+    /// entry per login for the whole idle timeout (8 h by default).
+    #[tokio::test]
+    async fn login_logout_churn_keeps_the_expiry_queues_bounded() {
+        let cfg = crate::config::Config::from_str_at(std::path::Path::new("p.toml"), "").expect("defaults").0;
+        let store = MemoryStore::new(&cfg.session);
+        let keep = store.create(record("kept@example.com")).await.expect("create");
+        for i in 0..20_000 {
+            let state = format!("state-{i}");
+            let st = LoginState {
+                pkce_verifier: Secret::new("v".into()),
+                nonce: Secret::new("n".into()),
+                next: None,
+                created: 0,
+            };
+            store.put_login_state(&state, &st, Duration::from_secs(600)).await.expect("login state");
+            assert!(store.take_login_state(&state).await.expect("take").is_some());
+            let id = store.create(record("churn@example.com")).await.expect("create");
+            store.update(&id, record("churn@example.com")).await.expect("update");
+            assert!(store.delete(&id).await.expect("delete"));
+        }
+        let inner = store.inner.read().await;
+        assert_eq!(inner.sessions.len(), 1);
+        assert!(inner.expiry.len() <= 2 + COMPACT_SLACK, "session queue: {}", inner.expiry.len());
+        assert!(inner.login_expiry.len() <= 1 + COMPACT_SLACK, "login queue: {}", inner.login_expiry.len());
+        drop(inner);
+        // The live session is still there and still expires.
+        assert!(store.get(&keep).await.expect("get").is_some());
+        assert!(store.inner.read().await.expiry.iter().any(|Reverse((_, k))| k == keep.digest()));
     }
 }
