@@ -470,8 +470,9 @@ async fn s3_down_under_load_is_503_without_redirect_and_recovers() {
 
     let killed = Instant::now();
     s3.kill();
-    load.wait_more(&["media"], 50).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Counted, not timed: the number of distinct keys asked for stays well
+    // under OBJECTS however fast the machine is.
+    load.wait_more(&["media"], 500).await;
     let restarted = Instant::now();
     s3.restart();
     let back = eventually(Duration::from_secs(60), || {
@@ -486,7 +487,7 @@ async fn s3_down_under_load_is_503_without_redirect_and_recovers() {
         assert!(matches!(s.status, 302 | 503), "unexpected answer {s:?}");
         assert_eq!(s.location, s.status == 302, "{s:?}");
     }
-    let outage = tally(&seen, "media", killed + Duration::from_millis(200), restarted);
+    let outage = tally(&seen, "media", killed + Duration::from_millis(50), restarted);
     assert!(outage.get(&503).copied().unwrap_or(0) > 0 && !outage.contains_key(&302), "{outage:?}");
     eprintln!(
         "faults: s3 down {:?}: media answers during {:?}; transport errors {}; redirects back {:?} after restart",
