@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod config;
+mod demo;
 mod devsso;
 mod django;
 mod login;
