@@ -11,16 +11,20 @@
 #                                       once per key per 30 s)
 #
 # Prints a markdown table: responses/s, p50/p99, gate CPU per response.
-# Usage: bash benches/load/media.sh [--duration 10s] [--connections 32]
+# Usage: bash benches/load/media.sh [--duration 10s] [--connections 32] [--no-build] [--perf FILE]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 DURATION=10s
 CONNECTIONS=32
+BUILD=1
+PERF=
 while (($#)); do
     case $1 in
         --duration) DURATION=$2; shift 2 ;;
         --connections) CONNECTIONS=$2; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --perf) PERF=$2; shift 2 ;;   # write `perf record -g` of the first row's gate to this file
         -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "media.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -30,7 +34,7 @@ for tool in wrk curl s3s-fs; do
     command -v "$tool" >/dev/null || { echo "media.sh: '$tool' not found (apt-get install -y wrk curl; cargo install s3s-fs@0.14.1 --features binary --locked)" >&2; exit 1; }
 done
 
-cargo build --release --locked --bin prt-gate >&2
+((BUILD == 0)) || cargo build --release --locked --bin prt-gate >&2
 BIN=$PWD/target/release/prt-gate
 TMP=$(mktemp -d)
 PIDS=()
@@ -108,8 +112,14 @@ EOF
     wrk -t1 -c "$CONNECTIONS" -d 2s -H "Cookie: $COOKIE" "$URL" >/dev/null 2>&1 || true
     granted0=$(granted)
     t0=$(ticks "$GATE_PID")
+    PERF_PID=
+    if [[ -n $PERF && $check == false ]]; then
+        perf record -g -o "$PERF" -p "$GATE_PID" >/dev/null 2>&1 &
+        PERF_PID=$!
+    fi
     out=$(wrk -t1 -c "$CONNECTIONS" -d "$DURATION" --latency -H "Cookie: $COOKIE" "$URL")
     t1=$(ticks "$GATE_PID")
+    if [[ -n $PERF_PID ]]; then kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; fi
     granted1=$(granted)
     n=$(awk '/requests in/ {print $1}' <<<"$out")
     rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
