@@ -13,6 +13,7 @@ use http_body_util::Full;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
+use crate::devsso::web::esc;
 use crate::identity::ASSERTION_ISSUER;
 
 const PAGE: &str = include_str!("page.html");
@@ -105,19 +106,4 @@ fn respond(content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     resp
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
