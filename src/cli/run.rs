@@ -112,8 +112,8 @@ impl Supervisor {
                 return;
             };
             tokio::select! {
-                _ = term.recv() => me.forward(rustix::process::Signal::TERM),
-                _ = int.recv() => me.forward(rustix::process::Signal::INT),
+                _ = term.recv() => me.forward(rustix::process::Signal::TERM, "SIGTERM"),
+                _ = int.recv() => me.forward(rustix::process::Signal::INT, "SIGINT"),
                 _ = me.exited.notified() => {
                     tracing::info!("upstream exited; draining");
                     // Keep the permit for `finish`.
@@ -123,8 +123,8 @@ impl Supervisor {
         }
     }
 
-    fn forward(&self, sig: rustix::process::Signal) {
-        tracing::info!(signal = ?sig, "forwarding signal to upstream; draining");
+    fn forward(&self, sig: rustix::process::Signal, name: &str) {
+        tracing::info!(signal = name, "forwarding signal to upstream; draining");
         if self.status.get().is_none() {
             let _ = rustix::process::kill_process(self.pid, sig);
         }

@@ -11,4 +11,5 @@ mod login;
 mod policy;
 mod policy_gate;
 mod proxy;
+mod redact;
 mod session;
