@@ -12,4 +12,5 @@ mod policy;
 mod policy_gate;
 mod proxy;
 mod redact;
+mod run;
 mod session;
