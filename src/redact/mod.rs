@@ -40,14 +40,14 @@ use serde::{Deserialize, Serialize};
 use detectors::{Check, Secret, BUILTINS, COOKIE_ATTRIBUTES};
 
 /// The switch that proves the canary tests can fail: with
-/// `PRT_GATE_TEST_DISABLE_REDACTION=1`, a **debug** build redacts nothing
+/// `PRT_TEST_DISABLE_REDACTION=1`, a **debug** build redacts nothing
 /// and strips no OAuth parameters. Release builds do not contain the check
 /// (`cfg(debug_assertions)`), so no environment can turn redaction off in
 /// production.
 pub fn disabled_for_test() -> bool {
     #[cfg(debug_assertions)]
     {
-        std::env::var_os("PRT_GATE_TEST_DISABLE_REDACTION").is_some_and(|v| v == "1")
+        std::env::var_os("PRT_TEST_DISABLE_REDACTION").is_some_and(|v| v == "1")
     }
     #[cfg(not(debug_assertions))]
     {

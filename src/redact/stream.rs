@@ -51,7 +51,7 @@ pub struct LineFilter {
     redactor: Arc<Redactor>,
     carry: Carry,
     hits: Vec<Hit>,
-    /// Pass everything through (`PRT_GATE_TEST_DISABLE_REDACTION`, debug builds).
+    /// Pass everything through (`PRT_TEST_DISABLE_REDACTION`, debug builds).
     off: bool,
 }
 

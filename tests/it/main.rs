@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod canary;
 mod config;
 mod devsso;
 mod django;
