@@ -79,9 +79,16 @@ pub enum Command {
         action: SessionsAction,
     },
     /// Print a presigned media URL for a key.
+    ///
+    /// Uses `[media]` from the configuration and the AWS credentials in the
+    /// environment, with the same key mapping and allow-list as `/media/`.
     Presign {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// The object as in `/media/<KEY>`, e.g. `bols/2025/PRT-2025-0002.pdf`
+        /// (a leading `/media/` is accepted).
+        key: String,
+        /// How long the URL is valid (default: `media.expires`; at most 7d).
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
     },
     /// Run a local OIDC provider with the barge2rail-auth contract (loopback only).
     #[command(after_help = crate::devsso::USERS_FILE_HELP)]
@@ -136,7 +143,7 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain(&cli.config, &args),
         Command::Redact => run::redact(&cli.config),
         Command::Sessions { action } => sessions(&cli.config, action),
-        Command::Presign { .. } => not_yet("presign", 5),
+        Command::Presign { key, expires } => presign(&cli.config, &key, expires.as_deref()),
         Command::DevSso { listen, users } => dev_sso(listen, users.as_deref()),
         Command::Demo { .. } => not_yet("demo", 8),
     }
@@ -194,6 +201,40 @@ fn check(path: &Path) -> ExitCode {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     }
+}
+
+/// `prt-gate presign KEY [--expires 1h]`: the URL the gate would redirect to.
+fn presign(path: &Path, key: &str, expires: Option<&str>) -> ExitCode {
+    use crate::media::{key, Media};
+    let (config, _) = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let fail = |msg: String| {
+        eprintln!("prt-gate presign: {msg}");
+        ExitCode::from(2)
+    };
+    let m = &config.media;
+    let expires = match expires.map(humantime::parse_duration) {
+        None => m.expires,
+        Some(Ok(d)) if (1..=604_800).contains(&d.as_secs()) => d,
+        Some(_) => return fail("--expires must be a duration between 1s and 7d (e.g. 1h)".into()),
+    };
+    let rest = key.strip_prefix("/media/").unwrap_or(key);
+    let rules = key::KeyRules { key_prefix: &m.key_prefix, allowed_prefixes: &m.allowed_prefixes };
+    let object = match key::remainder_key(rest, rules) {
+        Ok(k) => k,
+        Err(e) => return fail(format!("{e} (allowed: {})", m.allowed_prefixes.join(", "))),
+    };
+    let media = match Media::from_config(m) {
+        Ok(Some(media)) => media,
+        Ok(None) => return fail(format!("media.bucket is not set in {}", path.display())),
+        Err(e) => return fail(e.to_string()),
+    };
+    let grant = media.sign(m, object, expires, std::time::SystemTime::now());
+    eprintln!("key {} valid until {}", grant.key, humantime::format_rfc3339_seconds(grant.expires_at));
+    println!("{}", grant.url);
+    ExitCode::SUCCESS
 }
 
 /// `prt-gate sessions list|revoke` against the configured store.

@@ -212,6 +212,9 @@ pub struct RawMedia {
     pub allowed_prefixes: Vec<String>,
     pub expires: String,
     pub check_exists: bool,
+    /// `""` (let S3 decide), `"inline"` or `"attachment"`: signed into the
+    /// URL as `response-content-disposition`.
+    pub disposition: String,
 }
 
 impl Default for RawMedia {
@@ -225,6 +228,7 @@ impl Default for RawMedia {
             allowed_prefixes: vec!["bols/".into(), "bol_pdfs/".into()],
             expires: "24h".into(),
             check_exists: true,
+            disposition: String::new(),
         }
     }
 }
@@ -428,6 +432,15 @@ pub struct MediaConfig {
     pub allowed_prefixes: Vec<String>,
     pub expires: Duration,
     pub check_exists: bool,
+    pub disposition: Disposition,
+}
+
+/// `media.disposition`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    None,
+    Inline,
+    Attachment,
 }
 
 #[derive(Debug, Clone)]
@@ -731,6 +744,27 @@ impl Config {
         if m.key_prefix.starts_with('/') || m.key_prefix.contains("..") {
             c.error("media.key_prefix", "must be relative and free of `..`".into());
         }
+        if let Some(b) = &m.bucket {
+            let ok = (3..=63).contains(&b.len())
+                && b.bytes().all(|x| x.is_ascii_alphanumeric() || matches!(x, b'-' | b'.' | b'_'))
+                && !b.starts_with(['-', '.'])
+                && !b.ends_with(['-', '.']);
+            if !ok {
+                c.error("media.bucket", format!("`{b}` is not an S3 bucket name"));
+            }
+        }
+        if m.region.is_empty() || !m.region.bytes().all(|x| x.is_ascii_alphanumeric() || x == b'-') {
+            c.error("media.region", format!("`{}` is not an AWS region name", m.region));
+        }
+        let disposition = match m.disposition.as_str() {
+            "" => Disposition::None,
+            "inline" => Disposition::Inline,
+            "attachment" => Disposition::Attachment,
+            other => {
+                c.error("media.disposition", format!("`{other}` must be \"\", \"inline\" or \"attachment\""));
+                Disposition::None
+            }
+        };
 
         let input = PolicyInput { routes: &raw.route, landing: &raw.roles.landing, pages: &raw.roles.pages };
         let policy = match Policy::compile(&input, &|key| loc.file_line(key)) {
@@ -840,6 +874,7 @@ impl Config {
                 allowed_prefixes: m.allowed_prefixes,
                 expires,
                 check_exists: m.check_exists,
+                disposition,
             },
             assertion: AssertionConfig {
                 audience: raw.assertion.audience,

@@ -6,6 +6,7 @@
 //! * [`normalize`] — the one path canonicalization (pure).
 //! * [`config`] — `policy.toml` + `PRT_GATE_*` environment → typed [`config::Config`].
 //! * [`policy`] — `[[route]]` rules compiled into a matcher; decisions and `explain` (pure).
+//! * [`media`] — `/media/<key>` → presigned S3 redirect (SigV4, existence check).
 //! * [`identity`] — strip client-supplied identity headers, inject the gate's.
 //! * [`proxy`] — hyper server, upstream pool and the request pipeline.
 //! * [`admin`] — `/healthz`, `/readyz`, `/metrics`.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod devsso;
 pub mod identity;
+pub mod media;
 pub mod metrics;
 pub mod normalize;
 pub mod oidc;

@@ -54,6 +54,9 @@ impl Decision {
 pub const LOGIN_OUTCOMES: [&str; 8] =
     ["ok", "no_role", "bad_state", "bad_request", "bad_token", "sso_error", "sso_unavailable", "store_unavailable"];
 
+/// Outcomes of `/media/` requests the policy allowed (`prt_gate_presigns_total`).
+pub const PRESIGN_OUTCOMES: [&str; 4] = ["granted", "bad_key", "missing", "unavailable"];
+
 /// Why the upstream could not answer (the `kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamError {
@@ -124,6 +127,7 @@ pub struct Metrics {
     /// `[ok, failed]`.
     config_reloads: [AtomicU64; 2],
     logins: [AtomicU64; LOGIN_OUTCOMES.len()],
+    presigns: [AtomicU64; PRESIGN_OUTCOMES.len()],
 }
 
 impl Metrics {
@@ -159,6 +163,12 @@ impl Metrics {
     pub fn login(&self, outcome: &str) {
         if let Some(i) = LOGIN_OUTCOMES.iter().position(|o| *o == outcome) {
             self.logins[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn presign(&self, outcome: &str) {
+        if let Some(i) = PRESIGN_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.presigns[i].fetch_add(1, Relaxed);
         }
     }
 
@@ -216,6 +226,11 @@ impl Metrics {
         out.push_str("# TYPE prt_gate_logins_total counter\n");
         for (i, o) in LOGIN_OUTCOMES.iter().enumerate() {
             let _ = writeln!(out, "prt_gate_logins_total{{outcome=\"{o}\"}} {}", self.logins[i].load(Relaxed));
+        }
+        out.push_str("# HELP prt_gate_presigns_total Media requests the policy allowed, by outcome.\n");
+        out.push_str("# TYPE prt_gate_presigns_total counter\n");
+        for (i, o) in PRESIGN_OUTCOMES.iter().enumerate() {
+            let _ = writeln!(out, "prt_gate_presigns_total{{outcome=\"{o}\"}} {}", self.presigns[i].load(Relaxed));
         }
         out.push_str("# HELP prt_gate_connections_open Client connections currently open.\n");
         out.push_str("# TYPE prt_gate_connections_open gauge\n");

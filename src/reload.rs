@@ -8,7 +8,8 @@
 //! flight keep the `Arc<Config>` they started with.
 //!
 //! Settings that shape sockets and pools (`gate.listen`, `gate.admin_listen`,
-//! `gate.upstream`, `session.store`, `gate.workers`) take effect at the next
+//! `gate.upstream`, `session.store`, `gate.workers`, the media bucket's
+//! addressing and AWS credentials) take effect at the next
 //! restart; a reload that changes them says so in the log.
 //!
 //! The file is polled (a content hash every [`POLL_INTERVAL`]) rather than
@@ -62,6 +63,13 @@ impl Live {
                     ("gate.upstream", old.gate.upstream.authority != new.gate.upstream.authority),
                     ("session.store", old.session.store != new.session.store),
                     ("gate.workers", old.gate.workers != new.gate.workers),
+                    (
+                        "media.bucket/region/endpoint/path_style",
+                        old.media.bucket != new.media.bucket
+                            || old.media.region != new.media.region
+                            || old.media.endpoint != new.media.endpoint
+                            || old.media.path_style != new.media.path_style,
+                    ),
                 ] {
                     if changed {
                         tracing::warn!(

@@ -38,6 +38,16 @@ pub fn redirect(location: &str, rid: &HeaderValue) -> Response<GateBody> {
     resp
 }
 
+/// A media grant: 302 to the presigned URL, never cached (it is a bearer
+/// credential) and never leaked through `Referer` by the page it opens.
+pub fn media(location: &str, rid: &HeaderValue) -> Response<GateBody> {
+    let mut resp = redirect(location, rid);
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, private"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
+}
+
 /// Unauthenticated. `next` is the normalized path and query of the request.
 pub fn login(browser: bool, next: &str, public_origin: Option<&str>, rid: &HeaderValue) -> Response<GateBody> {
     if browser {

@@ -20,6 +20,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::identity::{AssertionError, AssertionSigner};
+use crate::media::{Media, MediaBuildError};
 use crate::metrics::Metrics;
 use crate::oidc::flow::{CookieSpec, Oidc, OidcBuildError};
 use crate::reload::Live;
@@ -39,6 +40,8 @@ pub struct Gate {
     pub cookie: CookieSpec,
     /// Signs `X-Prt-Assertion`; required whenever an SSO is configured.
     pub assertion: Option<AssertionSigner>,
+    /// Presigns `/media/` grants; `None` when no bucket is configured.
+    pub media: Option<Media>,
     /// Set when shutdown begins; `/readyz` reports not ready from then on.
     pub draining: AtomicBool,
 }
@@ -51,6 +54,8 @@ pub enum GateBuildError {
     Oidc(#[from] OidcBuildError),
     #[error(transparent)]
     Assertion(#[from] AssertionError),
+    #[error(transparent)]
+    Media(#[from] MediaBuildError),
     #[error("PRT_GATE_ASSERTION__SECRET is required when sso.base_url is set (Django verifies identity with it)")]
     NoAssertionSecret,
 }
@@ -68,7 +73,9 @@ impl Gate {
             (None, Some(_)) => return Err(GateBuildError::NoAssertionSecret),
             (None, None) => None,
         };
+        let media = Media::from_config(&config.media)?;
         Ok(Gate {
+            media,
             assertion,
             client: upstream::client(&config.gate),
             cookie: CookieSpec::from_config(&config),

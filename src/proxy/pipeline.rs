@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
@@ -27,6 +27,7 @@ use super::respond::{self, Refusal};
 use super::{answer, forward, Gate};
 use crate::config::Config;
 use crate::identity;
+use crate::media::{self, MediaError};
 use crate::metrics::Decision;
 use crate::normalize::normalize;
 use crate::policy::{Auth, Role, Verdict};
@@ -105,6 +106,16 @@ async fn run(
     ctx.forwarded = Some(path_and_query.clone());
     // Page or API is a property of the checked path, not of the raw one.
     ctx.html = ctx.html && !crate::policy::is_api(&path);
+    // A media path names an object key: map it now (pure), so a malformed
+    // or out-of-bounds key is a 400 whoever asks (SPEC 7).
+    let media_key = if is_media(path.as_str()) {
+        Some(media::object_key(&config.media, target.path(), &path).map_err(|_| {
+            gate.metrics.presign("bad_key");
+            Refusal::MediaKey
+        })?)
+    } else {
+        None
+    };
 
     // strip_identity: hop-by-hop and Connection-nominated headers, every
     // client copy of identity headers and underscore names — before any
@@ -156,9 +167,10 @@ async fn run(
         }
     };
 
-    // media: `/media/*` is the gate's, never Django's (SPEC 7, issue 5).
-    if is_media(path.as_str()) {
-        return Err(Refusal::MediaUnavailable);
+    // media: `/media/*` is the gate's, never Django's (SPEC 7): the allowed
+    // caller gets a presigned redirect, audited; nothing is forwarded.
+    if let Some(key) = media_key {
+        return media_grant(gate, config, ctx, key).await;
     }
 
     // forward: rebuild the request for the upstream; inject_identity from
@@ -170,6 +182,44 @@ async fn run(
         ctx.upstream_latency = Some(d);
     }
     resp.result
+}
+
+/// The media phase: existence check, presign, audit event, 302.
+async fn media_grant(gate: &Gate, config: &Config, ctx: &Ctx, key: String) -> Result<Response<GateBody>, Refusal> {
+    let Some(media) = &gate.media else {
+        gate.metrics.presign("missing");
+        return Err(Refusal::MediaMissing);
+    };
+    match media.grant(&config.media, key, SystemTime::now()).await {
+        Ok(grant) => {
+            gate.metrics.presign("granted");
+            // The audit event names the grant; the URL (a bearer credential) stays out.
+            tracing::info!(
+                target: "audit",
+                event = "media_grant",
+                user = ctx.user.as_deref().unwrap_or(""),
+                role = ctx.role,
+                tenant = config.tenant.id.as_str(),
+                key = grant.key.as_str(),
+                expires_at = %humantime::format_rfc3339_seconds(grant.expires_at),
+                request_id = ctx.request_id.to_str().unwrap_or("-"),
+            );
+            Ok(answer::media(&grant.url, &ctx.request_id))
+        }
+        Err(MediaError::Missing) => {
+            gate.metrics.presign("missing");
+            Err(Refusal::MediaMissing)
+        }
+        Err(MediaError::Key(_)) => {
+            gate.metrics.presign("bad_key");
+            Err(Refusal::MediaKey)
+        }
+        Err(MediaError::Unavailable(e)) => {
+            gate.metrics.presign("unavailable");
+            tracing::warn!(target: "media", error = %e, request_id = ctx.request_id.to_str().unwrap_or("-"), "existence check failed");
+            Err(Refusal::MediaStore)
+        }
+    }
 }
 
 fn is_media(path: &str) -> bool {

@@ -30,33 +30,39 @@ pub enum Refusal {
     BearerInvalid,
     #[error("bearer token grants no role for this application")]
     BearerNoRole,
-    #[error("media is not available")]
-    MediaUnavailable,
+    #[error("media key refused")]
+    MediaKey,
+    #[error("media object not found")]
+    MediaMissing,
+    #[error("media store unavailable")]
+    MediaStore,
 }
 
 impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
-            Refusal::Path(_) | Refusal::Request(_) => StatusCode::BAD_REQUEST,
+            Refusal::Path(_) | Refusal::Request(_) | Refusal::MediaKey => StatusCode::BAD_REQUEST,
             Refusal::UpstreamConnect | Refusal::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Refusal::StoreUnavailable | Refusal::SsoUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::StoreUnavailable | Refusal::SsoUnavailable | Refusal::MediaStore => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Refusal::BearerInvalid => StatusCode::UNAUTHORIZED,
             Refusal::BearerNoRole => StatusCode::FORBIDDEN,
-            Refusal::MediaUnavailable => StatusCode::NOT_FOUND,
+            Refusal::MediaMissing => StatusCode::NOT_FOUND,
         }
     }
 
     /// Stable machine-readable code for JSON bodies and logs.
     pub fn code(self) -> &'static str {
         match self {
-            Refusal::Path(_) | Refusal::Request(_) => "bad_request",
+            Refusal::Path(_) | Refusal::Request(_) | Refusal::MediaKey => "bad_request",
             Refusal::UpstreamConnect | Refusal::UpstreamProtocol => "bad_gateway",
             Refusal::UpstreamTimeout => "gateway_timeout",
-            Refusal::StoreUnavailable | Refusal::SsoUnavailable => "unavailable",
+            Refusal::StoreUnavailable | Refusal::SsoUnavailable | Refusal::MediaStore => "unavailable",
             Refusal::BearerInvalid => "invalid_token",
             Refusal::BearerNoRole => "forbidden",
-            Refusal::MediaUnavailable => "not_found",
+            Refusal::MediaMissing => "not_found",
         }
     }
 }
@@ -112,6 +118,8 @@ fn human(r: Refusal) -> &'static str {
         }
         Refusal::BearerInvalid => "The bearer token is invalid or expired.",
         Refusal::BearerNoRole => "The bearer token grants no access to this application.",
-        Refusal::MediaUnavailable => "This document is not available.",
+        Refusal::MediaKey => "This document address is not valid.",
+        Refusal::MediaMissing => "This document is not available.",
+        Refusal::MediaStore => "Documents are temporarily unavailable; please retry shortly.",
     }
 }

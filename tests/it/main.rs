@@ -9,6 +9,7 @@ mod config;
 mod devsso;
 mod django;
 mod login;
+mod media;
 mod policy;
 mod policy_gate;
 mod proxy;

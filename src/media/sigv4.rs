@@ -1,0 +1,560 @@
+//! AWS Signature Version 4 query presigning for S3 `GET`/`HEAD` (SPEC 7).
+//!
+//! The URL is built exactly as botocore's `generate_presigned_url` builds it
+//! (`tests/it/media.rs` compares them byte for byte): the object key is
+//! percent-encoded except for unreserved characters and `/`, operation
+//! parameters (`response-content-disposition`) come first, then the
+//! `X-Amz-*` parameters in botocore's order, then `X-Amz-Signature`.
+//!
+//! The cryptography is `aws-sigv4`'s (`generate_signing_key`,
+//! `calculate_signature`); the canonical request is assembled here, in one
+//! pre-sized buffer, because a presign happens on every media grant. The
+//! signing key depends only on the secret, the UTC day, the region and the
+//! service, so it is derived once per day and cached (four HMACs saved per
+//! URL).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
+use sha2::{Digest, Sha256};
+
+use crate::secret::Secret;
+
+/// Credentials from the standard AWS environment variables.
+#[derive(Clone)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret<String>,
+    pub session_token: Option<Secret<String>>,
+    /// `AWS_CREDENTIAL_EXPIRATION` (RFC 3339), when the environment says when
+    /// temporary credentials end.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key)
+            .field("session_token", &self.session_token)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must both be set when media.bucket is configured")]
+    Missing,
+    #[error("AWS_CREDENTIAL_EXPIRATION is not an RFC 3339 time")]
+    BadExpiration,
+    #[error("AWS credentials must be printable ASCII")]
+    NotAscii,
+}
+
+impl Credentials {
+    /// Reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`
+    /// and `AWS_CREDENTIAL_EXPIRATION` through `var` (the process environment
+    /// in production, a map in tests).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Credentials, CredentialsError> {
+        let nonempty = |k: &str| var(k).filter(|v| !v.is_empty());
+        let (Some(id), Some(secret)) = (nonempty("AWS_ACCESS_KEY_ID"), nonempty("AWS_SECRET_ACCESS_KEY")) else {
+            return Err(CredentialsError::Missing);
+        };
+        let token = nonempty("AWS_SESSION_TOKEN");
+        let printable = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+        if !printable(&id) || !printable(&secret) || token.as_deref().is_some_and(|t| !printable(t)) {
+            return Err(CredentialsError::NotAscii);
+        }
+        let expires_at = match nonempty("AWS_CREDENTIAL_EXPIRATION") {
+            Some(t) => Some(humantime::parse_rfc3339_weak(&t).map_err(|_| CredentialsError::BadExpiration)?),
+            None => None,
+        };
+        Ok(Credentials {
+            access_key_id: id,
+            secret_access_key: Secret::new(secret),
+            session_token: token.map(Secret::new),
+            expires_at,
+        })
+    }
+
+    pub fn from_env() -> Result<Credentials, CredentialsError> {
+        Credentials::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// A start-up warning when URLs signed now could outlive the credentials
+    /// that signed them (S3 refuses such URLs once the session ends).
+    pub fn lifetime_warning(&self, expires: Duration, now: SystemTime) -> Option<String> {
+        self.session_token.as_ref()?;
+        match self.expires_at {
+            Some(end) if now + expires > end => Some(format!(
+                "temporary AWS credentials end at {} but media.expires is {}: presigned URLs stop working when the \
+                 credentials do",
+                humantime::format_rfc3339_seconds(end),
+                humantime::format_duration(expires)
+            )),
+            Some(_) => None,
+            // STS sessions default to one hour; without a stated end, assume it.
+            None if expires > Duration::from_secs(3600) => Some(format!(
+                "temporary AWS credentials (AWS_SESSION_TOKEN) usually live 1h-12h but media.expires is {}: \
+                 presigned URLs stop working when the credentials do (set AWS_CREDENTIAL_EXPIRATION to check)",
+                humantime::format_duration(expires)
+            )),
+            None => None,
+        }
+    }
+}
+
+/// Where the bucket lives and how URLs address it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `https` or `http`.
+    pub scheme: String,
+    /// The `Host` that is signed: no default port, bucket included for
+    /// virtual-hosted style.
+    pub host: String,
+    /// Path before the key: empty (virtual-hosted) or `/bucket` (path style),
+    /// after any path of a custom endpoint.
+    pub path_prefix: String,
+}
+
+impl Target {
+    /// Mirrors botocore: AWS's regional endpoint unless `endpoint` is given;
+    /// virtual-hosted style unless `path_style` is set, the bucket name is not
+    /// a DNS label, or the endpoint host is an IP address.
+    pub fn new(bucket: &str, region: &str, endpoint: Option<&url::Url>, path_style: bool) -> Target {
+        let (scheme, host, base_path, host_is_ip) = match endpoint {
+            Some(u) => {
+                let host = match u.port() {
+                    Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
+                    None => u.host_str().unwrap_or_default().to_owned(),
+                };
+                let is_ip = !matches!(u.host(), Some(url::Host::Domain(_)));
+                (u.scheme().to_owned(), host, u.path().trim_end_matches('/').to_owned(), is_ip)
+            }
+            // botocore keeps the global endpoint for us-east-1.
+            None if region == "us-east-1" => ("https".to_owned(), "s3.amazonaws.com".to_owned(), String::new(), false),
+            None => ("https".to_owned(), format!("s3.{region}.amazonaws.com"), String::new(), false),
+        };
+        if path_style || host_is_ip || !dns_compatible(bucket) {
+            let path_prefix = format!("{base_path}/{}", encode_path(bucket));
+            Target { scheme, host, path_prefix }
+        } else {
+            Target { scheme, host: format!("{bucket}.{host}"), path_prefix: base_path }
+        }
+    }
+}
+
+/// A bucket name usable as a DNS label (botocore's check, without dots: a
+/// dotted bucket breaks the TLS wildcard certificate, so it goes path style).
+fn dns_compatible(bucket: &str) -> bool {
+    (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !bucket.starts_with('-')
+        && !bucket.ends_with('-')
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Head,
+}
+
+impl Verb {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Head => "HEAD",
+        }
+    }
+}
+
+/// Signs S3 URLs for one bucket with one set of credentials.
+pub struct Presigner {
+    creds: Credentials,
+    region: String,
+    target: Target,
+    /// `AKID%2F` … the encoded access key id, prefix of `X-Amz-Credential`.
+    credential_prefix: String,
+    /// Encoded `X-Amz-Security-Token` value, if any.
+    token: Option<String>,
+    /// `(days since the epoch, signing key)` of the last day signed for.
+    key: ArcSwap<(u64, [u8; 32])>,
+}
+
+impl std::fmt::Debug for Presigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presigner").field("region", &self.region).field("target", &self.target).finish()
+    }
+}
+
+/// An optional operation parameter signed into the URL.
+pub type Param<'a> = (&'static str, &'a str);
+
+impl Presigner {
+    pub fn new(creds: Credentials, region: &str, target: Target) -> Presigner {
+        let mut credential_prefix = String::new();
+        encode_into(&mut credential_prefix, &creds.access_key_id, false);
+        credential_prefix.push_str("%2F");
+        let token = creds.session_token.as_ref().map(|t| {
+            let mut s = String::new();
+            encode_into(&mut s, t.expose(), false);
+            s
+        });
+        Presigner {
+            creds,
+            region: region.to_owned(),
+            target,
+            credential_prefix,
+            token,
+            key: ArcSwap::from_pointee((u64::MAX, [0; 32])),
+        }
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.creds
+    }
+
+    /// The signing key for `day` (days since the epoch), derived at most once a day.
+    fn signing_key(&self, day: u64, now: SystemTime) -> [u8; 32] {
+        let cached = self.key.load();
+        if cached.0 == day {
+            return cached.1;
+        }
+        let derived = generate_signing_key(self.creds.secret_access_key.expose(), now, &self.region, "s3");
+        let mut key = [0u8; 32];
+        key.copy_from_slice(derived.as_ref());
+        self.key.store(Arc::new((day, key)));
+        key
+    }
+
+    /// A presigned URL for `verb` on `key` (the S3 object key, unencoded),
+    /// valid for `expires` from `now`, with `params` (names sorted, lower
+    /// case, so they sort after every `X-Amz-*`).
+    pub fn presign(&self, verb: Verb, key: &str, expires: Duration, now: SystemTime, params: &[Param<'_>]) -> String {
+        let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let stamp = AmzTime::from_unix(secs);
+        let date = stamp.date();
+        let signing_key = self.signing_key(secs / 86_400, now);
+
+        let mut path = String::with_capacity(self.target.path_prefix.len() + key.len() + 16);
+        path.push_str(&self.target.path_prefix);
+        path.push('/');
+        encode_into(&mut path, key, true);
+
+        // Operation parameters, then the auth parameters in botocore's order.
+        let mut query = String::with_capacity(320 + self.token.as_ref().map_or(0, String::len));
+        for (name, value) in params {
+            query.push_str(name);
+            query.push('=');
+            encode_into(&mut query, value, false);
+            query.push('&');
+        }
+        let ops_len = query.len();
+        let auth_start = query.len();
+        query.push_str("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
+        query.push_str(&self.credential_prefix);
+        query.push_str(date);
+        query.push_str("%2F");
+        encode_into(&mut query, &self.region, false);
+        query.push_str("%2Fs3%2Faws4_request&X-Amz-Date=");
+        query.push_str(stamp.as_str());
+        query.push_str("&X-Amz-Expires=");
+        query.push_str(itoa_u64(expires.as_secs()).as_str());
+        let signed_headers_at = query.len();
+        query.push_str("&X-Amz-SignedHeaders=host");
+        let token_at = query.len();
+        if let Some(token) = &self.token {
+            query.push_str("&X-Amz-Security-Token=");
+            query.push_str(token);
+        }
+
+        // Canonical query: sorted by name. Every X-Amz-* sorts before the
+        // lower-case operation parameters; among them only the token moves
+        // (`Security-Token` < `SignedHeaders`).
+        let mut canonical = String::with_capacity(query.len() + path.len() + self.target.host.len() + 96);
+        canonical.push_str(verb.as_str());
+        canonical.push('\n');
+        canonical.push_str(&path);
+        canonical.push('\n');
+        canonical.push_str(&query[auth_start..signed_headers_at]);
+        canonical.push_str(&query[token_at..]);
+        canonical.push_str(&query[signed_headers_at..token_at]);
+        if ops_len > 0 {
+            canonical.push('&');
+            canonical.push_str(&query[..ops_len - 1]);
+        }
+        canonical.push_str("\nhost:");
+        canonical.push_str(&self.target.host);
+        canonical.push_str("\n\nhost\nUNSIGNED-PAYLOAD");
+
+        let mut string_to_sign = String::with_capacity(160);
+        string_to_sign.push_str("AWS4-HMAC-SHA256\n");
+        string_to_sign.push_str(stamp.as_str());
+        string_to_sign.push('\n');
+        string_to_sign.push_str(date);
+        string_to_sign.push('/');
+        string_to_sign.push_str(&self.region);
+        string_to_sign.push_str("/s3/aws4_request\n");
+        push_hex(&mut string_to_sign, &Sha256::digest(canonical.as_bytes()));
+        let signature = calculate_signature(signing_key, string_to_sign.as_bytes());
+
+        let mut url = String::with_capacity(
+            self.target.scheme.len() + 3 + self.target.host.len() + path.len() + query.len() + 84,
+        );
+        url.push_str(&self.target.scheme);
+        url.push_str("://");
+        url.push_str(&self.target.host);
+        url.push_str(&path);
+        url.push('?');
+        url.push_str(&query);
+        url.push_str("&X-Amz-Signature=");
+        url.push_str(&signature);
+        url
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ` for a Unix time (UTC), without a calendar crate.
+#[derive(Debug, Clone, Copy)]
+pub struct AmzTime([u8; 16]);
+
+impl AmzTime {
+    pub fn from_unix(secs: u64) -> AmzTime {
+        let days = secs / 86_400;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        let mut out = *b"00000000T000000Z";
+        put_digits(&mut out[0..4], u64::from(y));
+        put_digits(&mut out[4..6], u64::from(m));
+        put_digits(&mut out[6..8], u64::from(d));
+        put_digits(&mut out[9..11], rem / 3600);
+        put_digits(&mut out[11..13], rem % 3600 / 60);
+        put_digits(&mut out[13..15], rem % 60);
+        AmzTime(out)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits, `T` and `Z` are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("19700101T000000Z")
+    }
+
+    /// `YYYYMMDD`.
+    pub fn date(&self) -> &str {
+        &self.as_str()[..8]
+    }
+}
+
+fn put_digits(out: &mut [u8], mut v: u64) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Howard Hinnant's `civil_from_days` for days since 1970-01-01 (years up to 9999).
+fn civil_from_days(days: u64) -> (u32, u32, u32) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    (y.clamp(0, 9999) as u32, m as u32, d as u32)
+}
+
+struct Itoa([u8; 20], usize);
+
+impl Itoa {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0[self.1..]).unwrap_or("0")
+    }
+}
+
+fn itoa_u64(mut v: u64) -> Itoa {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    Itoa(buf, i)
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+
+/// Percent-encodes like botocore's `percent_encode` (`safe='-_.~'`, plus `/`
+/// when `keep_slash`): every byte outside the unreserved set, upper-case hex.
+pub fn encode_into(out: &mut String, s: &str, keep_slash: bool) {
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX_UPPER[usize::from(b >> 4)] as char);
+            out.push(HEX_UPPER[usize::from(b & 15)] as char);
+        }
+    }
+}
+
+fn encode_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    encode_into(&mut out, s, true);
+    out
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        out.push(HEX_LOWER[usize::from(b >> 4)] as char);
+        out.push(HEX_LOWER[usize::from(b & 15)] as char);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(token: Option<&str>) -> Credentials {
+        Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into()),
+            session_token: token.map(|t| Secret::new(t.into())),
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn amz_time_formats_utc() {
+        assert_eq!(AmzTime::from_unix(0).as_str(), "19700101T000000Z");
+        // 2025-01-02T03:04:05Z
+        assert_eq!(AmzTime::from_unix(1_735_787_045).as_str(), "20250102T030405Z");
+        // Leap day and end of a leap year.
+        assert_eq!(AmzTime::from_unix(951_782_400).as_str(), "20000229T000000Z");
+        assert_eq!(AmzTime::from_unix(1_735_689_599).as_str(), "20241231T235959Z");
+        assert_eq!(AmzTime::from_unix(1_735_689_599).date(), "20241231");
+    }
+
+    #[test]
+    fn amz_time_agrees_with_humantime_over_many_days() {
+        let mut t = 0u64;
+        while t < 4_102_444_800 {
+            let ours = AmzTime::from_unix(t);
+            let theirs = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string();
+            let theirs: String = theirs.chars().filter(|c| c.is_ascii_digit() || *c == 'T' || *c == 'Z').collect();
+            assert_eq!(ours.as_str(), theirs, "at {t}");
+            t += 86_400 * 13 + 3_607;
+        }
+    }
+
+    #[test]
+    fn encoding_matches_botocore_safe_set() {
+        let mut s = String::new();
+        encode_into(&mut s, "bols/a b+c~é_-.pdf", true);
+        assert_eq!(s, "bols/a%20b%2Bc~%C3%A9_-.pdf");
+        s.clear();
+        encode_into(&mut s, "a/b", false);
+        assert_eq!(s, "a%2Fb");
+    }
+
+    #[test]
+    fn targets_follow_botocore_addressing() {
+        let t = Target::new("prt-media", "us-east-2", None, false);
+        assert_eq!((t.host.as_str(), t.path_prefix.as_str()), ("prt-media.s3.us-east-2.amazonaws.com", ""));
+        let t = Target::new("prt-media", "us-east-2", None, true);
+        assert_eq!((t.host.as_str(), t.path_prefix.as_str()), ("s3.us-east-2.amazonaws.com", "/prt-media"));
+        let ep = url::Url::parse("http://127.0.0.1:9000").unwrap();
+        let t = Target::new("prt-media", "us-east-2", Some(&ep), false);
+        assert_eq!((t.host.as_str(), t.path_prefix.as_str()), ("127.0.0.1:9000", "/prt-media"));
+        let ep = url::Url::parse("https://minio.internal").unwrap();
+        let t = Target::new("prt-media", "us-east-2", Some(&ep), false);
+        assert_eq!(t.host, "prt-media.minio.internal");
+        let t = Target::new("Prt.Media", "us-east-2", None, false);
+        assert_eq!(t.path_prefix, "/Prt.Media");
+    }
+
+    /// AWS's published example (S3 docs, "Authenticating Requests: Using
+    /// Query Parameters"): GET test.txt from examplebucket, 2013-05-24, 86400 s.
+    #[test]
+    fn aws_documented_example_signature() {
+        let creds = Credentials {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into()),
+            session_token: None,
+            expires_at: None,
+        };
+        let target = Target {
+            scheme: "https".into(),
+            host: "examplebucket.s3.amazonaws.com".into(),
+            path_prefix: String::new(),
+        };
+        let p = Presigner::new(creds, "us-east-1", target);
+        let now = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+        let url = p.presign(Verb::Get, "test.txt", Duration::from_secs(86_400), now, &[]);
+        assert!(
+            url.ends_with("X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"),
+            "{url}"
+        );
+    }
+
+    #[test]
+    fn signing_key_is_cached_per_day_and_rolls_over() {
+        let p = Presigner::new(creds(None), "us-east-2", Target::new("b-1", "us-east-2", None, false));
+        let day1 = UNIX_EPOCH + Duration::from_secs(1_735_787_045);
+        let a = p.presign(Verb::Get, "k", Duration::from_secs(60), day1, &[]);
+        assert_eq!(p.key.load().0, 1_735_787_045 / 86_400);
+        let b = p.presign(Verb::Get, "k", Duration::from_secs(60), day1, &[]);
+        assert_eq!(a, b);
+        let day2 = day1 + Duration::from_secs(86_400);
+        let c = p.presign(Verb::Get, "k", Duration::from_secs(60), day2, &[]);
+        assert_eq!(p.key.load().0, 1_735_787_045 / 86_400 + 1);
+        assert!(c.contains("X-Amz-Date=20250103T030405Z"));
+        // A fresh presigner for day 2 agrees with the rolled-over cache.
+        let fresh = Presigner::new(creds(None), "us-east-2", Target::new("b-1", "us-east-2", None, false));
+        assert_eq!(fresh.presign(Verb::Get, "k", Duration::from_secs(60), day2, &[]), c);
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let c = creds(Some("canary-session-token"));
+        let p = Presigner::new(c.clone(), "us-east-2", Target::new("b-1", "us-east-2", None, false));
+        let shown = format!("{c:?} {p:?}");
+        assert!(!shown.contains("EXAMPLEKEY") && !shown.contains("canary-session-token"), "{shown}");
+    }
+
+    #[test]
+    fn credentials_from_vars() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        };
+        assert_eq!(Credentials::from_vars(vars(&[("AWS_ACCESS_KEY_ID", "A")])).err(), Some(CredentialsError::Missing));
+        let c = Credentials::from_vars(vars(&[
+            ("AWS_ACCESS_KEY_ID", "A"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_SESSION_TOKEN", "t"),
+            ("AWS_CREDENTIAL_EXPIRATION", "2030-01-01T00:00:00Z"),
+        ]))
+        .unwrap();
+        let now = humantime::parse_rfc3339("2029-12-31T20:00:00Z").unwrap();
+        assert!(c.lifetime_warning(Duration::from_secs(3600), now).is_none());
+        assert!(c.lifetime_warning(Duration::from_secs(86_400), now).is_some());
+        let c = Credentials::from_vars(vars(&[("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "s")])).unwrap();
+        assert!(c.lifetime_warning(Duration::from_secs(604_800), now).is_none(), "long-term keys never warn");
+        let c = Credentials::from_vars(vars(&[
+            ("AWS_ACCESS_KEY_ID", "A"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_SESSION_TOKEN", "t"),
+        ]))
+        .unwrap();
+        assert!(c.lifetime_warning(Duration::from_secs(86_400), now).is_some());
+        assert!(c.lifetime_warning(Duration::from_secs(1800), now).is_none());
+    }
+}
