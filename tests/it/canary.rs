@@ -191,6 +191,9 @@ async fn scenario(disable_redaction: bool) -> Outcome {
         ("PRT_GATE_ASSERTION__SECRET", TEST_ASSERTION_SECRET),
         ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7CANARY1"),
         ("AWS_SECRET_ACCESS_KEY", AWS_SECRET),
+        ("AWS_SESSION_TOKEN", "CANARYsessionTOKENIQoJb3JpZ2luX2VjE"),
+        ("PRT_GATE_MEDIA__BUCKET", "prt-canary-bucket"),
+        ("PRT_GATE_MEDIA__CHECK_EXISTS", "false"),
         ("RUST_LOG", "trace"),
     ];
     if disable_redaction {
@@ -241,6 +244,13 @@ async fn scenario(disable_redaction: bool) -> Outcome {
         .body(Full::new(Bytes::new()))
         .unwrap();
     assert_eq!(send(&c, req).await.0.status, 200);
+    // Media: a presigned redirect whose signature is a 24 h credential.
+    let (p, _) = send(&c, get_with(&gate.url("/media/bols/2025/PRT-2025-0002.pdf"), Some(&cookie), None)).await;
+    assert_eq!(p.status, 302, "media grant");
+    let location = p.headers["location"].to_str().unwrap().to_string();
+    let presigned = url::Url::parse(&location).unwrap();
+    let signature = presigned.query_pairs().find(|(k, _)| k == "X-Amz-Signature").map(|(_, v)| v.into_owned());
+    let signature = signature.expect("presigned URL carries X-Amz-Signature");
     // Token refresh after the 1 s interval (new tokens through the tap).
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(send(&c, get_with(&gate.url("/api/releases/"), Some(&cookie), None)).await.0.status, 200);
@@ -277,6 +287,8 @@ async fn scenario(disable_redaction: bool) -> Outcome {
         TEST_ASSERTION_SECRET.to_string(),
         AWS_SECRET.to_string(),
         "AKIAIOSFODNN7CANARY1".to_string(),
+        "CANARYsessionTOKENIQoJb3JpZ2luX2VjE".to_string(),
+        signature,
         jwt,
         QUERY_CANARY.to_string(),
         cookie.split_once('=').map(|(_, v)| v.to_string()).unwrap(),
@@ -326,6 +338,7 @@ async fn canaries_never_reach_logs_run_output_or_upstream() {
     assert!(o.output.contains("Session data: {'sso_access_token': '[REDACTED:secret]'"), "{}", o.output);
     assert!(o.output.contains("dict_items([('sso_access_token', '[REDACTED:secret]')"), "{}", o.output);
     assert!(o.upstream.contains("/api/releases/open/?page=2\""), "{}", o.upstream);
+    assert!(o.output.contains("\"event\":\"media_grant\""), "no media audit event: {}", o.output);
     let mut leaks = Vec::new();
     for c in &o.canaries {
         if o.output.contains(c.as_str()) {
