@@ -122,7 +122,18 @@ pub const BUILTINS: &[Builtin] = &[
     // JSON / Python repr (`"k": "v"`, `'k': 'v'`, `('k', 'v')`) …
     Builtin {
         name: "secret",
-        anchors: &["token", "secret", "passw", "pwd", "session", "api_key", "api-key", "apikey", "private_key", "auth_key"],
+        anchors: &[
+            "token",
+            "secret",
+            "passw",
+            "pwd",
+            "session",
+            "api_key",
+            "api-key",
+            "apikey",
+            "private_key",
+            "auth_key",
+        ],
         regex: concat!(
             r#"(?i-u)(?:\\?["']"#,
             secret_key!(),
@@ -137,7 +148,18 @@ pub const BUILTINS: &[Builtin] = &[
     // … and `key=value`, `key="v"`, `Key: value` (headers, logfmt, env).
     Builtin {
         name: "secret",
-        anchors: &["token", "secret", "passw", "pwd", "session", "api_key", "api-key", "apikey", "private_key", "auth_key"],
+        anchors: &[
+            "token",
+            "secret",
+            "passw",
+            "pwd",
+            "session",
+            "api_key",
+            "api-key",
+            "apikey",
+            "private_key",
+            "auth_key",
+        ],
         regex: concat!(
             r#"(?i-u)(?:^|[^A-Za-z0-9_.-])"#,
             secret_key!(),

@@ -250,9 +250,9 @@ impl Redactor {
     pub fn redact_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
         match self.redact(text.as_bytes()) {
             Cow::Borrowed(_) => Cow::Borrowed(text),
-            Cow::Owned(v) => Cow::Owned(String::from_utf8(v).unwrap_or_else(|e| {
-                String::from_utf8_lossy(e.as_bytes()).into_owned()
-            })),
+            Cow::Owned(v) => {
+                Cow::Owned(String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+            }
         }
     }
 

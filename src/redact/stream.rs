@@ -114,8 +114,7 @@ impl LineFilter {
         if let Some(h) = self.hits[..kept].last() {
             if h.end == text.len() && !last {
                 // The secret may go on in the next window.
-                self.carry =
-                    if self.redactor.name(h.detector) == "private_key" { Carry::Pem } else { Carry::Value };
+                self.carry = if self.redactor.name(h.detector) == "private_key" { Carry::Pem } else { Carry::Value };
             }
         }
         if last && opens_pem(text) {

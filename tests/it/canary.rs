@@ -95,7 +95,11 @@ impl Tap {
     }
 }
 
-async fn relay(sso: SocketAddr, rec: Arc<Mutex<Vec<String>>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn relay(
+    sso: SocketAddr,
+    rec: Arc<Mutex<Vec<String>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let target = parts.uri.path_and_query().map_or("/".to_string(), |p| p.to_string());
@@ -214,16 +218,21 @@ async fn scenario(disable_redaction: bool) -> Outcome {
     let office = login_via(&gate, "office@example.com", "/api/releases/open/?page=1").await;
     let cookie = office.cookie.clone().expect("office session");
     let client_user = login_via(&gate, "client@example.com", "").await.cookie.expect("client session");
-    let callback = tap.log.lock().unwrap().iter().rev().find_map(|e| {
-        e.lines().nth(2).filter(|l| l.contains("/auth/callback/")).map(str::to_string)
-    });
+    let callback = tap
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find_map(|e| e.lines().nth(2).filter(|l| l.contains("/auth/callback/")).map(str::to_string));
     if let Some(cb) = callback {
         let (p, _) = send(&c, get(&cb)).await;
         assert_eq!(p.status, 400, "replayed callback");
     }
 
     // API allowed, with OAuth parameters a client put in the query.
-    let q = format!("/api/releases/open/?page=2&code={QUERY_CANARY}&state={QUERY_CANARY}s&access_token={QUERY_CANARY}t");
+    let q =
+        format!("/api/releases/open/?page=2&code={QUERY_CANARY}&state={QUERY_CANARY}s&access_token={QUERY_CANARY}t");
     let (p, _) = send(&c, get_with(&gate.url(&q), Some(&cookie), None)).await;
     assert_eq!(p.status, 200);
     // API denied (403), anonymous (401), page → login (302), malformed (400).
@@ -268,7 +277,8 @@ async fn scenario(disable_redaction: bool) -> Outcome {
     let access_token = token_json["access_token"].as_str().unwrap().to_string();
     std::fs::write(
         gate_dir(&dir_s).join("tokens.json"),
-        json!({"access": access_token, "refresh": token_json["refresh_token"], "id": token_json["id_token"]}).to_string(),
+        json!({"access": access_token, "refresh": token_json["refresh_token"], "id": token_json["id_token"]})
+            .to_string(),
     )
     .unwrap();
     assert_eq!(send(&c, get_with(&gate.url("/print-session/"), Some(&cookie), None)).await.0.status, 200);

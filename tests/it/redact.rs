@@ -40,7 +40,11 @@ fn redact_filters_lines_keeps_order_and_bytes() {
 #[test]
 fn redact_uses_operator_patterns_from_config() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = crate::support::tmpfile(&dir, "p.toml", "[redact]\npatterns = [{ name = \"pin\", regex = \"PIN-[0-9]{4}\" }]\n");
+    let cfg = crate::support::tmpfile(
+        &dir,
+        "p.toml",
+        "[redact]\npatterns = [{ name = \"pin\", regex = \"PIN-[0-9]{4}\" }]\n",
+    );
     let out = Command::new(BIN)
         .arg("redact")
         .arg("--config")

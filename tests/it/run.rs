@@ -95,7 +95,12 @@ impl RunGate {
     }
 
     pub fn signal(&self, sig: &str) {
-        assert!(Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap().success());
+        assert!(Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success());
     }
 
     /// Waits (bounded) for the gate to exit; its exit code.
