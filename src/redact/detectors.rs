@@ -89,7 +89,7 @@ pub const BUILTINS: &[Builtin] = &[
         anchors: &["cookie"],
         regex: r#"(?i-u)(?:^|[^a-z0-9-])(?:set-)?cookies?["']?[ \t]*[:=][ \t]*["']?(?P<c>[^\r\n"']+)"#,
         secret: Secret::CookieValues,
-        check: None,
+        check: Some(not_redacted),
     },
     // `Bearer <token>` anywhere (prose "bearer token" is left alone).
     Builtin {
