@@ -12,6 +12,8 @@ use prt_gate::redact::stream::filter;
 use prt_gate::redact::Redactor;
 
 const LINES: &[(&str, &str)] = &[
+    // Index 0..=1 clean, 2..=3 with secrets (see `mixed_block`); the access
+    // line is what the gate's log writer scrubs per request.
     (
         "gunicorn_clean",
         r#"10.1.2.3 - - [01/Jan/2025:10:00:00 +0000] "GET /api/releases/open/?page=2 HTTP/1.1" 200 5120 "https://prt.barge2rail.com/office.html" "Mozilla/5.0 (X11; Linux x86_64)""#,
@@ -22,6 +24,10 @@ const LINES: &[(&str, &str)] = &[
         "DEBUG 2025-01-01 10:00:00,123 auth Session data: {'sso_access_token': 'Zm9vYmFyYmF6cXV4', 'sso_refresh_token': 'cmVmcmVzaHRva2Vu', 'primetrade_role': {'role': 'Client'}}",
     ),
     ("cookie_header", "DEBUG request headers: Cookie: csrftoken=abc123; sessionid=q1w2e3r4t5y6; Host: prt.barge2rail.com"),
+    (
+        "gate_access_json",
+        r#"{"timestamp":"2026-11-27T18:50:03.748509Z","level":"INFO","method":"GET","path":"/api/user/context/","query":"page=1","status":200,"decision":"allow","rule":"/api/user/context/","role":"Office","tenant":"primetrade","user":"office@example.com","request_id":"7855b0fadae641a266adbc7f8cb77039","peer":"127.0.0.1","upstream_ms":0.21,"total_ms":0.31,"target":"access"}"#,
+    ),
 ];
 
 fn per_line(c: &mut Criterion) {

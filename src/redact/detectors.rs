@@ -34,6 +34,8 @@ pub struct Builtin {
     pub secret: Secret,
     /// Extra test on each secret span (the regex alone would over-match).
     pub check: Option<Check>,
+    /// A byte every match contains; lines without it skip the regex.
+    pub requires: Option<u8>,
 }
 
 /// Key fragments that make a `key=value` (or `"key": "value"`) secret:
@@ -65,6 +67,7 @@ pub const BUILTINS: &[Builtin] = &[
         regex: r"(?s-u)-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?P<s>.*?)(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\z)",
         secret: Secret::Named,
         check: None,
+        requires: None,
     },
     // Presigned URLs (query) and SigV4 Authorization headers.
     Builtin {
@@ -73,6 +76,7 @@ pub const BUILTINS: &[Builtin] = &[
         regex: r#"(?i-u)(?:x-amz-(?:signature|credential|security-token)|\bsignature|\bcredential)=(?P<s>[^&\s"'#,<>]+)"#,
         secret: Secret::Named,
         check: Some(not_redacted),
+        requires: None,
     },
     // OAuth parameters in URLs and forms: `?code=…&state=…`, `access_token=…`.
     // The parameter must start at a boundary: `zipcode=` is not `code=`.
@@ -82,6 +86,7 @@ pub const BUILTINS: &[Builtin] = &[
         regex: r#"(?i-u)(?:^|[?&;#\s"'(,{\[])(?:code|state|session_state|access_token|refresh_token|id_token|id_token_hint|token|client_secret|code_verifier|client_assertion|assertion)=(?P<s>[^&\s"'#;,)<>]+)"#,
         secret: Secret::Named,
         check: Some(not_redacted),
+        requires: None,
     },
     // `Cookie:` / `Set-Cookie:` headers, also as `'HTTP_COOKIE': '…'`.
     Builtin {
@@ -90,6 +95,7 @@ pub const BUILTINS: &[Builtin] = &[
         regex: r#"(?i-u)(?:^|[^a-z0-9-])(?:set-)?cookies?["']?[ \t]*[:=][ \t]*["']?(?P<c>[^\r\n"']+)"#,
         secret: Secret::CookieValues,
         check: Some(not_redacted),
+        requires: None,
     },
     // `Bearer <token>` anywhere (prose "bearer token" is left alone).
     Builtin {
@@ -98,6 +104,7 @@ pub const BUILTINS: &[Builtin] = &[
         regex: r"(?i-u)\bbearer[ \t]+(?P<s>[A-Za-z0-9._~+/=-]{8,})",
         secret: Secret::Named,
         check: Some(looks_like_token),
+        requires: None,
     },
     // `Authorization: <scheme> <credentials>`, also `'HTTP_AUTHORIZATION': '…'`.
     Builtin {
@@ -106,6 +113,7 @@ pub const BUILTINS: &[Builtin] = &[
         regex: r#"(?i-u)(?:^|[^a-z0-9-])(?:proxy-)?authorization["']?[ \t]*[:=][ \t]*["']?(?:(?:basic|bearer|token|digest|negotiate|aws4-hmac-sha256)[ \t]+)?(?P<s>[^\r\n"']+)"#,
         secret: Secret::Named,
         check: Some(not_redacted),
+        requires: None,
     },
     // AWS secret access keys in context (env, config, JSON from STS).
     Builtin {
@@ -117,6 +125,7 @@ pub const BUILTINS: &[Builtin] = &[
         ),
         secret: Secret::Named,
         check: Some(not_redacted),
+        requires: None,
     },
     // `*token*`, `*secret*`, `password`, `session*` keys, three spellings:
     // JSON / Python repr (`"k": "v"`, `'k': 'v'`, `('k', 'v')`) …
@@ -144,6 +153,7 @@ pub const BUILTINS: &[Builtin] = &[
         ),
         secret: Secret::Named,
         check: Some(not_redacted),
+        requires: None,
     },
     // … and `key=value`, `key="v"`, `Key: value` (headers, logfmt, env).
     Builtin {
@@ -167,6 +177,7 @@ pub const BUILTINS: &[Builtin] = &[
         ),
         secret: Secret::Named,
         check: Some(not_redacted),
+        requires: None,
     },
     // JSON Web Tokens (header and payload are base64url JSON objects).
     Builtin {
@@ -175,6 +186,7 @@ pub const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
         secret: Secret::Whole,
         check: None,
+        requires: None,
     },
     // AWS access key ids (long-term AKIA, temporary ASIA, and the other
     // documented unique-id prefixes).
@@ -184,6 +196,7 @@ pub const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}\b",
         secret: Secret::Whole,
         check: None,
+        requires: None,
     },
     // `scheme://user:password@host`: the password goes, the user stays.
     Builtin {
@@ -192,6 +205,7 @@ pub const BUILTINS: &[Builtin] = &[
         regex: r#"(?i-u)\b[a-z][a-z0-9+.-]*://[^/@\s:"'<>]*:(?P<s>[^/@\s"'<>]+)@"#,
         secret: Secret::Named,
         check: None,
+        requires: Some(b'@'),
     },
 ];
 

@@ -33,7 +33,7 @@ mod tests;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
 use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +98,9 @@ pub struct Hit {
 
 struct Detector {
     name: Arc<str>,
+    /// A byte every match contains (`@` for URL userinfo): checked with
+    /// `memchr` before the regex runs.
+    requires: Option<u8>,
     regex: Regex,
     secret: Secret,
     check: Option<Check>,
@@ -110,6 +113,9 @@ pub struct Redactor {
     detectors: Vec<Detector>,
     /// Anchor prefilter; pattern id → detector index in `anchor_owner`.
     anchors: Option<AhoCorasick>,
+    /// The same anchors, leftmost-first DFA: "is there any anchor after
+    /// here?" over a whole buffer (the line filter's skip-ahead).
+    any_anchor: Option<AhoCorasick>,
     anchor_owner: Vec<usize>,
     /// Detectors without anchors (operator patterns): always run.
     always: Vec<usize>,
@@ -135,6 +141,7 @@ impl Redactor {
         Redactor {
             detectors: Vec::new(),
             anchors: None,
+            any_anchor: None,
             anchor_owner: Vec::new(),
             always: Vec::new(),
             replacements: Vec::new(),
@@ -155,7 +162,9 @@ impl Redactor {
                         anchor_text.push(a);
                         anchor_owner.push(idx);
                     }
-                    detectors.push(Detector::new(Arc::from(b.name), regex, b.secret, b.check));
+                    let mut d = Detector::new(Arc::from(b.name), regex, b.secret, b.check);
+                    d.requires = b.requires;
+                    detectors.push(d);
                 }
                 Err(e) => errors.push(PatternError {
                     index: usize::MAX,
@@ -193,14 +202,19 @@ impl Redactor {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let anchors = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(&anchor_text)
-            .map_err(|e| vec![PatternError { index: usize::MAX, field: "regex", message: e.to_string() }])
-            .map(Some)?;
+        let build = |kind: MatchKind, dfa: bool| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(kind)
+                .kind(dfa.then_some(AhoCorasickKind::DFA))
+                .build(&anchor_text)
+                .map_err(|e| vec![PatternError { index: usize::MAX, field: "regex", message: e.to_string() }])
+                .map(Some)
+        };
+        let anchors = build(MatchKind::Standard, false)?;
+        let any_anchor = build(MatchKind::LeftmostFirst, true)?;
         let replacements = detectors.iter().map(|d| format!("[REDACTED:{}]", d.name).into_bytes()).collect();
-        Ok(Redactor { detectors, anchors, anchor_owner, always, replacements })
+        Ok(Redactor { detectors, anchors, any_anchor, anchor_owner, always, replacements })
     }
 
     /// The label of a detector (`jwt`, `oauth`, an operator pattern's name).
@@ -208,9 +222,24 @@ impl Redactor {
         self.detectors.get(detector).map_or("", |d| &d.name)
     }
 
+    /// Where the first detector anchor at or after `from` starts (`from`
+    /// itself when operator patterns exist: they have no anchors). Text
+    /// before it cannot hold a secret the built-in detectors find.
+    pub fn next_candidate(&self, text: &[u8], from: usize) -> Option<usize> {
+        if !self.always.is_empty() {
+            return (from < text.len()).then_some(from);
+        }
+        let ac = self.any_anchor.as_ref()?;
+        ac.find(Input::new(text).span(from..text.len())).map(|m| m.start())
+    }
+
     /// Secret spans in `text`, sorted and non-overlapping. `hits` is cleared.
     pub fn find(&self, text: &[u8], hits: &mut Vec<Hit>) {
         hits.clear();
+        // Fast path: one DFA scan says whether any anchor occurs at all.
+        if self.next_candidate(text, 0).is_none() {
+            return;
+        }
         // Bitmask of detectors whose anchors occur (the table has < 64 rows;
         // operator patterns are in `always`).
         let mut mask = 0u64;
@@ -225,7 +254,8 @@ impl Redactor {
             return;
         }
         for (i, d) in self.detectors.iter().enumerate() {
-            if (i < 64 && mask & (1 << i) != 0) || self.always.contains(&i) {
+            let wanted = (i < 64 && mask & (1 << i) != 0) || self.always.contains(&i);
+            if wanted && d.requires.is_none_or(|b| memchr::memchr(b, text).is_some()) {
                 d.find(i, text, hits);
             }
         }
@@ -271,7 +301,7 @@ impl Redactor {
 impl Detector {
     fn new(name: Arc<str>, regex: Regex, secret: Secret, check: Option<Check>) -> Detector {
         let groups = regex.capture_names().flatten().map(str::to_owned).collect();
-        Detector { name, regex, secret, check, groups }
+        Detector { name, requires: None, regex, secret, check, groups }
     }
 
     fn find(&self, idx: usize, text: &[u8], hits: &mut Vec<Hit>) {

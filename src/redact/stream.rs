@@ -68,6 +68,37 @@ impl LineFilter {
         }
     }
 
+    /// A block of complete lines (ending in `\n`). Runs of lines without
+    /// any detector anchor are copied in one piece: the prefilter scans the
+    /// block, not each line.
+    pub fn lines(&mut self, block: &[u8], out: &mut Vec<u8>) {
+        if self.off {
+            out.extend_from_slice(block);
+            return;
+        }
+        let mut at = 0;
+        while at < block.len() {
+            let (start, p) = if self.carry == Carry::None {
+                match self.redactor.next_candidate(block, at) {
+                    None => {
+                        out.extend_from_slice(&block[at..]);
+                        return;
+                    }
+                    Some(p) => (memchr::memrchr(b'\n', &block[at..p]).map_or(at, |i| at + i + 1), p),
+                }
+            } else {
+                (at, at) // inside a PEM block: every line is looked at
+            };
+            let end = memchr::memchr(b'\n', &block[p..]).map_or(block.len(), |i| p + i);
+            out.extend_from_slice(&block[at..start]);
+            self.line(&block[start..end], out);
+            if end < block.len() {
+                out.push(b'\n');
+            }
+            at = end + 1;
+        }
+    }
+
     /// Processes a window of an unfinished line; returns how many bytes of
     /// `w` were consumed (the rest is presented again with more data).
     fn segment(&mut self, w: &[u8], out: &mut Vec<u8>, last: bool) -> usize {
@@ -155,6 +186,15 @@ fn is_value_end(b: u8) -> bool {
     b.is_ascii_whitespace() || b"\"'&;,<>".contains(&b)
 }
 
+/// Writes the windows of a line longer than [`MAX_LINE`] (bounded memory).
+fn continue_windows(f: &mut LineFilter, pending: &mut Vec<u8>, out: &mut Vec<u8>) {
+    while pending.len() >= MAX_LINE {
+        // `segment` always consumes at least `MAX_LINE - OVERLAP` bytes here.
+        let used = f.segment(pending, out, false);
+        pending.drain(..used.clamp(1, pending.len()));
+    }
+}
+
 /// `prt-gate redact`: copies `input` to `output` line by line through the
 /// engine. Returns on EOF; a broken pipe is the caller's to treat as success.
 pub fn filter(redactor: Arc<Redactor>, mut input: impl Read, mut output: impl Write) -> io::Result<()> {
@@ -170,22 +210,28 @@ pub fn filter(redactor: Arc<Redactor>, mut input: impl Read, mut output: impl Wr
             Err(e) => return Err(e),
         };
         let mut data = &buf[..n];
-        while let Some(i) = memchr::memchr(b'\n', data) {
-            if pending.is_empty() {
-                f.line(&data[..i], &mut out);
-            } else {
-                pending.extend_from_slice(&data[..i]);
-                f.line(&pending, &mut out);
-                pending.clear();
-            }
+        if !pending.is_empty() {
+            // Finish the line the last read left open.
+            let Some(i) = memchr::memchr(b'\n', data) else {
+                pending.extend_from_slice(data);
+                continue_windows(&mut f, &mut pending, &mut out);
+                output.write_all(&out)?;
+                output.flush()?;
+                out.clear();
+                continue;
+            };
+            pending.extend_from_slice(&data[..i]);
+            f.line(&pending, &mut out);
             out.push(b'\n');
+            pending.clear();
             data = &data[i + 1..];
         }
-        pending.extend_from_slice(data);
-        while pending.len() >= MAX_LINE {
-            let used = f.segment(&pending, &mut out, false);
-            pending.drain(..used.max(1).min(pending.len()));
+        if let Some(last) = memchr::memrchr(b'\n', data) {
+            f.lines(&data[..=last], &mut out);
+            data = &data[last + 1..];
         }
+        pending.extend_from_slice(data);
+        continue_windows(&mut f, &mut pending, &mut out);
         // Everything complete is written before blocking on the next read.
         output.write_all(&out)?;
         output.flush()?;
