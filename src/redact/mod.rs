@@ -9,7 +9,7 @@
 //! How a line is searched:
 //!
 //! 1. **Prefilter.** One Aho-Corasick pass (ASCII case-insensitive) over the
-//!    detectors' literal anchors (`token`, `cookie`, `eyj`, `akia`, `://`…)
+//!    detectors' literal anchors (`token`, `cookie`, `eyj`, `akia`, `@`…)
 //!    says which detectors can match at all. Most log lines contain no anchor
 //!    and cost this one scan.
 //! 2. **Detect.** Only those detectors' regexes run; each yields the byte
@@ -98,9 +98,9 @@ pub struct Hit {
 
 struct Detector {
     name: Arc<str>,
-    /// A byte every match contains (`@` for URL userinfo): checked with
-    /// `memchr` before the regex runs.
-    requires: Option<u8>,
+    /// Bytes every match contains (`://` for URL userinfo): checked with
+    /// `memmem` before the regex runs.
+    requires: Option<&'static [u8]>,
     regex: Regex,
     secret: Secret,
     check: Option<Check>,
@@ -211,7 +211,7 @@ impl Redactor {
                 .map_err(|e| vec![PatternError { index: usize::MAX, field: "regex", message: e.to_string() }])
                 .map(Some)
         };
-        let anchors = build(MatchKind::Standard, false)?;
+        let anchors = build(MatchKind::Standard, true)?;
         let any_anchor = build(MatchKind::LeftmostFirst, true)?;
         let replacements = detectors.iter().map(|d| format!("[REDACTED:{}]", d.name).into_bytes()).collect();
         Ok(Redactor { detectors, anchors, any_anchor, anchor_owner, always, replacements })
@@ -255,7 +255,7 @@ impl Redactor {
         }
         for (i, d) in self.detectors.iter().enumerate() {
             let wanted = (i < 64 && mask & (1 << i) != 0) || self.always.contains(&i);
-            if wanted && d.requires.is_none_or(|b| memchr::memchr(b, text).is_some()) {
+            if wanted && d.requires.is_none_or(|b| memchr::memmem::find(text, b).is_some()) {
                 d.find(i, text, hits);
             }
         }
