@@ -100,10 +100,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         users: Option<PathBuf>,
     },
-    /// Start a self-contained demo (dev SSO, demo upstream, gate).
+    /// Start a self-contained demo: dev SSO, demo upstream, S3 target with a
+    /// sample PDF, and the gate on the shipped policy (nothing else needed).
     Demo {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Where the gate listens; the other parts take free loopback ports.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: SocketAddr,
     },
 }
 
@@ -145,14 +147,8 @@ pub fn main() -> ExitCode {
         Command::Sessions { action } => sessions(&cli.config, action),
         Command::Presign { key, expires } => presign(&cli.config, &key, expires.as_deref()),
         Command::DevSso { listen, users } => dev_sso(listen, users.as_deref()),
-        Command::Demo { .. } => not_yet("demo", 8),
+        Command::Demo { listen } => crate::demo::main(listen),
     }
-}
-
-/// Honest refusal for a command whose issue has not landed yet.
-fn not_yet(cmd: &str, issue: u32) -> ExitCode {
-    eprintln!("prt-gate: `{cmd}` is not available in this build yet (tracked in issue {issue})");
-    ExitCode::from(2)
 }
 
 fn load(path: &Path) -> Result<(Config, Vec<crate::config::Diagnostic>), ExitCode> {

@@ -10,6 +10,7 @@
 //! * [`identity`] — strip client-supplied identity headers, inject the gate's.
 //! * [`proxy`] — hyper server, upstream pool and the request pipeline.
 //! * [`admin`] — `/healthz`, `/readyz`, `/metrics`.
+//! * [`demo`] — `prt-gate demo`: dev SSO, demo upstream, S3 target and the gate, one command.
 //! * [`devsso`] — `prt-gate dev-sso`, a local OIDC provider with the SSO's contract.
 //! * [`metrics`] — counters and histograms rendered as Prometheus text.
 //! * [`session`] — session ids, records and the memory / Redis stores.
@@ -19,6 +20,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod devsso;
 pub mod identity;
 pub mod media;

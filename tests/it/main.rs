@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod canary;
 mod config;
+mod demo;
 mod devsso;
 mod django;
 mod login;
