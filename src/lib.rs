@@ -14,6 +14,7 @@
 //! * [`devsso`] — `prt-gate dev-sso`, a local OIDC provider with the SSO's contract.
 //! * [`metrics`] — counters and histograms rendered as Prometheus text.
 //! * [`session`] — session ids, records and the memory / Redis stores.
+//! * [`redact`] — the secret-redaction engine (logs, `redact`, `run`; pure).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -28,6 +29,7 @@ pub mod normalize;
 pub mod oidc;
 pub mod policy;
 pub mod proxy;
+pub mod redact;
 pub mod reload;
 pub mod secret;
 pub mod session;

@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod canary;
 mod config;
 mod demo;
 mod devsso;
@@ -13,4 +14,6 @@ mod media;
 mod policy;
 mod policy_gate;
 mod proxy;
+mod redact;
+mod run;
 mod session;
