@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-30}
-targets=(normalize policy next session_id jwt)
+targets=(normalize policy next session_id jwt redact)
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="$PWD/target"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

@@ -16,6 +16,8 @@ use crate::policy::{Features, Policy, Role, Verdict};
 use crate::proxy::{self, Gate};
 use crate::reload::Live;
 
+mod run;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "prt-gate",
@@ -98,10 +100,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         users: Option<PathBuf>,
     },
-    /// Start a self-contained demo (dev SSO, demo upstream, gate).
+    /// Start a self-contained demo: dev SSO, demo upstream, S3 target with a
+    /// sample PDF, and the gate on the shipped policy (nothing else needed).
     Demo {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Where the gate listens; the other parts take free loopback ports.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: SocketAddr,
     },
 }
 
@@ -135,22 +139,16 @@ pub enum Format {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve => serve(&cli.config),
+        Command::Serve => serve(&cli.config, None),
         Command::Check { file } => check(file.as_deref().unwrap_or(&cli.config)),
-        Command::Run { .. } => not_yet("run", 7),
+        Command::Run { cmd } => serve(&cli.config, Some(&cmd)),
         Command::Explain(args) => explain(&cli.config, &args),
-        Command::Redact => not_yet("redact", 7),
+        Command::Redact => run::redact(&cli.config),
         Command::Sessions { action } => sessions(&cli.config, action),
         Command::Presign { key, expires } => presign(&cli.config, &key, expires.as_deref()),
         Command::DevSso { listen, users } => dev_sso(listen, users.as_deref()),
-        Command::Demo { .. } => not_yet("demo", 8),
+        Command::Demo { listen } => crate::demo::main(listen),
     }
-}
-
-/// Honest refusal for a command whose issue has not landed yet.
-fn not_yet(cmd: &str, issue: u32) -> ExitCode {
-    eprintln!("prt-gate: `{cmd}` is not available in this build yet (tracked in issue {issue})");
-    ExitCode::from(2)
 }
 
 fn load(path: &Path) -> Result<(Config, Vec<crate::config::Diagnostic>), ExitCode> {
@@ -326,6 +324,8 @@ fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard 
         .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{},access=info", config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Every line the gate logs, at any level, passes the redaction engine.
+    let writer = crate::redact::writer::RedactingMakeWriter::new(writer, config.redactor.clone());
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -337,7 +337,9 @@ fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard 
     guard
 }
 
-fn serve(path: &Path) -> ExitCode {
+/// `serve`, or with `child` the `run` command: the same gate plus a
+/// supervised upstream (see `cli/run.rs`).
+fn serve(path: &Path, child: Option<&[String]>) -> ExitCode {
     let (config, warnings) = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -391,10 +393,25 @@ fn serve(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         };
         tracing::info!(%addr, admin = %admin_addr, upstream = %config.gate.upstream.authority, "listening");
-        // Tests and scripts read this line to learn the bound ports.
-        let shutdown = shutdown_signal();
-        eprintln!("prt-gate: listening on {addr} admin {admin_addr}");
         tokio::spawn(crate::admin::serve(gate.clone(), admin));
+        if let Some(cmd) = child {
+            // Signal handlers first, then the child, then the line scripts wait for.
+            let signals = run::Signals::install();
+            let sup = match run::Supervisor::spawn(cmd, config.redactor.clone()) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    eprintln!("prt-gate run: cannot start `{}`: {e}", cmd.first().map_or("", String::as_str));
+                    return ExitCode::from(1);
+                }
+            };
+            let shutdown = sup.shutdown(signals);
+            eprintln!("prt-gate: listening on {addr} admin {admin_addr}");
+            proxy::server::serve(gate, listener, shutdown).await;
+            return sup.finish(config.gate.drain_timeout).await;
+        }
+        let shutdown = shutdown_signal();
+        // Tests and scripts read this line to learn the bound ports.
+        eprintln!("prt-gate: listening on {addr} admin {admin_addr}");
         let drained = proxy::server::serve(gate, listener, shutdown).await;
         if drained {
             ExitCode::SUCCESS

@@ -54,6 +54,8 @@ pub struct RawConfig {
     pub assertion: RawAssertion,
     pub roles: RawRoles,
     pub log: RawLog,
+    /// `[redact]`: operator patterns added to the built-in detectors.
+    pub redact: crate::redact::RawRedact,
     /// `[[route]]` policy rules (compiled by `policy`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<RawRoute>,
@@ -300,6 +302,8 @@ pub struct Config {
     /// The compiled `[[route]]` / `[roles]` policy, shared with the data plane.
     pub policy: Arc<Policy>,
     pub log: LogConfig,
+    /// The redaction engine: built-in detectors plus `[redact] patterns`.
+    pub redactor: Arc<crate::redact::Redactor>,
 }
 
 #[derive(Debug, Clone)]
@@ -802,11 +806,22 @@ impl Config {
             }
         }
 
+        let redactor = match crate::redact::Redactor::new(&raw.redact.patterns) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(errors) => {
+                for e in errors {
+                    let key = format!("redact.patterns.{}.{}", e.index, e.field);
+                    c.errors.push(Diagnostic { origin: loc.origin_near(&key), key: Some(key), message: e.message });
+                }
+                None
+            }
+        };
+
         if !c.errors.is_empty() {
             return Err(ConfigError { diagnostics: c.errors });
         }
-        let (Some(listen), Some(admin_listen), Some(upstream), Some(store), Some(policy)) =
-            (listen, admin_listen, upstream, store, policy)
+        let (Some(listen), Some(admin_listen), Some(upstream), Some(store), Some(policy), Some(redactor)) =
+            (listen, admin_listen, upstream, store, policy, redactor)
         else {
             return Err(ConfigError {
                 diagnostics: vec![Diagnostic {
@@ -881,6 +896,7 @@ impl Config {
             },
             policy,
             log: LogConfig { level: raw.log.level, access: raw.log.access },
+            redactor,
         };
         Ok((config, c.warnings))
     }

@@ -10,14 +10,17 @@
 //! * [`identity`] — strip client-supplied identity headers, inject the gate's.
 //! * [`proxy`] — hyper server, upstream pool and the request pipeline.
 //! * [`admin`] — `/healthz`, `/readyz`, `/metrics`.
+//! * [`demo`] — `prt-gate demo`: dev SSO, demo upstream, S3 target and the gate, one command.
 //! * [`devsso`] — `prt-gate dev-sso`, a local OIDC provider with the SSO's contract.
 //! * [`metrics`] — counters and histograms rendered as Prometheus text.
 //! * [`session`] — session ids, records and the memory / Redis stores.
+//! * [`redact`] — the secret-redaction engine (logs, `redact`, `run`; pure).
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod devsso;
 pub mod identity;
 pub mod media;
@@ -26,6 +29,7 @@ pub mod normalize;
 pub mod oidc;
 pub mod policy;
 pub mod proxy;
+pub mod redact;
 pub mod reload;
 pub mod secret;
 pub mod session;

@@ -11,16 +11,20 @@
 #                                       once per key per 30 s)
 #
 # Prints a markdown table: responses/s, p50/p99, gate CPU per response.
-# Usage: bash benches/load/media.sh [--duration 10s] [--connections 32]
+# Usage: bash benches/load/media.sh [--duration 10s] [--connections 32] [--no-build] [--perf FILE]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 DURATION=10s
 CONNECTIONS=32
+BUILD=1
+PERF=
 while (($#)); do
     case $1 in
         --duration) DURATION=$2; shift 2 ;;
         --connections) CONNECTIONS=$2; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --perf) PERF=$2; shift 2 ;;   # write `perf record -g` of the first row's gate to this file
         -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "media.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -30,7 +34,7 @@ for tool in wrk curl s3s-fs; do
     command -v "$tool" >/dev/null || { echo "media.sh: '$tool' not found (apt-get install -y wrk curl; cargo install s3s-fs@0.14.1 --features binary --locked)" >&2; exit 1; }
 done
 
-cargo build --release --locked --bin prt-gate >&2
+((BUILD == 0)) || cargo build --release --locked --bin prt-gate >&2
 BIN=$PWD/target/release/prt-gate
 TMP=$(mktemp -d)
 PIDS=()
@@ -40,6 +44,9 @@ log() { printf '[media] %s\n' "$*" >&2; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done; return 1; }
 granted() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -F' ' '/^prt_gate_presigns_total\{outcome="granted"\}/ {print $2}'; }
+# Context switches of all the gate's threads, and its write-type syscalls.
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
+syscw() { awk '/^syscw/ {print $2}' "/proc/$1/io"; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 
@@ -62,8 +69,8 @@ PIDS+=($!)
 wait_port "$S3_PORT" || { echo "s3s-fs did not start" >&2; exit 1; }
 wait_port "$SSO_PORT" || { echo "dev-sso did not start" >&2; exit 1; }
 
-echo "| row | responses/s | p50 | p99 | gate CPU/response |"
-echo "|---|---:|---:|---:|---:|"
+echo "| row | responses/s | p50 | p99 | gate CPU/response | context switches/response | write syscalls/response |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for check in false true; do
     GATE_PORT=$(port)
     ADMIN_PORT=$(port)
@@ -107,9 +114,15 @@ EOF
 
     wrk -t1 -c "$CONNECTIONS" -d 2s -H "Cookie: $COOKIE" "$URL" >/dev/null 2>&1 || true
     granted0=$(granted)
-    t0=$(ticks "$GATE_PID")
+    t0=$(ticks "$GATE_PID"); cs0=$(switches "$GATE_PID"); w0=$(syscw "$GATE_PID")
+    PERF_PID=
+    if [[ -n $PERF && $check == false ]]; then
+        perf record -g -o "$PERF" -p "$GATE_PID" >/dev/null 2>&1 &
+        PERF_PID=$!
+    fi
     out=$(wrk -t1 -c "$CONNECTIONS" -d "$DURATION" --latency -H "Cookie: $COOKIE" "$URL")
-    t1=$(ticks "$GATE_PID")
+    t1=$(ticks "$GATE_PID"); cs1=$(switches "$GATE_PID"); w1=$(syscw "$GATE_PID")
+    if [[ -n $PERF_PID ]]; then kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; fi
     granted1=$(granted)
     n=$(awk '/requests in/ {print $1}' <<<"$out")
     rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
@@ -123,7 +136,8 @@ EOF
         exit 1
     fi
     cpu=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$n" 'BEGIN{printf "%.1f µs", t * 1e6 / hz / n}')
-    echo "| prt-gate media redirect, 1 worker, check_exists = $check | $rps | $p50 | $p99 | $cpu |"
+    per() { awk -v a="$1" -v n="$n" 'BEGIN{printf "%.2f", a / n}'; }
+    echo "| prt-gate media redirect, 1 worker, check_exists = $check | $rps | $p50 | $p99 | $cpu | $(per $((cs1 - cs0))) | $(per $((w1 - w0))) |"
     kill "$GATE_PID"; wait "$GATE_PID" 2>/dev/null || true
 done
 log "wrk -t1 -c$CONNECTIONS -d$DURATION; $(nproc) cores; access log and audit log on (to a file)"

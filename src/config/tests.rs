@@ -69,7 +69,7 @@ fn errors_carry_file_line_and_reason() {
             "[gate]\nlisen = \"127.0.0.1:1\"\n",
             "policy.toml:2:1: unknown field `lisen`, expected one of `listen`, `admin_listen`, `public_url`, `upstream`, `trusted_proxies`, `header_read_timeout`, `max_header_bytes`, `max_headers`, `max_uri_bytes`, `max_connections`, `upstream_connect_timeout`, `upstream_timeout`, `upstream_pool_idle_timeout`, `upstream_pool_max_idle`, `drain_timeout`, `workers`",
         ),
-        ("[gaet]\n", "policy.toml:1:2: unknown field `gaet`, expected one of `gate`, `sso`, `session`, `tenant`, `media`, `assertion`, `roles`, `log`, `route`"),
+        ("[gaet]\n", "policy.toml:1:2: unknown field `gaet`, expected one of `gate`, `sso`, `session`, `tenant`, `media`, `assertion`, `roles`, `log`, `redact`, `route`"),
         ("[gate]\nlisten = 8080\n", "policy.toml:2:10: invalid type: integer `8080`, expected a string"),
         ("[gate\n", "policy.toml:1:6: invalid table header\nexpected `.`, `]`"),
         ("\n\n[gate]\nlisten = \"localhost\"\n", "policy.toml:4:10: gate.listen: invalid socket address `localhost` (expected IP:PORT, e.g. `127.0.0.1:8080`)"),
@@ -85,6 +85,12 @@ fn errors_carry_file_line_and_reason() {
         ("[tenant]\nmode = \"header\"\n", "policy.toml:2:8: tenant.mode: unknown mode `header` (expected `static` or `claim`)"),
         ("[sso]\nclient_secret = \"hunter2\"\n", "policy.toml:2:17: sso.client_secret: secrets are not accepted in the file; set PRT_GATE_SSO__CLIENT_SECRET in the environment"),
         ("[session]\nidle_timeout = \"20d\"\n", "policy.toml:2:16: session.idle_timeout: must not exceed session.absolute_timeout"),
+        (
+            "[redact]\npatterns = [\n  { name = \"pin\", regex = \"PIN-[0-9]{6}\" },\n  { name = \"bad\", regex = \"(x\" },\n]\n",
+            "policy.toml:4:27: redact.patterns.1.regex: invalid regex: regex parse error: (x ^ error: unclosed group",
+        ),
+        ("[redact]\npatterns = [{ name = \"a b\", regex = \"x\" }]\n", "policy.toml:2:22: redact.patterns.0.name: invalid name `a b` (letters, digits, `_`, `-`)"),
+        ("[redact]\nenabled = false\n", "policy.toml:2:1: unknown field `enabled`, expected `patterns`"),
         ("[gate]\nmax_connections = 0\n", "policy.toml:2:19: gate.max_connections: 0 is out of range (1..=1000000)"),
         ("[gate]\nmax_uri_bytes = 100\n", "policy.toml:2:17: gate.max_uri_bytes: 100 is out of range (256..=65536)"),
     ];

@@ -52,7 +52,7 @@ mod endpoints;
 mod keys;
 mod store;
 mod users;
-mod web;
+pub(crate) mod web;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -345,6 +345,38 @@ impl AmzTime {
     }
 }
 
+/// Parses `YYYYMMDDTHHMMSSZ` (an `X-Amz-Date`) back to a time.
+pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u64> {
+        b[r].iter().try_fold(0u64, |acc, &d| d.is_ascii_digit().then(|| acc * 10 + u64::from(d - b'0')))
+    };
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(y as i64, m as i64, d as i64);
+    let secs = u64::try_from(days).ok()? * 86_400 + hh * 3600 + mm * 60 + ss;
+    // Reject dates like 20250231 that do not round-trip.
+    (AmzTime::from_unix(secs).as_str() == s).then(|| UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 fn put_digits(out: &mut [u8], mut v: u64) {
     for slot in out.iter_mut().rev() {
         *slot = b'0' + (v % 10) as u8;
@@ -452,6 +484,17 @@ mod tests {
             let theirs: String = theirs.chars().filter(|c| c.is_ascii_digit() || *c == 'T' || *c == 'Z').collect();
             assert_eq!(ours.as_str(), theirs, "at {t}");
             t += 86_400 * 13 + 3_607;
+        }
+    }
+
+    #[test]
+    fn amz_date_parses_back() {
+        for t in [0u64, 951_782_400, 1_735_689_599, 1_735_787_045, 4_102_444_799] {
+            let s = AmzTime::from_unix(t);
+            assert_eq!(parse_amz_date(s.as_str()), Some(UNIX_EPOCH + Duration::from_secs(t)));
+        }
+        for bad in ["20250231T000000Z", "20250102T240000Z", "20250102 030405Z", "2025010T030405Z", "20250102T030405"] {
+            assert_eq!(parse_amz_date(bad), None, "{bad}");
         }
     }
 

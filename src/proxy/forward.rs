@@ -7,6 +7,7 @@
 //! `X-Forwarded-*`, `X-Request-Id` and — only with a policy `Permit` — the
 //! identity headers and the signed `X-Prt-Assertion`.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -26,17 +27,54 @@ use crate::metrics::UpstreamError;
 use crate::normalize::NormalizedPath;
 use crate::policy::Permit;
 
-/// The upstream path and query for a normalized path.
+/// The upstream path and query for a normalized path, without OAuth
+/// parameters (SPEC 9: `code`, `state` and tokens never reach Django).
 pub fn path_and_query(target: &Uri, path: &NormalizedPath<'_>) -> Result<PathAndQuery, Refusal> {
-    if path.is_unchanged() {
+    let query = target.query().map(strip_oauth_params);
+    let query_unchanged = matches!(query, None | Some(Cow::Borrowed(_)));
+    if path.is_unchanged() && query_unchanged {
         // no alloc: the target is already canonical; reuse its bytes.
         return target.path_and_query().cloned().ok_or(Refusal::Request("missing path"));
     }
-    let text = match target.query() {
+    let text = match query.as_deref() {
+        Some("") => path.as_str().to_owned(),
         Some(q) => format!("{}?{q}", path.as_str()),
         None => path.as_str().to_owned(),
     };
     PathAndQuery::try_from(text).map_err(|_| Refusal::Request("unrepresentable path"))
+}
+
+/// Query parameters the gate never forwards: the OAuth authorization
+/// response (`code`, `state`), tokens and client credentials. Names compare
+/// case-insensitively after percent-decoding (`%63ode` is `code`).
+pub const OAUTH_PARAMS: &[&str] = &[
+    "code",
+    "state",
+    "session_state",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "id_token_hint",
+    "token",
+    "client_secret",
+    "code_verifier",
+    "client_assertion",
+];
+
+/// `query` without [`OAUTH_PARAMS`]; borrowed (no alloc) when none is there.
+pub fn strip_oauth_params(query: &str) -> Cow<'_, str> {
+    if crate::redact::disabled_for_test() {
+        return Cow::Borrowed(query);
+    }
+    let is_oauth = |pair: &str| {
+        let name = pair.split('=').next().unwrap_or("");
+        let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        OAUTH_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(decoded.trim()))
+    };
+    if !query.split('&').any(is_oauth) {
+        return Cow::Borrowed(query);
+    }
+    Cow::Owned(query.split('&').filter(|p| !p.is_empty() && !is_oauth(p)).collect::<Vec<_>>().join("&"))
 }
 
 /// What the upstream request line and `Host` will be.
@@ -250,6 +288,22 @@ mod tests {
             strip_cookie(&mut h, "prt_session");
             assert_eq!(h.get(header::COOKIE).map(|v| v.to_str().unwrap()), expected, "{input}");
         }
+    }
+
+    #[test]
+    fn oauth_parameters_are_stripped_from_the_query() {
+        let rows = [
+            ("page=2", "page=2"),
+            ("code=abc&state=xyz", ""),
+            ("page=2&code=abc", "page=2"),
+            ("access_token=t&q=bol&ID_TOKEN=x&%63ode=y&refresh_token&client_secret=s", "q=bol"),
+            ("zipcode=60601&codes=1&statement=x", "zipcode=60601&codes=1&statement=x"),
+            ("a=1&&token=x&b=2", "a=1&b=2"),
+        ];
+        for (input, expected) in rows {
+            assert_eq!(strip_oauth_params(input), expected, "{input}");
+        }
+        assert!(matches!(strip_oauth_params("page=2&q=x"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -331,10 +331,14 @@ fn log(gate: &Gate, config: &Config, conn: &ConnInfo, ctx: &Ctx, status: u16, to
         return;
     }
     let error = ctx.refusal.map(|r| r.to_string());
+    // The query as forwarded (OAuth parameters already gone), values kept
+    // only for allow-listed names; the whole line then passes the engine.
+    let query = ctx.forwarded.as_ref().and_then(|pq| pq.query()).map(crate::redact::query::filter_query);
     tracing::info!(
         target: "access",
         method = ctx.method.as_str(),
         path = ctx.forwarded.as_ref().map_or("-", |pq| pq.path()),
+        query = query.as_deref(),
         status,
         decision = decision.as_str(),
         rule = ctx.rule.as_deref().unwrap_or(""),

@@ -4,8 +4,10 @@
 mod support;
 
 mod admin;
+mod canary;
 mod cluster;
 mod config;
+mod demo;
 mod devsso;
 mod django;
 mod faults;
@@ -15,4 +17,6 @@ mod media;
 mod policy;
 mod policy_gate;
 mod proxy;
+mod redact;
+mod run;
 mod session;
