@@ -5,8 +5,9 @@
 # go to fuzz/corpus/<target>/ (not committed). A crash or a broken invariant stops the
 # run with exit 1 and leaves the input in fuzz/artifacts/<target>/.
 #
-#   bash fuzz/run.sh          # 30 s per target
-#   bash fuzz/run.sh 600      # the long run whose numbers go in docs/RELIABILITY.md
+#   bash fuzz/run.sh               # 30 s per target
+#   bash fuzz/run.sh 600           # the long run whose numbers go in docs/RELIABILITY.md
+#   bash fuzz/run.sh 60 next jwt   # some targets only
 #
 # cargo-fuzz on the stable toolchain: RUSTC_BOOTSTRAP=1 lets it pass its -Z flags.
 # No sanitizer (-s none): the crate forbids `unsafe`, so ASan would find nothing the
@@ -15,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-30}
 targets=(normalize policy next session_id jwt redact)
+(($# > 1)) && targets=("${@:2}")
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="$PWD/target"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

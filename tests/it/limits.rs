@@ -46,8 +46,12 @@ async fn over_long_uri_is_414_and_never_reaches_upstream() {
     let (status, _) = raw_get(gate.addr, huge.as_bytes(), "");
     assert_eq!(status, 431);
     assert_eq!(up.count(), 1, "an over-long target reached the upstream");
-    let access = gate.access_lines();
-    assert!(access.iter().any(|l| l["status"] == 414 && l["decision"] == "reject" && l["path"] == "-"), "{access:?}");
+    // The access log is written asynchronously: wait for the line.
+    let logged = eventually(Duration::from_secs(20), || {
+        gate.access_lines().iter().any(|l| l["status"] == 414 && l["decision"] == "reject" && l["path"] == "-")
+    })
+    .await;
+    assert!(logged, "{:?}", gate.access_lines());
 }
 
 /// The 431 limits of `header_limits_and_read_timeout` (tests/it/proxy.rs),
