@@ -240,6 +240,14 @@ impl Redactor {
         if self.next_candidate(text, 0).is_none() {
             return;
         }
+        self.find_anchored(text, hits);
+    }
+
+    /// [`Redactor::find`] for text the caller already knows holds an anchor
+    /// (the line filter found it with [`Redactor::next_candidate`]): skips
+    /// the fast-path scan. Still correct, only slower, without an anchor.
+    pub fn find_anchored(&self, text: &[u8], hits: &mut Vec<Hit>) {
+        hits.clear();
         // Bitmask of detectors whose anchors occur (the table has < 64 rows;
         // operator patterns are in `always`).
         let mut mask = 0u64;

@@ -62,7 +62,11 @@ impl LineFilter {
 
     /// One complete line, without its `\n`, redacted onto `out`.
     pub fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
-        self.segment(line, out, true);
+        self.line_inner(line, out, false);
+    }
+
+    fn line_inner(&mut self, line: &[u8], out: &mut Vec<u8>, anchored: bool) {
+        self.segment(line, out, true, anchored);
         if self.carry == Carry::Value {
             self.carry = Carry::None;
         }
@@ -78,7 +82,8 @@ impl LineFilter {
         }
         let mut at = 0;
         while at < block.len() {
-            let (start, p) = if self.carry == Carry::None {
+            let anchored = self.carry == Carry::None;
+            let (start, p) = if anchored {
                 match self.redactor.next_candidate(block, at) {
                     None => {
                         out.extend_from_slice(&block[at..]);
@@ -91,7 +96,7 @@ impl LineFilter {
             };
             let end = memchr::memchr(b'\n', &block[p..]).map_or(block.len(), |i| p + i);
             out.extend_from_slice(&block[at..start]);
-            self.line(&block[start..end], out);
+            self.line_inner(&block[start..end], out, anchored);
             if end < block.len() {
                 out.push(b'\n');
             }
@@ -101,7 +106,8 @@ impl LineFilter {
 
     /// Processes a window of an unfinished line; returns how many bytes of
     /// `w` were consumed (the rest is presented again with more data).
-    fn segment(&mut self, w: &[u8], out: &mut Vec<u8>, last: bool) -> usize {
+    /// `anchored`: the caller found a detector anchor in `w`.
+    fn segment(&mut self, w: &[u8], out: &mut Vec<u8>, last: bool, anchored: bool) -> usize {
         if self.off {
             out.extend_from_slice(w);
             return w.len();
@@ -133,7 +139,11 @@ impl LineFilter {
             },
         }
         let text = &w[start..];
-        self.redactor.find(text, &mut self.hits);
+        if anchored && start == 0 {
+            self.redactor.find_anchored(text, &mut self.hits);
+        } else {
+            self.redactor.find(text, &mut self.hits);
+        }
         let mut cut = if last { text.len() } else { text.len().saturating_sub(OVERLAP) };
         for h in &self.hits {
             if h.context < cut && h.end > cut {
@@ -190,7 +200,7 @@ fn is_value_end(b: u8) -> bool {
 fn continue_windows(f: &mut LineFilter, pending: &mut Vec<u8>, out: &mut Vec<u8>) {
     while pending.len() >= MAX_LINE {
         // `segment` always consumes at least `MAX_LINE - OVERLAP` bytes here.
-        let used = f.segment(pending, out, false);
+        let used = f.segment(pending, out, false, false);
         pending.drain(..used.clamp(1, pending.len()));
     }
 }
