@@ -1,0 +1,141 @@
+use super::*;
+
+fn creds(token: Option<&str>) -> Credentials {
+    Credentials {
+        access_key_id: "AKIDEXAMPLE".into(),
+        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into()),
+        session_token: token.map(|t| Secret::new(t.into())),
+        expires_at: None,
+    }
+}
+
+#[test]
+fn amz_time_formats_utc() {
+    assert_eq!(AmzTime::from_unix(0).as_str(), "19700101T000000Z");
+    // 2025-01-02T03:04:05Z
+    assert_eq!(AmzTime::from_unix(1_735_787_045).as_str(), "20250102T030405Z");
+    // Leap day and end of a leap year.
+    assert_eq!(AmzTime::from_unix(951_782_400).as_str(), "20000229T000000Z");
+    assert_eq!(AmzTime::from_unix(1_735_689_599).as_str(), "20241231T235959Z");
+    assert_eq!(AmzTime::from_unix(1_735_689_599).date(), "20241231");
+}
+
+#[test]
+fn amz_time_agrees_with_humantime_over_many_days() {
+    let mut t = 0u64;
+    while t < 4_102_444_800 {
+        let ours = AmzTime::from_unix(t);
+        let theirs = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string();
+        let theirs: String = theirs.chars().filter(|c| c.is_ascii_digit() || *c == 'T' || *c == 'Z').collect();
+        assert_eq!(ours.as_str(), theirs, "at {t}");
+        t += 86_400 * 13 + 3_607;
+    }
+}
+
+#[test]
+fn amz_date_parses_back() {
+    for t in [0u64, 951_782_400, 1_735_689_599, 1_735_787_045, 4_102_444_799] {
+        let s = AmzTime::from_unix(t);
+        assert_eq!(parse_amz_date(s.as_str()), Some(UNIX_EPOCH + Duration::from_secs(t)));
+    }
+    for bad in ["20250231T000000Z", "20250102T240000Z", "20250102 030405Z", "2025010T030405Z", "20250102T030405"] {
+        assert_eq!(parse_amz_date(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn encoding_matches_botocore_safe_set() {
+    let mut s = String::new();
+    encode_into(&mut s, "bols/a b+c~é_-.pdf", true);
+    assert_eq!(s, "bols/a%20b%2Bc~%C3%A9_-.pdf");
+    s.clear();
+    encode_into(&mut s, "a/b", false);
+    assert_eq!(s, "a%2Fb");
+}
+
+#[test]
+fn targets_follow_botocore_addressing() {
+    let t = Target::new("prt-media", "us-east-2", None, false);
+    assert_eq!((t.host.as_str(), t.path_prefix.as_str()), ("prt-media.s3.us-east-2.amazonaws.com", ""));
+    let t = Target::new("prt-media", "us-east-2", None, true);
+    assert_eq!((t.host.as_str(), t.path_prefix.as_str()), ("s3.us-east-2.amazonaws.com", "/prt-media"));
+    let ep = url::Url::parse("http://127.0.0.1:9000").unwrap();
+    let t = Target::new("prt-media", "us-east-2", Some(&ep), false);
+    assert_eq!((t.host.as_str(), t.path_prefix.as_str()), ("127.0.0.1:9000", "/prt-media"));
+    let ep = url::Url::parse("https://minio.internal").unwrap();
+    let t = Target::new("prt-media", "us-east-2", Some(&ep), false);
+    assert_eq!(t.host, "prt-media.minio.internal");
+    let t = Target::new("Prt.Media", "us-east-2", None, false);
+    assert_eq!(t.path_prefix, "/Prt.Media");
+}
+
+/// AWS's published example (S3 docs, "Authenticating Requests: Using
+/// Query Parameters"): GET test.txt from examplebucket, 2013-05-24, 86400 s.
+#[test]
+fn aws_documented_example_signature() {
+    let creds = Credentials {
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into()),
+        session_token: None,
+        expires_at: None,
+    };
+    let target =
+        Target { scheme: "https".into(), host: "examplebucket.s3.amazonaws.com".into(), path_prefix: String::new() };
+    let p = Presigner::new(creds, "us-east-1", target);
+    let now = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+    let url = p.presign(Verb::Get, "test.txt", Duration::from_secs(86_400), now, &[]);
+    assert!(url.ends_with("X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"), "{url}");
+}
+
+#[test]
+fn signing_key_is_cached_per_day_and_rolls_over() {
+    let p = Presigner::new(creds(None), "us-east-2", Target::new("b-1", "us-east-2", None, false));
+    let day1 = UNIX_EPOCH + Duration::from_secs(1_735_787_045);
+    let a = p.presign(Verb::Get, "k", Duration::from_secs(60), day1, &[]);
+    assert_eq!(p.key.load().0, 1_735_787_045 / 86_400);
+    let b = p.presign(Verb::Get, "k", Duration::from_secs(60), day1, &[]);
+    assert_eq!(a, b);
+    let day2 = day1 + Duration::from_secs(86_400);
+    let c = p.presign(Verb::Get, "k", Duration::from_secs(60), day2, &[]);
+    assert_eq!(p.key.load().0, 1_735_787_045 / 86_400 + 1);
+    assert!(c.contains("X-Amz-Date=20250103T030405Z"));
+    // A fresh presigner for day 2 agrees with the rolled-over cache.
+    let fresh = Presigner::new(creds(None), "us-east-2", Target::new("b-1", "us-east-2", None, false));
+    assert_eq!(fresh.presign(Verb::Get, "k", Duration::from_secs(60), day2, &[]), c);
+}
+
+#[test]
+fn debug_never_prints_secrets() {
+    let c = creds(Some("canary-session-token"));
+    let p = Presigner::new(c.clone(), "us-east-2", Target::new("b-1", "us-east-2", None, false));
+    let shown = format!("{c:?} {p:?}");
+    assert!(!shown.contains("EXAMPLEKEY") && !shown.contains("canary-session-token"), "{shown}");
+}
+
+#[test]
+fn credentials_from_vars() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+    };
+    assert_eq!(Credentials::from_vars(vars(&[("AWS_ACCESS_KEY_ID", "A")])).err(), Some(CredentialsError::Missing));
+    let c = Credentials::from_vars(vars(&[
+        ("AWS_ACCESS_KEY_ID", "A"),
+        ("AWS_SECRET_ACCESS_KEY", "s"),
+        ("AWS_SESSION_TOKEN", "t"),
+        ("AWS_CREDENTIAL_EXPIRATION", "2030-01-01T00:00:00Z"),
+    ]))
+    .unwrap();
+    let now = humantime::parse_rfc3339("2029-12-31T20:00:00Z").unwrap();
+    assert!(c.lifetime_warning(Duration::from_secs(3600), now).is_none());
+    assert!(c.lifetime_warning(Duration::from_secs(86_400), now).is_some());
+    let c = Credentials::from_vars(vars(&[("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "s")])).unwrap();
+    assert!(c.lifetime_warning(Duration::from_secs(604_800), now).is_none(), "long-term keys never warn");
+    let c = Credentials::from_vars(vars(&[
+        ("AWS_ACCESS_KEY_ID", "A"),
+        ("AWS_SECRET_ACCESS_KEY", "s"),
+        ("AWS_SESSION_TOKEN", "t"),
+    ]))
+    .unwrap();
+    assert!(c.lifetime_warning(Duration::from_secs(86_400), now).is_some());
+    assert!(c.lifetime_warning(Duration::from_secs(1800), now).is_none());
+}
