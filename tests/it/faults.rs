@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use prt_gate::devsso::{builtin_users, DevSso};
 
-use crate::limits::{eventually_async, metric};
+use crate::limits::metric;
 use crate::support::*;
 
 /// One answer seen by the load generator: when, which worker kind, status

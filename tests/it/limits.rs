@@ -234,21 +234,3 @@ async fn max_connections_holds_new_connections_until_a_slot_frees() {
     eprintln!("limits: waiting connection served {:?} after a slot freed", t.elapsed());
     drop(idle_b);
 }
-
-/// Polls an async predicate until it holds or `timeout` passes.
-pub async fn eventually_async<F, Fut>(timeout: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}

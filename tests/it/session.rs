@@ -4,7 +4,6 @@
 //! cluster tests — the shared server is never flushed or stopped).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,27 +15,11 @@ use prt_gate::session::{
 };
 use rand::RngCore as _;
 
+use crate::support::eventually_async;
+
 const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
 
 // ---------------------------------------------------------------- helpers
-
-/// Wait until `f` yields true, polling; false once `timeout` has passed.
-async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn config(store: StoreKind, prefix: &str, idle: u64, absolute: u64, cache_ms: u64) -> SessionConfig {
     SessionConfig {
@@ -247,7 +230,7 @@ async fn expiry_contract(idle_store: &impl SessionStore, absolute_store: &impl S
     // Absolute 2 s: ends even while in use.
     let id = absolute_store.create(record("abs@example.com", "Office")).await.unwrap();
     assert!(absolute_store.get(&id).await.unwrap().is_some());
-    let ended = eventually(Duration::from_secs(5), || async {
+    let ended = eventually_async(Duration::from_secs(5), || async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         absolute_store.get(&id).await.unwrap().is_none()
     })
@@ -330,7 +313,7 @@ async fn two_replicas_share_sessions_and_revocation_reaches_both_within_a_second
     assert_eq!(a.revoke_user("rep@example.com").await.unwrap(), 1);
     assert!(a.get(&id).await.unwrap().is_none(), "A forgets at once");
     let t = Instant::now();
-    assert!(eventually(Duration::from_secs(1), || async { b.get(&id).await.unwrap().is_none() }).await);
+    assert!(eventually_async(Duration::from_secs(1), || async { b.get(&id).await.unwrap().is_none() }).await);
     assert!(t.elapsed() <= Duration::from_secs(1), "took {:?}", t.elapsed());
 
     // Same for a logout on B seen by A.
@@ -338,7 +321,7 @@ async fn two_replicas_share_sessions_and_revocation_reaches_both_within_a_second
     assert!(b.get(&id).await.unwrap().is_some());
     assert!(b.delete(&id).await.unwrap());
     assert!(b.get(&id).await.unwrap().is_none());
-    assert!(eventually(Duration::from_secs(1), || async { a.get(&id).await.unwrap().is_none() }).await);
+    assert!(eventually_async(Duration::from_secs(1), || async { a.get(&id).await.unwrap().is_none() }).await);
 }
 
 #[tokio::test]
@@ -370,9 +353,9 @@ async fn redis_outage_fails_closed_and_recovers_by_itself() {
 
     // Same port, empty server: the stores reconnect on their own.
     let _server = OwnRedis::start(port, &[]);
-    assert!(eventually(Duration::from_secs(10), || async { writer.ping().await.is_ok() }).await, "no recovery");
+    assert!(eventually_async(Duration::from_secs(10), || async { writer.ping().await.is_ok() }).await, "no recovery");
     let id = writer.create(record("after@example.com", "Office")).await.unwrap();
-    assert!(eventually(Duration::from_secs(10), || async { matches!(reader.get(&id).await, Ok(Some(_))) }).await);
+    assert!(eventually_async(Duration::from_secs(10), || async { matches!(reader.get(&id).await, Ok(Some(_))) }).await);
     assert!(reader.get(&uncached).await.unwrap().is_none(), "data did not survive the restart");
 }
 
@@ -402,7 +385,7 @@ async fn redis_cluster_store_contract() {
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
     };
-    let ready = eventually(Duration::from_secs(20), || {
+    let ready = eventually_async(Duration::from_secs(20), || {
         let ok = nodes.iter().all(|n| cluster_ok(n.port));
         async move { ok }
     })
@@ -413,7 +396,7 @@ async fn redis_cluster_store_contract() {
     let cfg = config(StoreKind::Redis(url), "prt-gate:", 3600, 86_400, 500);
     let store = Store::from_config(&cfg).await.unwrap();
     // Topology may still be settling on a loaded machine.
-    assert!(eventually(Duration::from_secs(10), || async { store.ping().await.is_ok() }).await);
+    assert!(eventually_async(Duration::from_secs(10), || async { store.ping().await.is_ok() }).await);
     store_contract(&store).await;
 }
 

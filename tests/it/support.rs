@@ -480,3 +480,21 @@ pub fn get_with(url: &str, cookie: Option<&str>, accept: Option<&str>) -> Reques
     }
     b.body(Full::new(Bytes::new())).unwrap()
 }
+
+/// Polls an async predicate until it holds or `timeout` passes.
+pub async fn eventually_async<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
