@@ -57,7 +57,13 @@ pub enum SessionsAction {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gate in front of a separately started upstream.
-    Serve,
+    Serve {
+        /// Drain and exit when standard input reaches end of file: for a
+        /// supervising parent (`prt-gate demo`) that may die without a chance
+        /// to stop the gate. Not needed under systemd or a container runtime.
+        #[arg(long, hide = true)]
+        exit_on_stdin_eof: bool,
+    },
     /// Start the gate and the upstream as its child process (scrubbing its logs).
     Run {
         /// The upstream command, after `--`.
@@ -139,9 +145,9 @@ pub enum Format {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve => serve(&cli.config, None),
+        Command::Serve { exit_on_stdin_eof } => serve(&cli.config, None, exit_on_stdin_eof),
         Command::Check { file } => check(file.as_deref().unwrap_or(&cli.config)),
-        Command::Run { cmd } => serve(&cli.config, Some(&cmd)),
+        Command::Run { cmd } => serve(&cli.config, Some(&cmd), false),
         Command::Explain(args) => explain(&cli.config, &args),
         Command::Redact => run::redact(&cli.config),
         Command::Sessions { action } => sessions(&cli.config, action),
@@ -339,7 +345,7 @@ fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard 
 
 /// `serve`, or with `child` the `run` command: the same gate plus a
 /// supervised upstream (see `cli/run.rs`).
-fn serve(path: &Path, child: Option<&[String]>) -> ExitCode {
+fn serve(path: &Path, child: Option<&[String]>, exit_on_stdin_eof: bool) -> ExitCode {
     let (config, warnings) = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -409,7 +415,17 @@ fn serve(path: &Path, child: Option<&[String]>) -> ExitCode {
             proxy::server::serve(gate, listener, shutdown).await;
             return sup.finish(config.gate.drain_timeout).await;
         }
-        let shutdown = shutdown_signal();
+        let signals = shutdown_signal();
+        let shutdown = async move {
+            if exit_on_stdin_eof {
+                tokio::select! {
+                    () = signals => {},
+                    () = stdin_eof() => tracing::info!("standard input closed: shutting down"),
+                }
+            } else {
+                signals.await;
+            }
+        };
         // Tests and scripts read this line to learn the bound ports.
         eprintln!("prt-gate: listening on {addr} admin {admin_addr}");
         let drained = proxy::server::serve(gate, listener, shutdown).await;
@@ -473,6 +489,19 @@ fn dev_sso(listen: SocketAddr, users_file: Option<&Path>) -> ExitCode {
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
 /// called (not when the future is first polled), so a signal that arrives
 /// right after start-up is never fatal.
+/// Resolves when standard input reaches end of file (or fails): the parent
+/// holding its other end has exited.
+async fn stdin_eof() {
+    use tokio::io::AsyncReadExt as _;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());

@@ -116,7 +116,7 @@ async fn run(listen: SocketAddr) -> ExitCode {
         ("AWS_ACCESS_KEY_ID", aws_id.as_str()),
         ("AWS_SECRET_ACCESS_KEY", aws_secret.as_str()),
     ];
-    let (mut gate, admin) = match start_gate(&config, &dir.join("access.log"), &env).await {
+    let (mut gate, _gate_stdin, admin) = match start_gate(&config, &dir.join("access.log"), &env).await {
         Ok(g) => g,
         Err(e) => return fail(e),
     };
@@ -193,12 +193,25 @@ fn policy_tables(policy: &str) -> String {
 }
 
 /// Starts `prt-gate serve` (this binary) and waits until it listens.
-/// Returns the child and the admin address.
-async fn start_gate(config: &Path, access_log: &Path, env: &[(&str, &str)]) -> Result<(Child, String), String> {
+/// Returns the child, the write end of its stdin (the gate exits when it is
+/// closed; kept apart because `Child::wait` would close it) and the admin address.
+async fn start_gate(
+    config: &Path,
+    access_log: &Path,
+    env: &[(&str, &str)],
+) -> Result<(Child, tokio::process::ChildStdin, String), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let log = std::fs::File::create(access_log).map_err(|e| format!("cannot create {}: {e}", access_log.display()))?;
     let mut cmd = Command::new(exe);
-    cmd.arg("serve").arg("--config").arg(config).stdin(Stdio::null()).stdout(log).stderr(Stdio::piped());
+    // The gate holds a pipe from us on stdin and exits when it closes: if the
+    // demo dies (even by SIGKILL), the gate does not linger on the port.
+    cmd.arg("serve")
+        .arg("--exit-on-stdin-eof")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(log)
+        .stderr(Stdio::piped());
     // Only this run's settings: nothing inherited may change the demo's gate.
     for (k, _) in std::env::vars_os() {
         if let Some(k) = k.to_str().filter(|k| k.starts_with("PRT_GATE_") || k.starts_with("AWS_")) {
@@ -207,6 +220,7 @@ async fn start_gate(config: &Path, access_log: &Path, env: &[(&str, &str)]) -> R
     }
     cmd.envs(env.iter().copied()).kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| format!("cannot start the gate: {e}"))?;
+    let stdin = child.stdin.take().ok_or("no stdin pipe")?;
     let stderr = child.stderr.take().ok_or("no stderr pipe")?;
     let mut lines = BufReader::new(stderr).lines();
     let wait = async {
@@ -228,7 +242,7 @@ async fn start_gate(config: &Path, access_log: &Path, env: &[(&str, &str)]) -> R
             eprintln!("{line}");
         }
     });
-    Ok((child, admin))
+    Ok((child, stdin, admin))
 }
 
 fn banner(listen: SocketAddr, admin: String, sso: &str, app: SocketAddr, s3: SocketAddr, dir: &Path) -> String {

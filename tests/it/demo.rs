@@ -231,3 +231,18 @@ fn demo_stops_cleanly_on_sigterm_and_removes_its_directory() {
     assert!(status.success(), "{status:?}");
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
+
+#[test]
+fn the_gate_does_not_outlive_a_killed_demo() {
+    let mut demo = Demo::start();
+    let addr: std::net::SocketAddr = demo.url.trim_start_matches("http://").parse().unwrap();
+    assert!(std::net::TcpStream::connect(addr).is_ok(), "gate not listening");
+    // SIGKILL: the demo gets no chance to stop its gate child.
+    demo.child.kill().unwrap();
+    demo.child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the gate still listens on {addr} after the demo died");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
