@@ -323,11 +323,15 @@ fn sessions(path: &Path, action: SessionsAction) -> ExitCode {
     })
 }
 
-fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
-    // Buffered, blocking-when-full writer: access lines are never dropped.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+fn init_logging(config: &Config) -> Option<crate::logwriter::Guard> {
+    // One writer thread, batched writes, back-pressure instead of dropped lines.
+    let (writer, guard) = match crate::logwriter::new(std::io::stdout()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("prt-gate: cannot start the log writer: {e}");
+            return None;
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{},access=info", config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Every line the gate logs, at any level, passes the redaction engine.
@@ -340,7 +344,7 @@ fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard 
         .with_env_filter(filter)
         .with_writer(writer)
         .init();
-    guard
+    Some(guard)
 }
 
 /// `serve`, or with `child` the `run` command: the same gate plus a
@@ -350,7 +354,10 @@ fn serve(path: &Path, child: Option<&[String]>, exit_on_stdin_eof: bool) -> Exit
         Ok(c) => c,
         Err(code) => return code,
     };
-    let _log_guard = init_logging(&config);
+    // No log writer, no gate: an access log that silently goes nowhere is not an option.
+    let Some(_log_guard) = init_logging(&config) else {
+        return ExitCode::from(1);
+    };
     for w in &warnings {
         tracing::warn!("{w}");
     }

@@ -23,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod devsso;
 pub mod identity;
+pub mod logwriter;
 pub mod media;
 pub mod metrics;
 pub mod normalize;
