@@ -1,7 +1,7 @@
 //! The gate's own log output through the engine: a `tracing` `MakeWriter`
 //! wrapper. The JSON formatter renders each event into one buffer and hands
 //! it to the writer in one `write_all`; the wrapper redacts that buffer
-//! before it reaches the non-blocking stdout writer. An event without an
+//! before it reaches the batched stdout writer. An event without an
 //! anchor costs one prefilter scan and no allocation.
 //!
 //! Neighbours: `cli` installs it around the access log / diagnostics writer.
