@@ -233,7 +233,7 @@ async fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("tempdir");
     let up = upstream().await;
-    let (_sso, sso_url) =
+    let (sso_proc, sso_url) =
         spawn(&a.gate_bin, &["dev-sso", "--listen", "127.0.0.1:0"], &[], "prt-gate dev-sso: listening on ", dir.path());
     let policy = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policy.toml")).expect("policy.toml");
     std::fs::write(dir.path().join("policy.toml"), policy).expect("write policy");
@@ -343,7 +343,10 @@ async fn main() {
     );
     let ok = errors == 0 && growth <= 5.0 && alive;
     println!("soak: {}", if ok { "PASS" } else { "FAIL" });
+    // `exit` runs no destructors: stop the children (and remove the temp dir) first.
     drop(gate_proc);
+    drop(sso_proc);
+    drop(dir);
     std::process::exit(if ok { 0 } else { 1 });
 }
 
