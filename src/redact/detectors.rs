@@ -58,6 +58,10 @@ macro_rules! quoted_value {
     };
 }
 
+/// Literal anchors of the `secret_key!()` fragments (both `secret` detectors).
+const SECRET_KEY_ANCHORS: &[&str] =
+    &["token", "secret", "passw", "pwd", "session", "api_key", "api-key", "apikey", "private_key", "auth_key"];
+
 pub const BUILTINS: &[Builtin] = &[
     // -----BEGIN RSA PRIVATE KEY----- … -----END RSA PRIVATE KEY----- within
     // one line (JSON-escaped newlines); across lines, `stream` carries state.
@@ -131,18 +135,7 @@ pub const BUILTINS: &[Builtin] = &[
     // JSON / Python repr (`"k": "v"`, `'k': 'v'`, `('k', 'v')`) …
     Builtin {
         name: "secret",
-        anchors: &[
-            "token",
-            "secret",
-            "passw",
-            "pwd",
-            "session",
-            "api_key",
-            "api-key",
-            "apikey",
-            "private_key",
-            "auth_key",
-        ],
+        anchors: SECRET_KEY_ANCHORS,
         regex: concat!(
             r#"(?i-u)(?:\\?["']"#,
             secret_key!(),
@@ -158,18 +151,7 @@ pub const BUILTINS: &[Builtin] = &[
     // … and `key=value`, `key="v"`, `Key: value` (headers, logfmt, env).
     Builtin {
         name: "secret",
-        anchors: &[
-            "token",
-            "secret",
-            "passw",
-            "pwd",
-            "session",
-            "api_key",
-            "api-key",
-            "apikey",
-            "private_key",
-            "auth_key",
-        ],
+        anchors: SECRET_KEY_ANCHORS,
         regex: concat!(
             r#"(?i-u)(?:^|[^A-Za-z0-9_.-])"#,
             secret_key!(),
