@@ -8,7 +8,7 @@
 //! The caller then prefixes the gate's public origin, so the `Location`
 //! header is absolute and can never leave that origin.
 //!
-//! Pure; fuzzed and tested against `shared/corpora/openredirects.txt`.
+//! Pure; fuzzed and tested against `tests/fixtures/openredirects.txt` (the oauth2-proxy corpus).
 
 use percent_encoding::percent_decode_str;
 
@@ -108,9 +108,9 @@ mod tests {
 
     #[test]
     fn open_redirect_corpus_never_leaves_the_origin() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpora/openredirects.txt");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openredirects.txt");
         let Ok(corpus) = std::fs::read_to_string(path) else {
-            // The corpus lives beside the repository (shared/); CI has it.
+            // Committed with its licence in tests/fixtures/.
             panic!("corpus not found at {path}");
         };
         let origin = url::Url::parse("https://prt.barge2rail.com").unwrap();

@@ -253,8 +253,8 @@ async fn open_redirect_corpus_never_leaves_the_origin() {
     let up = Upstream::start().await;
     let sso = sso().await;
     let gate = start_shipped_gate(up.addr, sso.url(), &[]);
-    let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpora/openredirects.txt"))
-        .expect("shared/corpora/openredirects.txt beside the repository");
+    let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openredirects.txt"))
+        .expect("tests/fixtures/openredirects.txt");
     let origin = gate.url("");
     let mut checked = 0;
     for line in corpus.lines().filter(|l| !l.is_empty()) {
