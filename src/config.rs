@@ -87,6 +87,9 @@ pub struct GateConfig {
     pub upstream_pool_max_idle: usize,
     pub drain_timeout: Duration,
     pub workers: Option<usize>,
+    /// Login attempts per client address per minute (0: unlimited),
+    /// `proxy::ratelimit`.
+    pub login_rate_limit: u32,
 }
 
 /// The gate's external origin (`https://prt.barge2rail.com`).

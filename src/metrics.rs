@@ -51,8 +51,17 @@ impl Decision {
 }
 
 /// Outcomes of `/auth/callback/` (the `outcome` label of `prt_gate_logins_total`).
-pub const LOGIN_OUTCOMES: [&str; 8] =
-    ["ok", "no_role", "bad_state", "bad_request", "bad_token", "sso_error", "sso_unavailable", "store_unavailable"];
+pub const LOGIN_OUTCOMES: [&str; 9] = [
+    "ok",
+    "no_role",
+    "bad_state",
+    "bad_request",
+    "bad_token",
+    "sso_error",
+    "sso_unavailable",
+    "store_unavailable",
+    "unbound",
+];
 
 /// Outcomes of `/media/` requests the policy allowed (`prt_gate_presigns_total`).
 pub const PRESIGN_OUTCOMES: [&str; 4] = ["granted", "bad_key", "missing", "unavailable"];
@@ -130,6 +139,8 @@ pub struct Metrics {
     config_reloads: [AtomicU64; 2],
     logins: [AtomicU64; LOGIN_OUTCOMES.len()],
     presigns: [AtomicU64; PRESIGN_OUTCOMES.len()],
+    /// Login-endpoint requests answered 429 (`gate.login_rate_limit`).
+    login_rate_limited: AtomicU64,
 }
 
 impl Metrics {
@@ -176,6 +187,10 @@ impl Metrics {
         if let Some(i) = PRESIGN_OUTCOMES.iter().position(|o| *o == outcome) {
             self.presigns[i].fetch_add(1, Relaxed);
         }
+    }
+
+    pub fn login_rate_limited(&self) {
+        self.login_rate_limited.fetch_add(1, Relaxed);
     }
 
     pub fn config_reload(&self, ok: bool) {
@@ -233,6 +248,11 @@ impl Metrics {
         for (i, o) in LOGIN_OUTCOMES.iter().enumerate() {
             let _ = writeln!(out, "prt_gate_logins_total{{outcome=\"{o}\"}} {}", self.logins[i].load(Relaxed));
         }
+        out.push_str(
+            "# HELP prt_gate_login_rate_limited_total Login-endpoint requests refused by gate.login_rate_limit.\n",
+        );
+        out.push_str("# TYPE prt_gate_login_rate_limited_total counter\n");
+        let _ = writeln!(out, "prt_gate_login_rate_limited_total {}", self.login_rate_limited.load(Relaxed));
         out.push_str("# HELP prt_gate_presigns_total Media requests the policy allowed, by outcome.\n");
         out.push_str("# TYPE prt_gate_presigns_total counter\n");
         for (i, o) in PRESIGN_OUTCOMES.iter().enumerate() {

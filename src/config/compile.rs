@@ -108,6 +108,7 @@ impl Config {
         c.range("gate.max_headers", g.max_headers, 16, 1000);
         c.range("gate.max_uri_bytes", g.max_uri_bytes, 256, 64 * 1024);
         c.range("gate.max_connections", g.max_connections, 1, 1_000_000);
+        c.range("gate.login_rate_limit", g.login_rate_limit as usize, 0, 1_000_000);
         if let Some(w) = g.workers {
             c.range("gate.workers", w, 1, 1024);
         }
@@ -293,6 +294,7 @@ impl Config {
                 upstream_pool_max_idle: g.upstream_pool_max_idle,
                 drain_timeout,
                 workers: g.workers,
+                login_rate_limit: g.login_rate_limit,
             },
             sso: SsoConfig {
                 base_url: sso_base,

@@ -45,6 +45,9 @@ pub struct RawGate {
     pub upstream_pool_max_idle: usize,
     pub drain_timeout: String,
     pub workers: Option<usize>,
+    /// Attempts per client address per minute on `/auth/login/` and
+    /// `/auth/callback/`; 0 disables the limit.
+    pub login_rate_limit: u32,
 }
 
 impl Default for RawGate {
@@ -66,6 +69,7 @@ impl Default for RawGate {
             upstream_pool_max_idle: 256,
             drain_timeout: "30s".into(),
             workers: None,
+            login_rate_limit: 30,
         }
     }
 }

@@ -9,6 +9,8 @@
 //!   `application_roles.<sso.app>` and refuses users without one (403 page,
 //!   no session). A **new** session id is minted at every login; a session
 //!   cookie the browser brought is deleted, never reused (no fixation).
+//! * The callback is answered only to the browser that started the login
+//!   (a per-login cookie, `oidc::binding`): no login CSRF.
 //! * Nothing here logs a token, code, state or cookie value.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -90,20 +92,43 @@ impl CookieSpec {
         HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
-    /// The session id from the request's cookies, if well-formed.
+    /// The session id from the request's cookies, if well-formed. Two or
+    /// more session cookies (one tossed in from a sibling subdomain) are
+    /// never resolved by picking one: the request is unauthenticated.
     pub fn read(&self, headers: &HeaderMap) -> Option<SessionId> {
-        cookie_values(headers, self.name).find_map(SessionId::parse)
+        let mut values = cookie_values(headers, self.name);
+        match (values.next(), values.next()) {
+            (Some(v), None) => SessionId::parse(v),
+            _ => None,
+        }
     }
+
+    /// Every well-formed session id the request carries (logout and a new
+    /// login end them all).
+    pub fn read_all(&self, headers: &HeaderMap) -> Vec<SessionId> {
+        cookie_values(headers, self.name).filter_map(SessionId::parse).collect()
+    }
+
+    /// More than one session cookie: ambiguous; answered unauthenticated and
+    /// with the cookie expired.
+    pub fn duplicated(&self, headers: &HeaderMap) -> bool {
+        cookie_values(headers, self.name).nth(1).is_some()
+    }
+}
+
+/// `(name, value)` of every cookie across all `Cookie` headers, in order.
+pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).filter_map(
+        |pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            Some((k.trim(), v.trim()))
+        },
+    )
 }
 
 /// Values of cookie `name` across all `Cookie` headers.
 pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).filter_map(
-        move |pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k.trim() == name).then_some(v.trim())
-        },
-    )
+    cookie_pairs(headers).filter_map(move |(k, v)| (k == name).then_some(v))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,10 +222,18 @@ impl Oidc {
                 qp.append_pair("login_hint", hint);
             }
         }
-        redirect(url.as_str())
+        let mut resp = redirect(url.as_str());
+        let h = resp.headers_mut();
+        for expired in self.cookie.login_excess(req.headers()) {
+            h.append(header::SET_COOKIE, expired);
+        }
+        h.append(header::SET_COOKIE, self.cookie.login_set(&state));
+        resp
     }
 
-    /// `GET /auth/callback/?code=…&state=…`.
+    /// `GET /auth/callback/?code=…&state=…`, answered only to the browser
+    /// that started the login (`binding`): any other gets a 403 page and
+    /// keeps its session as it was.
     pub async fn callback<B>(
         &self,
         store: &Store,
@@ -211,6 +244,28 @@ impl Oidc {
         let Some(state) = q.get("state") else {
             return (bad_login("The sign-in response is incomplete."), LoginOutcome::BadRequest);
         };
+        if !self.cookie.login_bound(req.headers(), state) {
+            let resp = page(
+                StatusCode::FORBIDDEN,
+                "Sign-in not started here",
+                "This sign-in link was not started in this browser, so it was not used. \
+                 To sign in, start again from the application.",
+            );
+            return (resp, LoginOutcome::Unbound);
+        }
+        let (mut resp, outcome) = self.callback_bound(store, policy, req, &q, state).await;
+        resp.headers_mut().append(header::SET_COOKIE, self.cookie.login_expire(state));
+        (resp, outcome)
+    }
+
+    async fn callback_bound<B>(
+        &self,
+        store: &Store,
+        policy: &Policy,
+        req: &Request<B>,
+        q: &std::collections::HashMap<String, String>,
+        state: &str,
+    ) -> (Response<GateBody>, LoginOutcome) {
         let st = match store.take_login_state(state).await {
             Ok(Some(st)) => st,
             Ok(None) => {
@@ -258,7 +313,7 @@ impl Oidc {
         }
         let role = record.role.clone();
         // No fixation: whatever session the browser had ends here.
-        if let Some(old) = self.cookie.read(req.headers()) {
+        for old in self.cookie.read_all(req.headers()) {
             let _ = store.delete(&old).await;
         }
         let id = match store.create(record).await {
@@ -278,7 +333,7 @@ impl Oidc {
     /// `/auth/logout/` and `/logout/`: delete server side, expire the cookie,
     /// and send the browser to the SSO's RP-logout.
     pub async fn logout<B>(&self, store: &Store, req: &Request<B>) -> Response<GateBody> {
-        if let Some(id) = self.cookie.read(req.headers()) {
+        for id in self.cookie.read_all(req.headers()) {
             if let Err(e) = store.delete(&id).await {
                 tracing::warn!(error = %e, "logout: session store unavailable; cookie expired anyway");
             }
@@ -410,6 +465,8 @@ pub enum LoginOutcome {
     SsoError,
     SsoUnavailable,
     StoreUnavailable,
+    /// The browser did not start this login (no login cookie for the state).
+    Unbound,
 }
 
 impl LoginOutcome {
@@ -423,6 +480,7 @@ impl LoginOutcome {
             LoginOutcome::SsoError => "sso_error",
             LoginOutcome::SsoUnavailable => "sso_unavailable",
             LoginOutcome::StoreUnavailable => "store_unavailable",
+            LoginOutcome::Unbound => "unbound",
         }
     }
 }

@@ -6,8 +6,9 @@
 //! * `kid` required, looked up in a JWKS cache; an unknown `kid` triggers a
 //!   refetch, at most once per [`REFETCH_INTERVAL`] (a flood of random kids
 //!   cannot turn the gate into a JWKS-fetching amplifier);
-//! * `exp`, `iss`, `aud` required and checked (60 s leeway); `nonce` for ID
-//!   tokens; a non-numeric `exp` is a malformed token.
+//! * `exp`, `iss`, `aud` required and checked, `nbf` honoured, an `iat` in
+//!   the future refused (each with [`LEEWAY_SECS`] of clock skew); `nonce`
+//!   for ID tokens; a non-numeric `exp` or `iat` is a malformed token.
 //!
 //! Neighbours: `oidc::flow` (callback) and the pipeline's authenticate phase.
 
@@ -20,6 +21,9 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
 use super::http::{SsoHttp, SsoHttpError};
+
+/// Clock skew allowed between the gate and the SSO.
+pub const LEEWAY_SECS: u64 = 60;
 
 /// Minimum time between two JWKS fetches caused by unknown `kid`s.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -71,6 +75,8 @@ pub struct SsoClaims {
     #[serde(default)]
     pub application_roles: HashMap<String, AppRole>,
     pub exp: u64,
+    #[serde(default)]
+    pub iat: Option<u64>,
 }
 
 impl SsoClaims {
@@ -200,18 +206,27 @@ pub fn rs256_kid(token: &str) -> Result<String, TokenError> {
     header.kid.ok_or(TokenError::NoKid)
 }
 
-/// Signature (RS256 only), `iss`, `aud`, `exp`/`nbf` (60 s leeway) against
-/// one key. Pure: the back half of [`Verifier::verify`], fuzzed alone.
+/// Signature (RS256 only), `iss`, `aud`, `exp`/`nbf`/`iat` ([`LEEWAY_SECS`])
+/// against one key. Pure: the back half of [`Verifier::verify`], fuzzed alone.
 pub fn verify_with_key(token: &str, key: &DecodingKey, issuer: &str, audience: &str) -> Result<SsoClaims, TokenError> {
     let mut v = Validation::new(Algorithm::RS256);
     v.algorithms = vec![Algorithm::RS256];
     v.set_required_spec_claims(&["exp", "iss", "aud"]);
     v.set_issuer(&[issuer]);
     v.set_audience(&[audience]);
-    v.leeway = 60;
+    v.leeway = LEEWAY_SECS;
     v.validate_exp = true;
     v.validate_nbf = true;
-    jsonwebtoken::decode::<SsoClaims>(token, key, &v).map(|d| d.claims).map_err(|e| TokenError::Invalid(e.kind_name()))
+    let claims = jsonwebtoken::decode::<SsoClaims>(token, key, &v)
+        .map(|d| d.claims)
+        .map_err(|e| TokenError::Invalid(e.kind_name()))?;
+    // A token issued in the future (beyond the skew) was minted with a wrong
+    // clock or to outlive its `exp` check: refused.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if claims.iat.is_some_and(|iat| iat > now.saturating_add(LEEWAY_SECS)) {
+        return Err(TokenError::Invalid("issued in the future".into()));
+    }
+    Ok(claims)
 }
 
 fn parse_keys(jwks: Jwks) -> HashMap<String, Arc<DecodingKey>> {

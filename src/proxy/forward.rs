@@ -3,7 +3,7 @@
 //!
 //! What reaches Django: the normalized path (never the raw one), the
 //! client's headers minus hop-by-hop, reserved identity names, the gate's
-//! session cookie and a consumed `Authorization`; plus `Host`,
+//! cookies and any `Authorization`; plus `Host`,
 //! `X-Forwarded-*`, `X-Request-Id` and — only with a policy `Permit` — the
 //! identity headers and the signed `X-Prt-Assertion`.
 
@@ -81,9 +81,6 @@ pub fn strip_oauth_params(query: &str) -> Cow<'_, str> {
 pub struct Upstream {
     pub path_and_query: PathAndQuery,
     pub host: HeaderValue,
-    /// The route took a Bearer token: the `Authorization` header is the
-    /// gate's, not Django's.
-    pub bearer_consumed: bool,
 }
 
 /// Proof of authorization plus the verified caller it was issued for.
@@ -121,10 +118,11 @@ pub async fn send(
     parts.version = Version::HTTP_11;
     let h = &mut parts.headers;
     headers::merge_cookies(h);
-    strip_cookie(h, gate.cookie.name);
-    if up.bearer_consumed {
-        h.remove(header::AUTHORIZATION);
-    }
+    strip_cookie(h, |name| gate.cookie.is_gate_cookie(name));
+    // The identity Django gets is the assertion: a consumed Bearer token, and
+    // on cookie routes a browser's own `Authorization` (which the gate did
+    // not check), never reach it.
+    h.remove(header::AUTHORIZATION);
     headers::set_forwarding(h, &Forwarding { peer: conn.peer.ip(), trusted: conn.trusted, host: &up.host });
     h.insert(header::HOST, up.host);
     h.insert(X_REQUEST_ID, request_id.clone());
@@ -160,7 +158,7 @@ pub async fn send(
     // upstream's business, and the gate's cookie is the gate's alone.
     let (mut rparts, rbody) = upstream_resp.into_parts();
     headers::strip_hop_by_hop(&mut rparts.headers);
-    strip_set_cookie(&mut rparts.headers, gate.cookie.name);
+    strip_set_cookie(&mut rparts.headers, |name| gate.cookie.is_gate_cookie(name));
     rparts.headers.insert(X_REQUEST_ID, request_id.clone());
     Sent { result: Ok(Response::from_parts(rparts, GateBody::upstream(rbody))), upstream_latency: Some(latency) }
 }
@@ -229,22 +227,19 @@ fn inject(
     Ok(())
 }
 
-/// Removes the gate's session cookie from `Cookie`, keeping Django's.
-fn strip_cookie(h: &mut HeaderMap, name: &str) {
+/// Removes the gate's cookies (`is_gate`) from `Cookie`, keeping Django's.
+fn strip_cookie(h: &mut HeaderMap, is_gate: impl Fn(&str) -> bool) {
     let Some(v) = h.get(header::COOKIE) else { return };
     let Ok(s) = v.to_str() else {
         // Not text: drop it whole rather than forward something unparsed.
         h.remove(header::COOKIE);
         return;
     };
-    if !s.split(';').any(|p| p.trim().split('=').next().is_some_and(|k| k.trim() == name)) {
+    let gate_pair = |p: &str| p.split('=').next().is_some_and(|k| is_gate(k.trim()));
+    if !s.split(';').any(gate_pair) {
         return; // no alloc: the common case for Django-only cookies
     }
-    let kept: Vec<&str> = s
-        .split(';')
-        .map(str::trim)
-        .filter(|p| !p.is_empty() && p.split('=').next().map(str::trim) != Some(name))
-        .collect();
+    let kept: Vec<&str> = s.split(';').map(str::trim).filter(|p| !p.is_empty() && !gate_pair(p)).collect();
     if kept.is_empty() {
         h.remove(header::COOKIE);
     } else if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
@@ -252,13 +247,13 @@ fn strip_cookie(h: &mut HeaderMap, name: &str) {
     }
 }
 
-/// The upstream may not set (or clear) the gate's cookie.
-fn strip_set_cookie(h: &mut HeaderMap, name: &str) {
-    if !h.get_all(header::SET_COOKIE).iter().any(|v| set_cookie_name(v) == Some(name)) {
+/// The upstream may not set (or clear) the gate's cookies.
+fn strip_set_cookie(h: &mut HeaderMap, is_gate: impl Fn(&str) -> bool) {
+    let gate = |v: &HeaderValue| set_cookie_name(v).is_some_and(&is_gate);
+    if !h.get_all(header::SET_COOKIE).iter().any(gate) {
         return;
     }
-    let kept: Vec<HeaderValue> =
-        h.get_all(header::SET_COOKIE).iter().filter(|v| set_cookie_name(v) != Some(name)).cloned().collect();
+    let kept: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().filter(|v| !gate(v)).cloned().collect();
     h.remove(header::SET_COOKIE);
     for v in kept {
         h.append(header::SET_COOKIE, v);
@@ -281,11 +276,12 @@ mod tests {
             ("sessionid=s; prt_session=abc; csrftoken=x", Some("sessionid=s; csrftoken=x")),
             ("sessionid=s", Some("sessionid=s")),
             ("prt_sessionx=1", Some("prt_sessionx=1")),
+            ("prt_login_abc=st; csrftoken=x; prt_login_def=st2", Some("csrftoken=x")),
         ];
         for (input, expected) in rows {
             let mut h = HeaderMap::new();
             h.insert(header::COOKIE, HeaderValue::from_static(input));
-            strip_cookie(&mut h, "prt_session");
+            strip_cookie(&mut h, |n| n == "prt_session" || n.starts_with("prt_login_"));
             assert_eq!(h.get(header::COOKIE).map(|v| v.to_str().unwrap()), expected, "{input}");
         }
     }
@@ -311,7 +307,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(header::SET_COOKIE, HeaderValue::from_static("prt_session=fixated; Path=/"));
         h.append(header::SET_COOKIE, HeaderValue::from_static("csrftoken=x; Path=/"));
-        strip_set_cookie(&mut h, "prt_session");
+        h.append(header::SET_COOKIE, HeaderValue::from_static("prt_login_abc=planted; Path=/"));
+        strip_set_cookie(&mut h, |n| n == "prt_session" || n.starts_with("prt_login_"));
         let all: Vec<_> = h.get_all(header::SET_COOKIE).iter().collect();
         assert_eq!(all, vec!["csrftoken=x; Path=/"]);
     }

@@ -12,6 +12,7 @@ pub mod forward;
 pub mod headers;
 pub mod owned;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod respond;
 pub mod server;
 pub mod sniff_deadline;
@@ -45,6 +46,8 @@ pub struct Gate {
     pub media: Option<Media>,
     /// Set when shutdown begins; `/readyz` reports not ready from then on.
     pub draining: AtomicBool,
+    /// Attempts per client on the login endpoints (`gate.login_rate_limit`).
+    pub login_limiter: ratelimit::LoginLimiter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +88,7 @@ impl Gate {
             live,
             metrics,
             draining: AtomicBool::new(false),
+            login_limiter: ratelimit::LoginLimiter::default(),
         })
     }
 }

@@ -1,8 +1,18 @@
 //! Gate-owned routes (SPEC 3 step 3): login, callback, logout. These never
 //! reach Django. (`/media/*` is gate-owned too, but only after the policy
 //! has allowed the caller: see the pipeline.)
+//!
+//! * Login and callback are rate-limited per client address
+//!   (`proxy::ratelimit`): 429 with `Retry-After`.
+//! * Logout changes state, so a cross-site page must not trigger it: `GET`
+//!   shows a confirmation page whose button POSTs; a `POST` is obeyed only
+//!   from the gate's own origin (`Sec-Fetch-Site: same-origin` or a matching
+//!   `Origin`). `/logout/` behaves the same.
 
-use http::{Request, StatusCode};
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 
 use super::body::GateBody;
 use super::Gate;
@@ -37,7 +47,21 @@ impl Owned {
     }
 }
 
-pub async fn handle<B>(gate: &Gate, config: &Config, owned: Owned, req: &Request<B>) -> http::Response<GateBody> {
+/// Answers a gate-owned route for a request from `client` (its address as
+/// `ratelimit::client_ip` determined it).
+pub async fn handle<B>(
+    gate: &Gate,
+    config: &Config,
+    owned: Owned,
+    client: IpAddr,
+    req: &Request<B>,
+) -> Response<GateBody> {
+    if matches!(owned, Owned::Login | Owned::Callback) {
+        if let Err(retry_after) = gate.login_limiter.check(client, config.gate.login_rate_limit) {
+            gate.metrics.login_rate_limited();
+            return too_many(retry_after.as_secs());
+        }
+    }
     let Some(oidc) = gate.oidc.as_ref() else {
         return crate::oidc::flow::page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -52,13 +76,75 @@ pub async fn handle<B>(gate: &Gate, config: &Config, owned: Owned, req: &Request
             gate.metrics.login(outcome.as_str());
             resp
         }
-        Owned::Logout => oidc.logout(&gate.store, req).await,
+        Owned::Logout if req.method() == Method::POST => {
+            if same_origin(req.headers(), &oidc.public_origin) {
+                oidc.logout(&gate.store, req).await
+            } else {
+                logout_page(StatusCode::FORBIDDEN)
+            }
+        }
+        Owned::Logout if matches!(*req.method(), Method::GET | Method::HEAD) => logout_page(StatusCode::OK),
+        Owned::Logout => {
+            let mut resp = logout_page(StatusCode::METHOD_NOT_ALLOWED);
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+            resp
+        }
     }
+}
+
+/// A state-changing request came from a page of the gate's own origin. The
+/// browser's `Sec-Fetch-Site` and `Origin` must both agree when present,
+/// and one of them must be present.
+fn same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
+    let one = |name: &str| {
+        let mut all = headers.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (None, _) => None,
+            (Some(v), None) => Some(v.to_str().ok()),
+            (Some(_), Some(_)) => Some(None),
+        }
+    };
+    let fetch_site = one("sec-fetch-site");
+    let origin = one("origin");
+    if fetch_site.is_none() && origin.is_none() {
+        return false;
+    }
+    fetch_site.is_none_or(|v| v == Some("same-origin"))
+        && origin.is_none_or(|v| v.is_some_and(|o| o.eq_ignore_ascii_case(public_origin)))
+}
+
+/// The sign-out confirmation: a button that POSTs to `/auth/logout/`.
+fn logout_page(status: StatusCode) -> Response<GateBody> {
+    let body = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign out</title></head><body>\
+                <h1>Sign out</h1><p>Sign out of PrimeTrade on this browser?</p>\
+                <form method=\"post\" action=\"/auth/logout/\"><button type=\"submit\" id=\"confirm-logout\">\
+                Sign out</button></form></body></html>\n";
+    let mut resp = Response::new(GateBody::local(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Not framable: a click on the button must be the user's own.
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
+    resp
+}
+
+/// 429 for the login endpoints.
+fn too_many(retry_after_secs: u64) -> Response<GateBody> {
+    let mut resp = crate::oidc::flow::page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-in attempts",
+        "Too many sign-in attempts from your network. Please wait a minute and try again.",
+    );
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    resp
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Owned;
+    use super::{same_origin, Owned};
+    use http::header::{HeaderMap, HeaderValue};
 
     #[test]
     fn owned_paths() {
@@ -76,6 +162,34 @@ mod tests {
         ];
         for (p, o) in rows {
             assert_eq!(Owned::of(p), o, "{p}");
+        }
+    }
+
+    #[test]
+    fn logout_post_only_from_the_gate_origin() {
+        let public = "https://prt.example.com";
+        let rows: &[(&[(&str, &str)], bool)] = &[
+            (&[("origin", "https://prt.example.com")], true),
+            (&[("origin", "HTTPS://PRT.EXAMPLE.COM")], true),
+            (&[("sec-fetch-site", "same-origin")], true),
+            (&[("sec-fetch-site", "same-origin"), ("origin", "https://prt.example.com")], true),
+            (&[], false),
+            (&[("origin", "https://evil.example")], false),
+            (&[("origin", "null")], false),
+            (&[("origin", "https://prt.example.com.evil.example")], false),
+            (&[("sec-fetch-site", "cross-site")], false),
+            (&[("sec-fetch-site", "same-site")], false),
+            (&[("sec-fetch-site", "none")], false),
+            (&[("sec-fetch-site", "cross-site"), ("origin", "https://prt.example.com")], false),
+            (&[("sec-fetch-site", "same-origin"), ("origin", "https://evil.example")], false),
+            (&[("origin", "https://prt.example.com"), ("origin", "https://prt.example.com")], false),
+        ];
+        for (headers, ok) in rows {
+            let mut h = HeaderMap::new();
+            for (k, v) in *headers {
+                h.append(*k, HeaderValue::from_str(v).unwrap());
+            }
+            assert_eq!(same_origin(&h, public), *ok, "{headers:?}");
         }
     }
 }

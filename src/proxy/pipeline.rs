@@ -54,6 +54,8 @@ struct Ctx {
     user: Option<String>,
     refusal: Option<Refusal>,
     upstream_latency: Option<Duration>,
+    /// The request brought more than one session cookie: expire it.
+    clear_session: bool,
 }
 
 /// Entry point from the server: never fails; every error becomes a response.
@@ -70,16 +72,20 @@ pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<Incoming>
         user: None,
         refusal: None,
         upstream_latency: None,
+        clear_session: false,
     };
     // The configuration in force when the request arrived, for all of it.
     let config = gate.live.get();
-    let resp = match run(&gate, &config, &conn, &mut ctx, req).await {
+    let mut resp = match run(&gate, &config, &conn, &mut ctx, req).await {
         Ok(resp) => resp,
         Err(refusal) => {
             ctx.refusal = Some(refusal);
             respond::rescue(refusal, ctx.html, &ctx.request_id)
         }
     };
+    if ctx.clear_session {
+        resp.headers_mut().append(header::SET_COOKIE, gate.cookie.expire());
+    }
     log(&gate, &config, &conn, &ctx, resp.status().as_u16(), start.elapsed());
     resp
 }
@@ -132,14 +138,22 @@ async fn run(
     if let Some(owned) = Owned::of(path.as_str()) {
         ctx.decision = Some(Decision::Allow);
         ctx.rule = Some(Arc::from(owned.rule()));
+        let client =
+            super::ratelimit::client_ip(conn.peer.ip(), conn.trusted, &parts.headers, &config.gate.trusted_proxies);
         let req = Request::from_parts(parts, ());
-        let mut resp = owned::handle(gate, config, owned, &req).await;
+        let mut resp = owned::handle(gate, config, owned, client, &req).await;
+        if resp.status() == http::StatusCode::TOO_MANY_REQUESTS {
+            ctx.decision = Some(Decision::Deny);
+        }
         resp.headers_mut().insert(X_REQUEST_ID, ctx.request_id.clone());
         return Ok(resp);
     }
 
     // authenticate: only what the route accepts (cookie, or Bearer on
     // `auth = "bearer"` routes), and only when the decision depends on it.
+    // Several session cookies (cookie tossing) authenticate nobody and are
+    // expired in the answer.
+    ctx.clear_session = gate.cookie.duplicated(&parts.headers);
     let route = config.policy.route_for(&parts.method, &path);
     let bearer_route = route.auth() == Auth::Bearer;
     let caller = if route.needs_identity() {
@@ -181,7 +195,7 @@ async fn run(
     // forward: rebuild the request for the upstream; inject_identity from
     // the permit and the verified caller only.
     let identity = permit.as_ref().map(|p| forward::Identity { permit: p, caller: &caller });
-    let upstream = forward::Upstream { path_and_query, host, bearer_consumed: bearer_route };
+    let upstream = forward::Upstream { path_and_query, host };
     let resp = forward::send(gate, config, conn, &ctx.request_id, parts, body, upstream, identity, &path).await;
     if let Some(d) = resp.upstream_latency {
         ctx.upstream_latency = Some(d);
