@@ -131,8 +131,20 @@ async fn call(
     cookie: Option<&str>,
     want: u16,
 ) -> Option<http::response::Parts> {
+    call_as(c, pacer, n, Request::get(url), url, cookie, want).await
+}
+
+/// [`call`] with a prepared request (method and headers).
+async fn call_as(
+    c: &HttpClient,
+    pacer: &Pacer,
+    n: &Counters,
+    mut b: http::request::Builder,
+    url: &str,
+    cookie: Option<&str>,
+    want: u16,
+) -> Option<http::response::Parts> {
     pacer.wait().await;
-    let mut b = Request::get(url);
     if let Some(c) = cookie {
         b = b.header("cookie", c);
     }
@@ -166,10 +178,19 @@ fn location(p: &http::response::Parts) -> Option<String> {
 /// One browser session: login (3 requests), 20 API calls, 3 media redirects, logout.
 async fn cycle(c: &HttpClient, pacer: &Pacer, n: &Counters, gate: &str, user: &str) {
     let Some(p) = call(c, pacer, n, &format!("{gate}/auth/login/?login_hint={user}"), None, 302).await else { return };
+    // The login cookie binds the callback to this browser.
+    let login_cookie = p
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("prt_login_"))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string);
     let Some(authorize) = location(&p) else { return };
     let Some(p) = call(c, pacer, n, &authorize, None, 302).await else { return };
     let Some(callback) = location(&p) else { return };
-    let Some(p) = call(c, pacer, n, &callback, None, 302).await else { return };
+    let Some(p) = call(c, pacer, n, &callback, login_cookie.as_deref(), 302).await else { return };
     let cookie = p
         .headers
         .get_all("set-cookie")
@@ -190,7 +211,9 @@ async fn cycle(c: &HttpClient, pacer: &Pacer, n: &Counters, gate: &str, user: &s
     for i in 0..3 {
         call(c, pacer, n, &format!("{gate}/media/bols/2025/PRT-2025-{i:04}.pdf"), Some(&cookie), 302).await;
     }
-    call(c, pacer, n, &format!("{gate}/auth/logout/"), Some(&cookie), 302).await;
+    // Sign out as the confirmation page's button does: a same-origin POST.
+    let url = format!("{gate}/auth/logout/");
+    call_as(c, pacer, n, Request::post(&url).header("origin", gate), &url, Some(&cookie), 302).await;
 }
 
 fn proc_sample(pid: u32) -> (u64, usize) {
@@ -254,6 +277,8 @@ async fn main() {
         ("AWS_ACCESS_KEY_ID", "AKIASOAKSOAKSOAK".into()),
         ("AWS_SECRET_ACCESS_KEY", "soak-secret-soak-secret-soak-secret".into()),
         ("PRT_GATE_LOG__LEVEL", "warn".into()),
+        // Every simulated browser logs in from 127.0.0.1.
+        ("PRT_GATE_GATE__LOGIN_RATE_LIMIT", "0".into()),
     ];
     let (gate_proc, _) =
         spawn(&a.gate_bin, &["serve", "--config", "policy.toml"], &env, "prt-gate: listening on ", dir.path());

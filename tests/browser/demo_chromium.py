@@ -174,6 +174,7 @@ def main():
 
         # Sign out by clicking: back to the SSO's page on the next visit.
         wd.click("#logout")
+        wd.click("#confirm-logout")
         wd.go(url + "/client.html")
         wd.find("#users")
         print("chromium demo check: ok (login by click, identity shown, 200 and 403 reported, logout)")

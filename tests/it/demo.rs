@@ -82,6 +82,10 @@ impl Browser {
         let u = url::Url::parse(url).unwrap();
         let host = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap());
         let mut b = Request::builder().method(method).uri(url).header("accept", accept);
+        if method != "GET" {
+            // As browsers do on every POST.
+            b = b.header("origin", format!("{}://{}", u.scheme(), host));
+        }
         if let Some(cookies) = self.jar.get(&host).filter(|c| !c.is_empty()) {
             let v: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
             b = b.header("cookie", v.join("; "));
@@ -203,8 +207,12 @@ async fn a_newcomer_logs_in_as_client_and_office_and_downloads_the_pdf() {
     assert_ne!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
     assert_eq!(nobody.api("GET", &format!("{}/api/user/context/", demo.url)).await.0, 401);
 
-    // Sign out: the session is gone.
-    let _ = client.open(&format!("{}/auth/logout/", demo.url)).await;
+    // Sign out: the link shows a confirmation whose button POSTs.
+    let confirm = client.open(&format!("{}/auth/logout/", demo.url)).await;
+    assert!(String::from_utf8_lossy(&confirm.body).contains("<form method=\"post\" action=\"/auth/logout/\">"));
+    assert_eq!(client.api("GET", &format!("{}/api/client/shipments/", demo.url)).await.0, 200, "GET signed out");
+    let (parts, _) = client.request("POST", &format!("{}/auth/logout/", demo.url), "text/html").await;
+    assert_eq!(parts.status, 302);
     assert_eq!(client.api("GET", &format!("{}/api/client/shipments/", demo.url)).await.0, 401);
 }
 

@@ -373,18 +373,6 @@ fn spawn_sso(port: u16) -> Child {
     child
 }
 
-/// The first two legs of a browser login (gate → SSO authorize → back): the
-/// callback URL carrying a code, not yet visited.
-async fn callback_url(gate: &Gate, email: &str) -> String {
-    let c = client();
-    let (parts, _) = send(&c, get(&gate.url(&format!("/auth/login/?login_hint={email}")))).await;
-    assert_eq!(parts.status, 302);
-    let authorize = parts.headers["location"].to_str().unwrap().to_string();
-    let (parts, _) = send(&c, get(&authorize)).await;
-    assert_eq!(parts.status, 302);
-    parts.headers["location"].to_str().unwrap().to_string()
-}
-
 /// SSO down under load: existing sessions keep working (every request 200),
 /// login callbacks answer 503, and logins work again once the SSO is back
 /// (with new signing keys: the JWKS is refetched by `kid`).
@@ -398,7 +386,7 @@ async fn sso_down_under_load_logins_503_sessions_keep_working() {
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let mut pending = Vec::new();
     for _ in 0..5 {
-        pending.push(callback_url(&gate, "operator@example.com").await);
+        pending.push(start_login(&gate, "operator@example.com").await);
     }
     let load = Load::start(vec![("session", 4, req(gate.url("/api/history/"), Some(cookie)))]);
     load.wait_more(&["session"], 20).await;
@@ -407,8 +395,12 @@ async fn sso_down_under_load_logins_503_sessions_keep_working() {
     let _ = sso.kill();
     let _ = sso.wait();
     let mut callbacks = Vec::new();
-    for url in &pending {
-        let req = Request::get(url.as_str()).header("accept", "text/html").body(Full::new(Bytes::new())).unwrap();
+    for (url, cookies) in &pending {
+        let req = Request::get(url.as_str())
+            .header("accept", "text/html")
+            .header("cookie", cookies.join("; "))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         let (parts, body) = send(&client(), req).await;
         assert!(parts.headers.get("set-cookie").is_none_or(|c| !c.to_str().unwrap().starts_with("prt_session=")));
         assert!(String::from_utf8_lossy(&body).contains("temporarily unavailable"), "{body:?}");

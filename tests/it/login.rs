@@ -130,7 +130,7 @@ async fn logout_ends_the_session_and_login_never_reuses_a_cookie() {
 
     let (parts, _) = send(&client(), get_with(&gate.url("/api/history/"), Some(&second), None)).await;
     assert_eq!(parts.status, 200);
-    let (parts, _) = send(&client(), get_with(&gate.url("/auth/logout/"), Some(&second), None)).await;
+    let parts = logout(&gate, &second).await;
     assert_eq!(parts.status, 302);
     let loc = parts.headers["location"].to_str().unwrap();
     assert!(
@@ -151,7 +151,13 @@ async fn parallel_logins_in_two_tabs_both_succeed_and_state_is_single_use() {
     let c = client();
     let start = |hint: &str| gate.url(&format!("/auth/login/?login_hint={hint}"));
     let (a, _) = send(&c, get(&start("client%40example.com"))).await;
-    let (b, _) = send(&c, get(&start("office%40example.com"))).await;
+    // The second tab's request carries the first tab's login cookie, as
+    // the browser would send it.
+    let jar_a = cookies_set(&a);
+    let (b, _) = send(&c, get_with(&start("office%40example.com"), Some(&jar_a.join("; ")), None)).await;
+    let jar: Vec<String> = jar_a.into_iter().chain(cookies_set(&b)).collect();
+    assert_eq!(jar.len(), 2, "one login cookie per tab: {jar:?}");
+    let jar = jar.join("; ");
     let cb_a = send(&c, get(a.headers["location"].to_str().unwrap())).await.0.headers["location"]
         .to_str()
         .unwrap()
@@ -160,14 +166,16 @@ async fn parallel_logins_in_two_tabs_both_succeed_and_state_is_single_use() {
         .to_str()
         .unwrap()
         .to_string();
-    let (rb, _) = send(&c, get(&cb_b)).await;
-    let (ra, _) = send(&c, get(&cb_a)).await;
+    let (rb, _) = send(&c, get_with(&cb_b, Some(&jar), None)).await;
+    let (ra, _) = send(&c, get_with(&cb_a, Some(&jar), None)).await;
     assert_eq!((ra.status.as_u16(), rb.status.as_u16()), (302, 302));
-    assert!(ra.headers.contains_key("set-cookie") && rb.headers.contains_key("set-cookie"));
+    for r in [&ra, &rb] {
+        assert!(cookies_set(r).iter().any(|c| c.starts_with("prt_session=")), "{:?}", r.headers);
+    }
     // Replaying a callback: the state was consumed.
-    let (again, _) = send(&c, get(&cb_a)).await;
+    let (again, _) = send(&c, get_with(&cb_a, Some(&jar), None)).await;
     assert_eq!(again.status, 400);
-    assert!(!again.headers.contains_key("set-cookie"));
+    assert!(cookies_set(&again).is_empty(), "{:?}", again.headers);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -252,7 +260,8 @@ async fn bearer_tokens_are_verified_like_id_tokens() {
 async fn open_redirect_corpus_never_leaves_the_origin() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    // Over a thousand logins from one address: no login rate limit here.
+    let gate = start_shipped_gate(up.addr, sso.url(), &[("PRT_GATE_GATE__LOGIN_RATE_LIMIT", "0")]);
     let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openredirects.txt"))
         .expect("tests/fixtures/openredirects.txt");
     let origin = gate.url("");
@@ -273,10 +282,17 @@ async fn open_redirect_corpus_never_leaves_the_origin() {
                 assert_eq!(resp.status(), 400, "{line:?}");
                 continue;
             }
+            let jar = resp
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
             let authorize = resp.headers()["location"].to_str().unwrap().to_string();
             let (parts, _) = send(&c, get(&authorize)).await;
             let callback = parts.headers["location"].to_str().unwrap().to_string();
-            let (parts, _) = send(&c, get(&callback)).await;
+            let (parts, _) = send(&c, get_with(&callback, Some(&jar), None)).await;
             assert_eq!(parts.status, 302, "{line:?}");
             let loc = parts.headers["location"].to_str().unwrap();
             let parsed = url::Url::parse(loc).unwrap();
@@ -331,8 +347,7 @@ async fn two_gates_share_redis_sessions_and_revocation_reaches_both_within_a_sec
 
     // Logout on A: B refuses within 1 s (its hot cache may hold the session
     // for at most session.cache_ttl).
-    let (parts, _) = send(&client(), get_with(&a.url("/auth/logout/"), Some(&cookie), None)).await;
-    assert_eq!(parts.status, 302);
+    assert_eq!(logout(&a, &cookie).await.status, 302);
     let t = std::time::Instant::now();
     while status(&b, &cookie).await != 401 {
         assert!(t.elapsed() < std::time::Duration::from_secs(1), "B still accepts a logged-out session");

@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod auth_edges;
 mod canary;
 mod cluster;
 mod config;

@@ -451,12 +451,16 @@ pub async fn login(gate: &Gate, email: &str, next: &str, pre_cookie: Option<&str
     ));
     let (parts, _) = send(&c, with_cookie(start)).await;
     assert_eq!(parts.status, 302, "login start");
+    // The browser keeps the login cookie and brings it to the callback.
+    let login_cookies = cookies_set(&parts);
     let authorize = parts.headers["location"].to_str().unwrap().to_string();
     let (parts, _) = send(&c, get(&authorize)).await;
     assert_eq!(parts.status, 302, "authorize did not redirect back");
     let callback = parts.headers["location"].to_str().unwrap().to_string();
     assert!(callback.starts_with(&gate.url("/auth/callback/")), "{callback}");
-    let (parts, _) = send(&c, with_cookie(callback)).await;
+    let jar: Vec<&str> = pre_cookie.into_iter().chain(login_cookies.iter().map(String::as_str)).collect();
+    let req = Request::get(callback).header("cookie", jar.join("; ")).body(Full::new(Bytes::new())).unwrap();
+    let (parts, _) = send(&c, req).await;
     let set_cookie: Vec<String> =
         parts.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
     let cookie =
@@ -467,6 +471,43 @@ pub async fn login(gate: &Gate, email: &str, next: &str, pre_cookie: Option<&str
         location: parts.headers.get("location").map(|v| v.to_str().unwrap().to_string()),
         set_cookie,
     }
+}
+
+/// `name=value` of every cookie a response sets (not the ones it expires).
+pub fn cookies_set(parts: &http::response::Parts) -> Vec<String> {
+    parts
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .filter(|v| !v.contains("Max-Age=0"))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .collect()
+}
+
+/// Starts a login at the gate and follows the dev SSO's authorize redirect
+/// without visiting the callback: `(callback URL, login cookies the
+/// starting browser holds)`.
+pub async fn start_login(gate: &Gate, email: &str) -> (String, Vec<String>) {
+    let c = client();
+    let hint: String = url::form_urlencoded::byte_serialize(email.as_bytes()).collect();
+    let (parts, _) = send(&c, get(&gate.url(&format!("/auth/login/?login_hint={hint}")))).await;
+    assert_eq!(parts.status, 302, "login start");
+    let cookies = cookies_set(&parts);
+    let (sso, _) = send(&c, get(parts.headers["location"].to_str().unwrap())).await;
+    assert_eq!(sso.status, 302, "authorize did not redirect back");
+    (sso.headers["location"].to_str().unwrap().to_string(), cookies)
+}
+
+/// Signs out as the gate's own confirmation page does: `POST /auth/logout/`
+/// with the gate's `Origin`.
+pub async fn logout(gate: &Gate, cookie: &str) -> http::response::Parts {
+    let req = Request::post(gate.url("/auth/logout/"))
+        .header("cookie", cookie)
+        .header("origin", gate.url(""))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send(&client(), req).await.0
 }
 
 /// GET with a cookie (and optional Accept).
