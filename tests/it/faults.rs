@@ -382,7 +382,8 @@ async fn sso_down_under_load_logins_503_sessions_keep_working() {
     let port = free_port();
     let sso_url = format!("http://127.0.0.1:{port}");
     let mut sso = spawn_sso(port);
-    let gate = start_shipped_gate(up.addr, &sso_url, &[]);
+    // Logins are retried in a loop from one address until the SSO is back.
+    let gate = start_shipped_gate(up.addr, &sso_url, &[("PRT_GATE_GATE__LOGIN_RATE_LIMIT", "0")]);
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let mut pending = Vec::new();
     for _ in 0..5 {

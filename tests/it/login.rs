@@ -79,7 +79,11 @@ async fn user_without_primetrade_role_is_refused_without_session() {
     let gate = start_shipped_gate(up.addr, sso.url(), &[]);
     let l = login(&gate, "nobody@example.com", "/", None).await;
     assert_eq!(l.status, 403);
-    assert!(l.cookie.is_none() && l.set_cookie.is_empty(), "{l:?}");
+    // No session cookie (only the used login cookie is expired).
+    assert!(
+        l.cookie.is_none() && l.set_cookie.iter().all(|c| c.starts_with("prt_login_") && c.contains("Max-Age=0")),
+        "{l:?}"
+    );
     let metrics = crate::proxy::scrape(&gate).await;
     assert!(metrics.contains("prt_gate_logins_total{outcome=\"no_role\"} 1\n"), "{metrics}");
 }
