@@ -43,8 +43,6 @@ async fn login_csrf_callback_link_from_another_browser_is_refused_and_victim_ses
     // The attacker starts a login, signs in at the SSO as themself and does
     // not follow the redirect back: they hold a valid callback link.
     let (callback, attacker_cookies) = start_login(&gate, "client@example.com").await;
-    assert_eq!(attacker_cookies.len(), 1, "{attacker_cookies:?}");
-    assert!(attacker_cookies[0].starts_with("prt_login_"), "{attacker_cookies:?}");
 
     // The victim opens the link in their browser (their session cookie, no
     // login cookie for that state): 403, no session set, none deleted.
@@ -61,8 +59,11 @@ async fn login_csrf_callback_link_from_another_browser_is_refused_and_victim_ses
     assert_eq!(send(&client(), get_with(&callback, Some(&jar), None)).await.0.status, 403);
     assert_eq!(history(&gate, &up, &victim).await.0, 200);
 
-    // Positive control: the browser that started the login completes it
-    // with the same link (the refused attempts did not consume it).
+    // Positive control: the browser that started the login (holding its one
+    // login cookie) completes it with the same link (the refused attempts
+    // did not consume it).
+    assert_eq!(attacker_cookies.len(), 1, "{attacker_cookies:?}");
+    assert!(attacker_cookies[0].starts_with("prt_login_"), "{attacker_cookies:?}");
     let (parts, _) = send(&client(), get_with(&callback, Some(&attacker_cookies.join("; ")), None)).await;
     assert_eq!(parts.status, 302);
     let sc = set_cookies(&parts);
