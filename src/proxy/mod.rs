@@ -1,9 +1,26 @@
-//! The data plane: hyper server, upstream pool and the request pipeline.
+//! The data plane: hyper server, upstream pool and the request pipeline
+//! (`docs/phases.md`).
 //!
-//! * [`server`] accepts connections (HTTP/1.1 and cleartext HTTP/2), applies
-//!   limits and timeouts, and drains on shutdown;
-//! * [`pipeline`] is the per-request path, readable top to bottom;
-//! * [`headers`], [`respond`], [`upstream`], [`body`] are its helpers.
+//! * [`server`] — the public listener: accepts HTTP/1.1 and cleartext HTTP/2,
+//!   applies connection and header limits, drains on shutdown;
+//! * [`sniff_deadline`] — a deadline on the bytes read before HTTP/1 or
+//!   HTTP/2 is known (slow or silent clients);
+//! * [`pipeline`] — the per-request path, readable top to bottom;
+//! * [`owned`] — the gate-owned routes: login, callback, logout;
+//! * [`ratelimit`] — the per-client rate limit on login and callback;
+//! * [`auth`] — the `authenticate` phase: session cookie or SSO Bearer JWT;
+//! * [`answer`] — the gate's answers to verdicts that do not forward (login,
+//!   deny, landing redirect, media redirect);
+//! * [`forward`] — the `forward` phase: upstream request, identity
+//!   injection, sending, shaping the response;
+//! * [`headers`] — header hygiene: hop-by-hop, `Connection` nominations,
+//!   `X-Forwarded-*`, `X-Request-Id`;
+//! * [`upstream`] — the pooled keep-alive HTTP/1.1 client to Django and its
+//!   failure mapping;
+//! * [`respond`] — `Refusal` and `rescue`: each failure cause → status and
+//!   body, in one place;
+//! * [`body`] — the response body type: the upstream's stream or a small
+//!   body the gate wrote.
 
 pub mod answer;
 pub mod auth;
