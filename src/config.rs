@@ -38,7 +38,17 @@ pub use crate::policy::RawRoute;
 /// Environment variable prefix for overrides (`PRT_GATE_GATE__LISTEN=…`).
 pub const ENV_PREFIX: &str = "PRT_GATE_";
 /// Environment variables that are read directly and never through figment.
-const ENV_NOT_KEYS: &[&str] = &["config", "sso__client_secret", "assertion__secret", "assertion__previous_secret"];
+/// The `media__*` ones are the gate's own S3 credentials (`media::sigv4::Credentials`).
+const ENV_NOT_KEYS: &[&str] = &[
+    "config",
+    "sso__client_secret",
+    "assertion__secret",
+    "assertion__previous_secret",
+    "media__access_key_id",
+    "media__secret_access_key",
+    "media__session_token",
+    "media__credential_expiration",
+];
 
 mod compile;
 mod raw;
@@ -199,6 +209,9 @@ pub struct MediaConfig {
     pub path_style: bool,
     pub key_prefix: String,
     pub allowed_prefixes: Vec<String>,
+    /// Dropped once from the front of a media remainder before the allow-list
+    /// check (docs/media.md).
+    pub strip_prefixes: Vec<String>,
     pub expires: Duration,
     pub check_exists: bool,
     pub disposition: Disposition,
