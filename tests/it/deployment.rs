@@ -370,3 +370,25 @@ fn deployment_config_checks_and_carries_the_shipped_rules() {
     }
     assert!(doc["session"]["store"].as_str().unwrap().starts_with("redis"), "production sessions live in Redis");
 }
+
+/// A stray prefix that begins an allowed prefix, or is not whole segments,
+/// is refused with file:line (it could change which keys are allowed).
+#[test]
+fn check_refuses_strip_prefixes_that_could_change_the_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    for (value, reason) in [
+        (r#"["bols/"]"#, "begins an allowed prefix"),
+        (r#"["media"]"#, "invalid stray prefix"),
+        (r#"["/media/"]"#, "invalid stray prefix"),
+        (r#"["a/../"]"#, "invalid stray prefix"),
+    ] {
+        let cfg = tmpfile(&dir, "p.toml", &format!("[media]\nbucket = \"prt-media\"\nstrip_prefixes = {value}\n"));
+        let out = Command::new(BIN).arg("check").arg(&cfg).env_remove("PRT_GATE_MEDIA__STRIP_PREFIXES").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{value}: {stderr}");
+        assert!(stderr.contains("p.toml:3:") && stderr.contains("media.strip_prefixes") && stderr.contains(reason), "{value}: {stderr}");
+    }
+    let cfg = tmpfile(&dir, "ok.toml", "[media]\nbucket = \"prt-media\"\nstrip_prefixes = [\"media/\"]\n");
+    let out = Command::new(BIN).arg("check").arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
