@@ -53,10 +53,9 @@ pub fn child_environment(
                 && k != CHILD_ASSERTION_PREVIOUS_SECRET
         })
         .collect();
-    for (name, secret) in [
-        (CHILD_ASSERTION_SECRET, &assertion.secret),
-        (CHILD_ASSERTION_PREVIOUS_SECRET, &assertion.previous_secret),
-    ] {
+    for (name, secret) in
+        [(CHILD_ASSERTION_SECRET, &assertion.secret), (CHILD_ASSERTION_PREVIOUS_SECRET, &assertion.previous_secret)]
+    {
         if let Some(s) = secret {
             env.push((name.into(), s.expose().into()));
         }

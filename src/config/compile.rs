@@ -198,7 +198,10 @@ impl Config {
         for p in &m.strip_prefixes {
             let segments_ok = p.strip_suffix('/').is_some_and(|s| !s.is_empty() && s.split('/').all(|x| !x.is_empty()));
             if !segments_ok || p.starts_with('/') || p.contains("..") || p.contains('\\') {
-                c.error("media.strip_prefixes", format!("invalid stray prefix `{p}` (whole segments ending in `/`, e.g. \"media/\")"));
+                c.error(
+                    "media.strip_prefixes",
+                    format!("invalid stray prefix `{p}` (whole segments ending in `/`, e.g. \"media/\")"),
+                );
             } else if m.allowed_prefixes.iter().any(|a| a.starts_with(p.as_str())) {
                 c.error(
                     "media.strip_prefixes",

@@ -111,7 +111,9 @@ impl Credentials {
             return Err(CredentialsError::NotAscii);
         }
         let expires_at = match nonempty(names.expiration) {
-            Some(t) => Some(humantime::parse_rfc3339_weak(&t).map_err(|_| CredentialsError::BadExpiration(names.expiration))?),
+            Some(t) => {
+                Some(humantime::parse_rfc3339_weak(&t).map_err(|_| CredentialsError::BadExpiration(names.expiration))?)
+            }
             None => None,
         };
         Ok(Credentials {

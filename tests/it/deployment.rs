@@ -122,7 +122,10 @@ async fn history(gate: &RunGate, cookie: &str) -> BTreeMap<String, [serde_json::
         .iter()
         .map(|r| {
             let f = |k: &str| r[k].clone();
-            (r["bolNumber"].as_str().unwrap().to_string(), [f("pdfUrl"), f("stampedPdfUrl"), f("pdfKey"), f("storedPdfUrl")])
+            (
+                r["bolNumber"].as_str().unwrap().to_string(),
+                [f("pdfUrl"), f("stampedPdfUrl"), f("pdfKey"), f("storedPdfUrl")],
+            )
         })
         .collect()
 }
@@ -158,9 +161,10 @@ async fn check_links(gate: &RunGate, cookie: &str, when: &str) -> BTreeMap<Strin
             }
         }
     }
-    for (bol, key) in
-        [("PRT-2025-0002", "bols/2025/PRT-2025-0002-stamped_a1B2c3D.pdf"), ("PRT-2025-0004", "bols/2025/PRT-2025-0004-stamped.pdf")]
-    {
+    for (bol, key) in [
+        ("PRT-2025-0002", "bols/2025/PRT-2025-0002-stamped_a1B2c3D.pdf"),
+        ("PRT-2025-0004", "bols/2025/PRT-2025-0004-stamped.pdf"),
+    ] {
         let link = rows[bol][1].as_str().unwrap();
         assert_eq!(download(gate, cookie, link).await, Ok(pdf_bytes(key)), "{when}: stamped {bol} via {link}");
     }
@@ -195,11 +199,15 @@ async fn one_service_run_keeps_the_gates_secrets_from_django_and_every_stored_pd
     // Django writes every PDF through its storage (PutObject, its credentials).
     let seeded = manage(&django_env, &["seed_pdf_links", "--upload"]);
     assert!(seeded.contains("uploaded 7"), "{seeded}");
-    assert_eq!(std::fs::read(s3.root().join(BUCKET).join("bols/2025/PRT-2025-0003.pdf")).unwrap(), pdf_bytes("bols/2025/PRT-2025-0003.pdf"));
+    assert_eq!(
+        std::fs::read(s3.root().join(BUCKET).join("bols/2025/PRT-2025-0003.pdf")).unwrap(),
+        pdf_bytes("bols/2025/PRT-2025-0003.pdf")
+    );
 
     let dir = tempfile::tempdir().unwrap();
     // The shipped deployment file, with the staging differences in the environment.
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prt-gate.toml"), dir.path().join("policy.toml")).unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prt-gate.toml"), dir.path().join("policy.toml"))
+        .unwrap();
     let port = free_port();
     let previous = "previous-assertion-secret-0123456789abcdef";
     let redis_url = format!("redis://:{redis_password}@127.0.0.1:{redis_port}/0");
@@ -270,7 +278,8 @@ async fn one_service_run_keeps_the_gates_secrets_from_django_and_every_stored_pd
     assert_eq!(before["PRT-2025-0003"][0], "/media/media/bols/2025/PRT-2025-0003.pdf");
 
     // … the migration (dry run, apply, second run) as the operator runs it …
-    let dry: serde_json::Value = serde_json::from_str(&manage(&django_env, &["prt_gate_pdf_links", "--dry-run", "--json"])).unwrap();
+    let dry: serde_json::Value =
+        serde_json::from_str(&manage(&django_env, &["prt_gate_pdf_links", "--dry-run", "--json"])).unwrap();
     assert_eq!(dry["changed"], 5, "{dry}");
     assert_eq!(
         dry["fields"][0]["shapes"],
@@ -383,10 +392,14 @@ fn check_refuses_strip_prefixes_that_could_change_the_allow_list() {
         (r#"["a/../"]"#, "invalid stray prefix"),
     ] {
         let cfg = tmpfile(&dir, "p.toml", &format!("[media]\nbucket = \"prt-media\"\nstrip_prefixes = {value}\n"));
-        let out = Command::new(BIN).arg("check").arg(&cfg).env_remove("PRT_GATE_MEDIA__STRIP_PREFIXES").output().unwrap();
+        let out =
+            Command::new(BIN).arg("check").arg(&cfg).env_remove("PRT_GATE_MEDIA__STRIP_PREFIXES").output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{value}: {stderr}");
-        assert!(stderr.contains("p.toml:3:") && stderr.contains("media.strip_prefixes") && stderr.contains(reason), "{value}: {stderr}");
+        assert!(
+            stderr.contains("p.toml:3:") && stderr.contains("media.strip_prefixes") && stderr.contains(reason),
+            "{value}: {stderr}"
+        );
     }
     let cfg = tmpfile(&dir, "ok.toml", "[media]\nbucket = \"prt-media\"\nstrip_prefixes = [\"media/\"]\n");
     let out = Command::new(BIN).arg("check").arg(&cfg).output().unwrap();

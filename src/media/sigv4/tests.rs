@@ -117,24 +117,29 @@ fn credentials_from_vars() {
     let vars = |pairs: &'static [(&'static str, &'static str)]| {
         move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
     };
-    assert_eq!(Credentials::from_vars(vars(&[("AWS_ACCESS_KEY_ID", "A")]), false).err(), Some(CredentialsError::Missing));
-    let c = Credentials::from_vars(vars(&[
-        ("AWS_ACCESS_KEY_ID", "A"),
-        ("AWS_SECRET_ACCESS_KEY", "s"),
-        ("AWS_SESSION_TOKEN", "t"),
-        ("AWS_CREDENTIAL_EXPIRATION", "2030-01-01T00:00:00Z"),
-    ]), false)
+    assert_eq!(
+        Credentials::from_vars(vars(&[("AWS_ACCESS_KEY_ID", "A")]), false).err(),
+        Some(CredentialsError::Missing)
+    );
+    let c = Credentials::from_vars(
+        vars(&[
+            ("AWS_ACCESS_KEY_ID", "A"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_SESSION_TOKEN", "t"),
+            ("AWS_CREDENTIAL_EXPIRATION", "2030-01-01T00:00:00Z"),
+        ]),
+        false,
+    )
     .unwrap();
     let now = humantime::parse_rfc3339("2029-12-31T20:00:00Z").unwrap();
     assert!(c.lifetime_warning(Duration::from_secs(3600), now).is_none());
     assert!(c.lifetime_warning(Duration::from_secs(86_400), now).is_some());
     let c = Credentials::from_vars(vars(&[("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "s")]), false).unwrap();
     assert!(c.lifetime_warning(Duration::from_secs(604_800), now).is_none(), "long-term keys never warn");
-    let c = Credentials::from_vars(vars(&[
-        ("AWS_ACCESS_KEY_ID", "A"),
-        ("AWS_SECRET_ACCESS_KEY", "s"),
-        ("AWS_SESSION_TOKEN", "t"),
-    ]), false)
+    let c = Credentials::from_vars(
+        vars(&[("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "s"), ("AWS_SESSION_TOKEN", "t")]),
+        false,
+    )
     .unwrap();
     assert!(c.lifetime_warning(Duration::from_secs(86_400), now).is_some());
     assert!(c.lifetime_warning(Duration::from_secs(1800), now).is_none());
