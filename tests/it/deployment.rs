@@ -304,8 +304,12 @@ async fn one_service_run_keeps_the_gates_secrets_from_django_and_every_stored_pd
         }
     }
 
-    // Django's own file log went through the adapter's filter.
-    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    // Django's own file log went through the adapter's filter: the view logs
+    // the assertion it received and its session id (deploy/django/tests/urls.py).
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("history for client@example.com: {'HTTP_X_PRT_ASSERTION': '[REDACTED:"), "{logged}");
+    assert!(logged.contains("'sessionid': '[REDACTED:secret]'"), "{logged}");
+    assert!(!logged.contains("eyJ"), "an assertion reached Django's file log:\n{logged}");
     for secret in [TEST_ASSERTION_SECRET, gate_secret, django_secret.as_str(), redis_password] {
         assert!(!logged.contains(secret), "{logged}");
     }

@@ -1,4 +1,5 @@
 import functools
+import logging
 
 from django.http import HttpResponseForbidden, JsonResponse
 from django.urls import path
@@ -47,6 +48,12 @@ def history(request):
 
     if not request.user.is_authenticated:
         return JsonResponse({"error": "login required"}, status=401)
+    # The kind of line the application writes: request data with credentials in it.
+    logging.getLogger("bolapp").info(
+        "history for %s: %r",
+        request.user.get_username(),
+        {"HTTP_X_PRT_ASSERTION": request.META.get("HTTP_X_PRT_ASSERTION"), "sessionid": request.session.session_key},
+    )
     rows = [
         {
             "bolNumber": b.bol_number,
