@@ -12,7 +12,9 @@
 //!
 //! Secrets never come from the file: `PRT_GATE_SSO__CLIENT_SECRET` and
 //! `PRT_GATE_ASSERTION__SECRET` are read from the environment only, and a file
-//! that contains such a key is rejected.
+//! that contains such a key is rejected. The gate's S3 credentials
+//! (`PRT_GATE_MEDIA__ACCESS_KEY_ID`…) are read by `media::sigv4::Credentials`,
+//! never by figment.
 //!
 //! Files: `config/raw.rs` (the raw layer), `config/compile.rs` (loading and
 //! [`Config::compile`]), `config/lint.rs` (`check`'s warnings), and this file:
