@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(p.presign(Verb::Get, black_box(key), day, SystemTime::now(), &disposition)))
     });
     let allowed = vec!["bols/".to_owned(), "bol_pdfs/".to_owned()];
-    let rules = KeyRules { key_prefix: "", allowed_prefixes: &allowed };
+    let rules = KeyRules { key_prefix: "", allowed_prefixes: &allowed, strip_prefixes: &[] };
     let raw = "/media/bols/2025/PRT-2025-0002.pdf";
     g.bench_function("object_key", |b| {
         b.iter(|| {

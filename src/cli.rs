@@ -223,7 +223,11 @@ fn presign(path: &Path, key: &str, expires: Option<&str>) -> ExitCode {
         Some(_) => return fail("--expires must be a duration between 1s and 7d (e.g. 1h)".into()),
     };
     let rest = key.strip_prefix("/media/").unwrap_or(key);
-    let rules = key::KeyRules { key_prefix: &m.key_prefix, allowed_prefixes: &m.allowed_prefixes };
+    let rules = key::KeyRules {
+        key_prefix: &m.key_prefix,
+        allowed_prefixes: &m.allowed_prefixes,
+        strip_prefixes: &m.strip_prefixes,
+    };
     let object = match key::remainder_key(rest, rules) {
         Ok(k) => k,
         Err(e) => return fail(format!("{e} (allowed: {})", m.allowed_prefixes.join(", "))),
@@ -373,6 +377,12 @@ fn serve(path: &Path, child: Option<&[String]>, exit_on_stdin_eof: bool) -> Exit
             return ExitCode::from(1);
         }
     };
+    if child.is_some() {
+        if let Err(e) = crate::media::Media::check_own_credentials(&config.media) {
+            eprintln!("prt-gate: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let live = Arc::new(Live::new(config));
     let config = live.get();
     rt.block_on(async move {
@@ -410,7 +420,7 @@ fn serve(path: &Path, child: Option<&[String]>, exit_on_stdin_eof: bool) -> Exit
         if let Some(cmd) = child {
             // Signal handlers first, then the child, then the line scripts wait for.
             let signals = run::Signals::install();
-            let sup = match run::Supervisor::spawn(cmd, config.redactor.clone()) {
+            let sup = match run::Supervisor::spawn(cmd, config.redactor.clone(), &config.assertion) {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
                     eprintln!("prt-gate run: cannot start `{}`: {e}", cmd.first().map_or("", String::as_str));

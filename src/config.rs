@@ -12,7 +12,9 @@
 //!
 //! Secrets never come from the file: `PRT_GATE_SSO__CLIENT_SECRET` and
 //! `PRT_GATE_ASSERTION__SECRET` are read from the environment only, and a file
-//! that contains such a key is rejected.
+//! that contains such a key is rejected. The gate's S3 credentials
+//! (`PRT_GATE_MEDIA__ACCESS_KEY_ID`…) are read by `media::sigv4::Credentials`,
+//! never by figment.
 //!
 //! Files: `config/raw.rs` (the raw layer), `config/compile.rs` (loading and
 //! [`Config::compile`]), `config/lint.rs` (`check`'s warnings), and this file:
@@ -38,7 +40,17 @@ pub use crate::policy::RawRoute;
 /// Environment variable prefix for overrides (`PRT_GATE_GATE__LISTEN=…`).
 pub const ENV_PREFIX: &str = "PRT_GATE_";
 /// Environment variables that are read directly and never through figment.
-const ENV_NOT_KEYS: &[&str] = &["config", "sso__client_secret", "assertion__secret", "assertion__previous_secret"];
+/// The `media__*` ones are the gate's own S3 credentials (`media::sigv4::Credentials`).
+const ENV_NOT_KEYS: &[&str] = &[
+    "config",
+    "sso__client_secret",
+    "assertion__secret",
+    "assertion__previous_secret",
+    "media__access_key_id",
+    "media__secret_access_key",
+    "media__session_token",
+    "media__credential_expiration",
+];
 
 mod compile;
 mod raw;
@@ -202,6 +214,9 @@ pub struct MediaConfig {
     pub path_style: bool,
     pub key_prefix: String,
     pub allowed_prefixes: Vec<String>,
+    /// Dropped once from the front of a media remainder before the allow-list
+    /// check (docs/media.md).
+    pub strip_prefixes: Vec<String>,
     pub expires: Duration,
     pub check_exists: bool,
     pub disposition: Disposition,

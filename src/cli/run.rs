@@ -7,11 +7,20 @@
 //! gate drains; when it exits, the gate drains and exits with its status
 //! (`128 + signal` if a signal killed it). `/readyz` is not ready until the
 //! upstream accepts TCP connections (the admin listener checks
-//! `gate.upstream` on every probe). The child does not inherit
-//! `PRT_GATE_SSO__CLIENT_SECRET`: only the gate talks to the SSO.
+//! `gate.upstream` on every probe).
+//!
+//! The child's environment ([`child_environment`]) holds none of the gate's
+//! settings or secrets: every `PRT_GATE_*` variable (SSO client secret,
+//! assertion secrets under the gate's names, the gate's own S3 credentials
+//! `PRT_GATE_MEDIA__*`, a Redis URL with its password) is removed, and the
+//! assertion secret is handed over under the adapter's names
+//! [`CHILD_ASSERTION_SECRET`] / [`CHILD_ASSERTION_PREVIOUS_SECRET`]. `AWS_*`
+//! variables are the child's own S3 credentials and pass through
+//! (`deploy/ENVIRONMENT.md`).
 //!
 //! [`LineFilter`]: crate::redact::stream::LineFilter
 
+use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
@@ -19,8 +28,40 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::config::AssertionConfig;
 use crate::redact::stream::filter;
 use crate::redact::Redactor;
+
+/// The variable the Django adapter reads the assertion secret from.
+pub const CHILD_ASSERTION_SECRET: &str = "PRT_ASSERTION_SECRET";
+/// The secret being rotated out, which the adapter still accepts.
+pub const CHILD_ASSERTION_PREVIOUS_SECRET: &str = "PRT_ASSERTION_PREVIOUS_SECRET";
+
+/// The environment of the upstream child, built from the gate's: without any
+/// `PRT_GATE_*` variable (and without inherited adapter secrets), plus the
+/// assertion secret(s) under the adapter's names.
+pub fn child_environment(
+    parent: impl IntoIterator<Item = (OsString, OsString)>,
+    assertion: &AssertionConfig,
+) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = parent
+        .into_iter()
+        .filter(|(k, _)| {
+            let k = k.to_string_lossy();
+            !k.starts_with(crate::config::ENV_PREFIX)
+                && k != CHILD_ASSERTION_SECRET
+                && k != CHILD_ASSERTION_PREVIOUS_SECRET
+        })
+        .collect();
+    for (name, secret) in
+        [(CHILD_ASSERTION_SECRET, &assertion.secret), (CHILD_ASSERTION_PREVIOUS_SECRET, &assertion.previous_secret)]
+    {
+        if let Some(s) = secret {
+            env.push((name.into(), s.expose().into()));
+        }
+    }
+    env
+}
 
 /// `prt-gate redact`: stdin → stdout through the engine. Uses `--config` for
 /// operator patterns when given (or when `./policy.toml` exists); otherwise
@@ -71,12 +112,14 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts `cmd` with piped stdout/stderr scrubbed by `redactor`.
-    pub fn spawn(cmd: &[String], redactor: Arc<Redactor>) -> io::Result<Supervisor> {
+    /// Starts `cmd` with piped stdout/stderr scrubbed by `redactor`, in the
+    /// environment of [`child_environment`].
+    pub fn spawn(cmd: &[String], redactor: Arc<Redactor>, assertion: &AssertionConfig) -> io::Result<Supervisor> {
         let (program, args) = cmd.split_first().ok_or_else(|| io::Error::other("no command after `--`"))?;
         let mut child: Child = Command::new(program)
             .args(args)
-            .env_remove("PRT_GATE_SSO__CLIENT_SECRET")
+            .env_clear()
+            .envs(child_environment(std::env::vars_os(), assertion))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -175,5 +218,38 @@ pub fn exit_code(status: Option<&ExitStatus>) -> ExitCode {
             (None, None) => ExitCode::from(1),
         },
         None => ExitCode::from(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    #[test]
+    fn child_gets_none_of_the_gates_variables_and_the_adapter_names() {
+        let parent = [
+            ("PATH", "/usr/bin"),
+            ("PRT_GATE_SSO__CLIENT_SECRET", "sso-secret"),
+            ("PRT_GATE_ASSERTION__SECRET", "gate-name-secret"),
+            ("PRT_GATE_MEDIA__SECRET_ACCESS_KEY", "gate-s3"),
+            ("PRT_GATE_SESSION__STORE", "redis://:pw@h:6379"),
+            ("AWS_SECRET_ACCESS_KEY", "django-s3"),
+            ("PRT_ASSERTION_SECRET", "stale-inherited"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let assertion = AssertionConfig {
+            audience: "django".into(),
+            secret: Some(Secret::new("current-secret".into())),
+            previous_secret: Some(Secret::new("previous-secret".into())),
+        };
+        let env = child_environment(parent, &assertion);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_string_lossy().into_owned());
+        assert!(env.iter().all(|(k, _)| !k.to_string_lossy().starts_with("PRT_GATE_")), "{env:?}");
+        assert_eq!(get("PATH").as_deref(), Some("/usr/bin"));
+        assert_eq!(get("AWS_SECRET_ACCESS_KEY").as_deref(), Some("django-s3"));
+        assert_eq!(get(CHILD_ASSERTION_SECRET).as_deref(), Some("current-secret"));
+        assert_eq!(get(CHILD_ASSERTION_PREVIOUS_SECRET).as_deref(), Some("previous-secret"));
+        assert_eq!(env.iter().filter(|(k, _)| k == CHILD_ASSERTION_SECRET).count(), 1);
     }
 }

@@ -196,6 +196,20 @@ impl Config {
                 c.error("media.allowed_prefixes", format!("invalid key prefix `{p}` (relative, no `..`, no `\\`)"));
             }
         }
+        for p in &m.strip_prefixes {
+            let segments_ok = p.strip_suffix('/').is_some_and(|s| !s.is_empty() && s.split('/').all(|x| !x.is_empty()));
+            if !segments_ok || p.starts_with('/') || p.contains("..") || p.contains('\\') {
+                c.error(
+                    "media.strip_prefixes",
+                    format!("invalid stray prefix `{p}` (whole segments ending in `/`, e.g. \"media/\")"),
+                );
+            } else if m.allowed_prefixes.iter().any(|a| a.starts_with(p.as_str())) {
+                c.error(
+                    "media.strip_prefixes",
+                    format!("`{p}` begins an allowed prefix: stripping it would change which keys are allowed"),
+                );
+            }
+        }
         if m.key_prefix.starts_with('/') || m.key_prefix.contains("..") {
             c.error("media.key_prefix", "must be relative and free of `..`".into());
         }
@@ -330,6 +344,7 @@ impl Config {
                 path_style: m.path_style,
                 key_prefix: m.key_prefix,
                 allowed_prefixes: m.allowed_prefixes,
+                strip_prefixes: m.strip_prefixes,
                 expires,
                 check_exists: m.check_exists,
                 disposition,

@@ -183,6 +183,9 @@ pub struct RawMedia {
     pub path_style: bool,
     pub key_prefix: String,
     pub allowed_prefixes: Vec<String>,
+    /// Stray leading segments dropped from a `/media/` remainder before the
+    /// allow-list check (`["media/"]` repairs `/media/media/bols/…` links).
+    pub strip_prefixes: Vec<String>,
     pub expires: String,
     pub check_exists: bool,
     /// `""` (let S3 decide), `"inline"` or `"attachment"`: signed into the
@@ -199,6 +202,7 @@ impl Default for RawMedia {
             path_style: false,
             key_prefix: String::new(),
             allowed_prefixes: vec!["bols/".into(), "bol_pdfs/".into()],
+            strip_prefixes: Vec::new(),
             expires: "24h".into(),
             check_exists: true,
             disposition: String::new(),

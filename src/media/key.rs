@@ -10,7 +10,10 @@
 //! * encoded separators (`%2F`, `%5C`) — already refused by the normalizer,
 //!   and checked again here on the decoded key;
 //! * a remainder outside `media.allowed_prefixes` (matched against the part
-//!   after `/media/`, i.e. what the application stores, before `key_prefix`);
+//!   after `/media/`, i.e. what the application stores, before `key_prefix`),
+//!   once a stray leading prefix from `media.strip_prefixes` has been dropped
+//!   (`media/bols/x.pdf` → `bols/x.pdf`: only ever narrows, since the result
+//!   must still pass the allow-list; docs/media.md);
 //! * an empty key, a key naming a "folder" (trailing `/`), or one longer than
 //!   S3's 1,024 bytes.
 
@@ -44,6 +47,9 @@ pub enum KeyError {
 pub struct KeyRules<'a> {
     pub key_prefix: &'a str,
     pub allowed_prefixes: &'a [String],
+    /// Stray prefixes dropped (the first that matches, once) before the
+    /// allow-list check.
+    pub strip_prefixes: &'a [String],
 }
 
 /// Maps a request to its object key. `raw_path` is the path exactly as the
@@ -66,6 +72,7 @@ pub fn remainder_key(rest: &str, rules: KeyRules<'_>) -> Result<String, KeyError
     if rest.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
         return Err(if rest.is_empty() || rest.ends_with('/') { KeyError::Empty } else { KeyError::DotSegment });
     }
+    let rest = rules.strip_prefixes.iter().find_map(|p| rest.strip_prefix(p.as_str())).unwrap_or(rest);
     if !rules.allowed_prefixes.iter().any(|p| rest.starts_with(p.as_str())) {
         return Err(KeyError::NotAllowed);
     }
@@ -102,7 +109,7 @@ mod tests {
     fn map(raw: &str, key_prefix: &str) -> Result<String, KeyError> {
         let allowed = vec!["bols/".to_owned(), "bol_pdfs/".to_owned()];
         let path = normalize(raw).map_err(|_| KeyError::Separator)?;
-        object_key(raw, &path, KeyRules { key_prefix, allowed_prefixes: &allowed })
+        object_key(raw, &path, KeyRules { key_prefix, allowed_prefixes: &allowed, strip_prefixes: &[] })
     }
 
     #[test]
@@ -152,10 +159,35 @@ mod tests {
     #[test]
     fn remainder_rules_match_the_request_rules() {
         let allowed = vec!["bols/".to_owned()];
-        let r = KeyRules { key_prefix: "", allowed_prefixes: &allowed };
+        let r = KeyRules { key_prefix: "", allowed_prefixes: &allowed, strip_prefixes: &[] };
         assert_eq!(remainder_key("bols/a b.pdf", r).unwrap(), "bols/a b.pdf");
         assert_eq!(remainder_key("bols/../x", r), Err(KeyError::DotSegment));
         assert_eq!(remainder_key("bols/a\\b", r), Err(KeyError::Separator));
         assert_eq!(remainder_key("other/a", r), Err(KeyError::NotAllowed));
+    }
+
+    #[test]
+    fn stray_prefix_is_dropped_once_and_never_widens_the_allow_list() {
+        let allowed = vec!["bols/".to_owned(), "bol_pdfs/".to_owned()];
+        let strip = vec!["media/".to_owned()];
+        let on = KeyRules { key_prefix: "", allowed_prefixes: &allowed, strip_prefixes: &strip };
+        let off = KeyRules { strip_prefixes: &[], ..on };
+        // The app's `/media/media/…` links name the same object as `/media/…`.
+        assert_eq!(remainder_key("media/bols/2025/X.pdf", on).unwrap(), "bols/2025/X.pdf");
+        assert_eq!(remainder_key("media/bol_pdfs/X.pdf", on).unwrap(), "bol_pdfs/X.pdf");
+        // Positive control: without the setting they are outside the allow-list.
+        assert_eq!(remainder_key("media/bols/2025/X.pdf", off), Err(KeyError::NotAllowed));
+        // Dropped once only, and what remains must still be allowed.
+        assert_eq!(remainder_key("media/media/bols/X.pdf", on), Err(KeyError::NotAllowed));
+        assert_eq!(remainder_key("media/private/X.pdf", on), Err(KeyError::NotAllowed));
+        assert_eq!(remainder_key("media/", on), Err(KeyError::Empty));
+        assert_eq!(remainder_key("media/../bols/X.pdf", on), Err(KeyError::DotSegment));
+        assert_eq!(remainder_key("mediabols/X.pdf", on), Err(KeyError::NotAllowed));
+        // With a key prefix the stripped remainder is what gets prefixed.
+        let prefixed = KeyRules { key_prefix: "media/", ..on };
+        assert_eq!(remainder_key("media/bols/X.pdf", prefixed).unwrap(), "media/bols/X.pdf");
+        // Through the request path too.
+        let path = normalize("/media/media/bols/2025/X.pdf").unwrap();
+        assert_eq!(object_key("/media/media/bols/2025/X.pdf", &path, on).unwrap(), "bols/2025/X.pdf");
     }
 }

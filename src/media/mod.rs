@@ -27,7 +27,11 @@ use sigv4::{Credentials, CredentialsError, Presigner, Target, Verb};
 /// (see [`key`]). Pure; the pipeline calls it right after normalization, so
 /// a malformed media path is a 400 whoever asks.
 pub fn object_key(cfg: &MediaConfig, raw_path: &str, path: &NormalizedPath<'_>) -> Result<String, KeyError> {
-    let rules = KeyRules { key_prefix: &cfg.key_prefix, allowed_prefixes: &cfg.allowed_prefixes };
+    let rules = KeyRules {
+        key_prefix: &cfg.key_prefix,
+        allowed_prefixes: &cfg.allowed_prefixes,
+        strip_prefixes: &cfg.strip_prefixes,
+    };
     key::object_key(raw_path, path, rules)
 }
 
@@ -75,9 +79,20 @@ pub struct Media {
 
 impl Media {
     /// `None` when no bucket is configured (every `/media/` request is then
-    /// a 404 after the policy check). Credentials come from the environment.
+    /// a 404 after the policy check). Credentials come from the environment
+    /// (the gate's own `PRT_GATE_MEDIA__*` names, else `AWS_*`; `prt-gate run`
+    /// checks first that its own names are set: [`Media::check_own_credentials`]).
     pub fn from_config(cfg: &MediaConfig) -> Result<Option<Media>, MediaBuildError> {
-        Media::with_credentials(cfg, Credentials::from_env)
+        Media::with_credentials(cfg, || Credentials::from_env(false))
+    }
+
+    /// `prt-gate run`: with a bucket configured, the gate's credentials must
+    /// come from its own variables, since the `AWS_*` ones are the child's.
+    pub fn check_own_credentials(cfg: &MediaConfig) -> Result<(), CredentialsError> {
+        match cfg.bucket {
+            Some(_) => Credentials::from_env(true).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     pub fn with_credentials(

@@ -22,7 +22,10 @@ use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
-/// Credentials from the standard AWS environment variables.
+/// The gate's S3 credentials: from its own `PRT_GATE_MEDIA__*` variables, or
+/// (two-service shape only) the standard `AWS_*` ones. Under `prt-gate run`
+/// the `AWS_*` variables belong to Django, which writes PDFs with them
+/// (`deploy/ENVIRONMENT.md`), so the gate requires its own names there.
 #[derive(Clone)]
 pub struct Credentials {
     pub access_key_id: String,
@@ -43,32 +46,74 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// The four variables of one credential set.
+#[derive(Debug, Clone, Copy)]
+pub struct CredentialVars {
+    pub access_key_id: &'static str,
+    pub secret_access_key: &'static str,
+    pub session_token: &'static str,
+    pub expiration: &'static str,
+}
+
+/// The gate's own names (never inherited by the child of `prt-gate run`).
+pub const GATE_VARS: CredentialVars = CredentialVars {
+    access_key_id: "PRT_GATE_MEDIA__ACCESS_KEY_ID",
+    secret_access_key: "PRT_GATE_MEDIA__SECRET_ACCESS_KEY",
+    session_token: "PRT_GATE_MEDIA__SESSION_TOKEN",
+    expiration: "PRT_GATE_MEDIA__CREDENTIAL_EXPIRATION",
+};
+
+/// The standard names: the gate's fallback when it runs alone.
+pub const AWS_VARS: CredentialVars = CredentialVars {
+    access_key_id: "AWS_ACCESS_KEY_ID",
+    secret_access_key: "AWS_SECRET_ACCESS_KEY",
+    session_token: "AWS_SESSION_TOKEN",
+    expiration: "AWS_CREDENTIAL_EXPIRATION",
+};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must both be set when media.bucket is configured")]
+    #[error(
+        "PRT_GATE_MEDIA__ACCESS_KEY_ID and PRT_GATE_MEDIA__SECRET_ACCESS_KEY (or, for `prt-gate serve` only, \
+         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) must both be set when media.bucket is configured"
+    )]
     Missing,
-    #[error("AWS_CREDENTIAL_EXPIRATION is not an RFC 3339 time")]
-    BadExpiration,
+    #[error(
+        "`prt-gate run` needs the gate's own S3 credentials in PRT_GATE_MEDIA__ACCESS_KEY_ID and \
+         PRT_GATE_MEDIA__SECRET_ACCESS_KEY when media.bucket is configured: AWS_* variables are the upstream's"
+    )]
+    MissingOwn,
+    #[error("{0} is not an RFC 3339 time")]
+    BadExpiration(&'static str),
     #[error("AWS credentials must be printable ASCII")]
     NotAscii,
 }
 
 impl Credentials {
-    /// Reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`
-    /// and `AWS_CREDENTIAL_EXPIRATION` through `var` (the process environment
-    /// in production, a map in tests).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Credentials, CredentialsError> {
+    /// Reads the gate's credential set through `var` (the process environment
+    /// in production, a map in tests): [`GATE_VARS`] when either of its key
+    /// variables is set (then both must be), else [`AWS_VARS`] unless
+    /// `own_only` (`prt-gate run`).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>, own_only: bool) -> Result<Credentials, CredentialsError> {
         let nonempty = |k: &str| var(k).filter(|v| !v.is_empty());
-        let (Some(id), Some(secret)) = (nonempty("AWS_ACCESS_KEY_ID"), nonempty("AWS_SECRET_ACCESS_KEY")) else {
-            return Err(CredentialsError::Missing);
+        let own = nonempty(GATE_VARS.access_key_id).is_some() || nonempty(GATE_VARS.secret_access_key).is_some();
+        let names = match (own, own_only) {
+            (true, _) => GATE_VARS,
+            (false, false) => AWS_VARS,
+            (false, true) => return Err(CredentialsError::MissingOwn),
         };
-        let token = nonempty("AWS_SESSION_TOKEN");
+        let (Some(id), Some(secret)) = (nonempty(names.access_key_id), nonempty(names.secret_access_key)) else {
+            return Err(if own_only { CredentialsError::MissingOwn } else { CredentialsError::Missing });
+        };
+        let token = nonempty(names.session_token);
         let printable = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
         if !printable(&id) || !printable(&secret) || token.as_deref().is_some_and(|t| !printable(t)) {
             return Err(CredentialsError::NotAscii);
         }
-        let expires_at = match nonempty("AWS_CREDENTIAL_EXPIRATION") {
-            Some(t) => Some(humantime::parse_rfc3339_weak(&t).map_err(|_| CredentialsError::BadExpiration)?),
+        let expires_at = match nonempty(names.expiration) {
+            Some(t) => {
+                Some(humantime::parse_rfc3339_weak(&t).map_err(|_| CredentialsError::BadExpiration(names.expiration))?)
+            }
             None => None,
         };
         Ok(Credentials {
@@ -79,8 +124,9 @@ impl Credentials {
         })
     }
 
-    pub fn from_env() -> Result<Credentials, CredentialsError> {
-        Credentials::from_vars(|k| std::env::var(k).ok())
+    /// From the process environment; `own_only` under `prt-gate run`.
+    pub fn from_env(own_only: bool) -> Result<Credentials, CredentialsError> {
+        Credentials::from_vars(|k| std::env::var(k).ok(), own_only)
     }
 
     /// A start-up warning when URLs signed now could outlive the credentials
@@ -97,8 +143,8 @@ impl Credentials {
             Some(_) => None,
             // STS sessions default to one hour; without a stated end, assume it.
             None if expires > Duration::from_secs(3600) => Some(format!(
-                "temporary AWS credentials (AWS_SESSION_TOKEN) usually live 1h-12h but media.expires is {}: \
-                 presigned URLs stop working when the credentials do (set AWS_CREDENTIAL_EXPIRATION to check)",
+                "temporary AWS credentials (a session token) usually live 1h-12h but media.expires is {}: \
+                 presigned URLs stop working when the credentials do (set the credential expiration to check)",
                 humantime::format_duration(expires)
             )),
             None => None,

@@ -23,6 +23,7 @@
 //! Detectors are data: see [`detectors::BUILTINS`].
 
 pub mod detectors;
+pub mod export;
 pub mod query;
 pub mod stream;
 pub mod writer;

@@ -193,9 +193,10 @@ async fn scenario(disable_redaction: bool) -> Outcome {
         ("PRT_GATE_LOG__LEVEL", "trace"),
         ("PRT_GATE_SSO__CLIENT_SECRET", DEV_CLIENT_SECRET),
         ("PRT_GATE_ASSERTION__SECRET", TEST_ASSERTION_SECRET),
-        ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7CANARY1"),
-        ("AWS_SECRET_ACCESS_KEY", AWS_SECRET),
-        ("AWS_SESSION_TOKEN", "CANARYsessionTOKENIQoJb3JpZ2luX2VjE"),
+        // The gate's own S3 names: under `run`, AWS_* would be the child's.
+        ("PRT_GATE_MEDIA__ACCESS_KEY_ID", "AKIAIOSFODNN7CANARY1"),
+        ("PRT_GATE_MEDIA__SECRET_ACCESS_KEY", AWS_SECRET),
+        ("PRT_GATE_MEDIA__SESSION_TOKEN", "CANARYsessionTOKENIQoJb3JpZ2luX2VjE"),
         ("PRT_GATE_MEDIA__BUCKET", "prt-canary-bucket"),
         ("PRT_GATE_MEDIA__CHECK_EXISTS", "false"),
         ("RUST_LOG", "trace"),

@@ -21,7 +21,7 @@ fn start_django() -> (Django, std::net::SocketAddr) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/django/tests/e2e_server.py");
     let mut child = Command::new("python3")
         .arg(script)
-        .env("PRT_GATE_ASSERTION__SECRET", TEST_ASSERTION_SECRET)
+        .env("PRT_ASSERTION_SECRET", TEST_ASSERTION_SECRET)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

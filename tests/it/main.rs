@@ -9,6 +9,7 @@ mod canary;
 mod cluster;
 mod config;
 mod demo;
+mod deployment;
 mod devsso;
 mod django;
 mod faults;

@@ -207,6 +207,16 @@ impl S3 {
         std::fs::write(path, body).unwrap();
     }
 
+    /// The directory the server keeps buckets in (one folder per bucket).
+    pub fn root(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// `http://127.0.0.1:PORT`, and the credentials it accepts.
+    pub fn endpoint(&self) -> (String, &str, &str) {
+        (format!("http://{}", self.addr), &self.id, &self.secret)
+    }
+
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
             ("PRT_GATE_MEDIA__BUCKET".into(), BUCKET.into()),

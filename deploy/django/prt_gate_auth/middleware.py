@@ -21,7 +21,8 @@ Settings (see README.md):
 
 ``PRT_GATE_ASSERTION_SECRETS``
     list of accepted secrets, newest first (two during rotation); each at
-    least 32 bytes. Read from the environment in settings.py.
+    least 32 bytes. Read in settings.py from PRT_ASSERTION_SECRET and
+    PRT_ASSERTION_PREVIOUS_SECRET (what `prt-gate run` gives its child).
 ``PRT_GATE_ASSERTION_AUDIENCE``
     expected ``aud`` (default ``"django"``).
 ``PRT_GATE_ASSERTION_LEEWAY``

@@ -1,4 +1,5 @@
 import functools
+import logging
 
 from django.http import HttpResponseForbidden, JsonResponse
 from django.urls import path
@@ -40,8 +41,35 @@ def audit(request):
     return JsonResponse({"ok": True})
 
 
+def history(request):
+    """The shape of the application's shipment history: PDF links per BOL."""
+    from tests.bolapp.links import pdf_link, stamped_link
+    from tests.bolapp.models import BOL
+
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "login required"}, status=401)
+    # The kind of line the application writes: request data with credentials in it.
+    logging.getLogger("bolapp").info(
+        "history for %s: %r",
+        request.user.get_username(),
+        {"HTTP_X_PRT_ASSERTION": request.META.get("HTTP_X_PRT_ASSERTION"), "sessionid": request.session.session_key},
+    )
+    rows = [
+        {
+            "bolNumber": b.bol_number,
+            "pdfUrl": pdf_link(b),
+            "stampedPdfUrl": stamped_link(b),
+            "pdfKey": b.pdf_key,
+            "storedPdfUrl": b.pdf_url,
+        }
+        for b in BOL.objects.order_by("bol_number")
+    ]
+    return JsonResponse({"results": rows})
+
+
 urlpatterns = [
     path("api/auth/me/", whoami),
     path("api/audit/", audit),
     path("api/a b/", whoami),
+    path("api/history/", history),
 ]

@@ -117,25 +117,70 @@ fn credentials_from_vars() {
     let vars = |pairs: &'static [(&'static str, &'static str)]| {
         move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
     };
-    assert_eq!(Credentials::from_vars(vars(&[("AWS_ACCESS_KEY_ID", "A")])).err(), Some(CredentialsError::Missing));
-    let c = Credentials::from_vars(vars(&[
-        ("AWS_ACCESS_KEY_ID", "A"),
-        ("AWS_SECRET_ACCESS_KEY", "s"),
-        ("AWS_SESSION_TOKEN", "t"),
-        ("AWS_CREDENTIAL_EXPIRATION", "2030-01-01T00:00:00Z"),
-    ]))
+    assert_eq!(
+        Credentials::from_vars(vars(&[("AWS_ACCESS_KEY_ID", "A")]), false).err(),
+        Some(CredentialsError::Missing)
+    );
+    let c = Credentials::from_vars(
+        vars(&[
+            ("AWS_ACCESS_KEY_ID", "A"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_SESSION_TOKEN", "t"),
+            ("AWS_CREDENTIAL_EXPIRATION", "2030-01-01T00:00:00Z"),
+        ]),
+        false,
+    )
     .unwrap();
     let now = humantime::parse_rfc3339("2029-12-31T20:00:00Z").unwrap();
     assert!(c.lifetime_warning(Duration::from_secs(3600), now).is_none());
     assert!(c.lifetime_warning(Duration::from_secs(86_400), now).is_some());
-    let c = Credentials::from_vars(vars(&[("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "s")])).unwrap();
+    let c = Credentials::from_vars(vars(&[("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "s")]), false).unwrap();
     assert!(c.lifetime_warning(Duration::from_secs(604_800), now).is_none(), "long-term keys never warn");
-    let c = Credentials::from_vars(vars(&[
-        ("AWS_ACCESS_KEY_ID", "A"),
-        ("AWS_SECRET_ACCESS_KEY", "s"),
-        ("AWS_SESSION_TOKEN", "t"),
-    ]))
+    let c = Credentials::from_vars(
+        vars(&[("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "s"), ("AWS_SESSION_TOKEN", "t")]),
+        false,
+    )
     .unwrap();
     assert!(c.lifetime_warning(Duration::from_secs(86_400), now).is_some());
     assert!(c.lifetime_warning(Duration::from_secs(1800), now).is_none());
+}
+
+#[test]
+fn gate_credentials_come_from_its_own_names_first() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+    };
+    const BOTH: &[(&str, &str)] = &[
+        ("PRT_GATE_MEDIA__ACCESS_KEY_ID", "GATE"),
+        ("PRT_GATE_MEDIA__SECRET_ACCESS_KEY", "gate-secret"),
+        ("AWS_ACCESS_KEY_ID", "DJANGO"),
+        ("AWS_SECRET_ACCESS_KEY", "django-secret"),
+        ("AWS_SESSION_TOKEN", "django-token"),
+    ];
+    for own_only in [false, true] {
+        let c = Credentials::from_vars(vars(BOTH), own_only).unwrap();
+        assert_eq!(c.access_key_id, "GATE");
+        assert_eq!(c.secret_access_key.expose(), "gate-secret");
+        assert!(c.session_token.is_none(), "the other set's token is never mixed in");
+    }
+    // Only the standard names: the fallback of `serve`, refused by `run`.
+    const AWS_ONLY: &[(&str, &str)] = &[("AWS_ACCESS_KEY_ID", "DJANGO"), ("AWS_SECRET_ACCESS_KEY", "django-secret")];
+    assert_eq!(Credentials::from_vars(vars(AWS_ONLY), false).unwrap().access_key_id, "DJANGO");
+    assert_eq!(Credentials::from_vars(vars(AWS_ONLY), true).err(), Some(CredentialsError::MissingOwn));
+    // Half of the gate's own set is an error, never a silent fallback.
+    const HALF: &[(&str, &str)] = &[
+        ("PRT_GATE_MEDIA__ACCESS_KEY_ID", "GATE"),
+        ("AWS_ACCESS_KEY_ID", "DJANGO"),
+        ("AWS_SECRET_ACCESS_KEY", "django-secret"),
+    ];
+    assert_eq!(Credentials::from_vars(vars(HALF), false).err(), Some(CredentialsError::Missing));
+    const EXP: &[(&str, &str)] = &[
+        ("PRT_GATE_MEDIA__ACCESS_KEY_ID", "GATE"),
+        ("PRT_GATE_MEDIA__SECRET_ACCESS_KEY", "gate-secret"),
+        ("PRT_GATE_MEDIA__CREDENTIAL_EXPIRATION", "soon"),
+    ];
+    assert_eq!(
+        Credentials::from_vars(vars(EXP), false).err(),
+        Some(CredentialsError::BadExpiration("PRT_GATE_MEDIA__CREDENTIAL_EXPIRATION"))
+    );
 }
