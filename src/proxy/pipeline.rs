@@ -155,7 +155,9 @@ async fn run(
     }
 
     // authorize: the policy decides; only an `Allow` carries a `Permit`.
-    let verdict = route.decide(caller.who());
+    // Tenant matches compare the path with the caller's tenant code.
+    let tenant = config.tenant.caller_code(caller.tenant_code());
+    let verdict = route.decide_in(caller.who(), tenant);
     ctx.decision = Some(Decision::from_verdict(verdict.decision()));
     ctx.rule = Some(verdict.rule().clone());
     // A browser asking for a page (any method: an expired session on a form
@@ -181,7 +183,10 @@ async fn run(
     // forward: rebuild the request for the upstream; inject_identity from
     // the permit and the verified caller only.
     let identity = permit.as_ref().map(|p| forward::Identity { permit: p, caller: &caller });
-    let upstream = forward::Upstream { path_and_query, host, bearer_consumed: bearer_route };
+    // A bearer rule consumes the `Authorization` header unless it forwards it
+    // (the upstream view verifies the same token again).
+    let bearer_consumed = bearer_route && !route.forwards_authorization();
+    let upstream = forward::Upstream { path_and_query, host, bearer_consumed };
     let resp = forward::send(gate, config, conn, &ctx.request_id, parts, body, upstream, identity, &path).await;
     if let Some(d) = resp.upstream_latency {
         ctx.upstream_latency = Some(d);
