@@ -133,7 +133,7 @@ async fn run(
         ctx.decision = Some(Decision::Allow);
         ctx.rule = Some(Arc::from(owned.rule()));
         let req = Request::from_parts(parts, ());
-        let mut resp = owned::handle(gate, config, owned, &req).await;
+        let mut resp = owned::handle(gate, config, owned, &req, &ctx.request_id).await;
         resp.headers_mut().insert(X_REQUEST_ID, ctx.request_id.clone());
         return Ok(resp);
     }

@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod audit;
 mod canary;
 mod cluster;
 mod config;
@@ -17,6 +18,7 @@ mod media;
 mod policy;
 mod policy_gate;
 mod proxy;
+mod realapp;
 mod redact;
 mod run;
 mod session;
