@@ -187,7 +187,10 @@ impl Config {
         }
 
         if !valid_tenant_code(&raw.tenant.code) {
-            c.error("tenant.code", format!("`{}` is not a tenant code (1-10 upper-case letters or digits, e.g. PRT)", raw.tenant.code));
+            c.error(
+                "tenant.code",
+                format!("`{}` is not a tenant code (1-10 upper-case letters or digits, e.g. PRT)", raw.tenant.code),
+            );
         }
 
         let m = raw.media;

@@ -298,12 +298,28 @@ mod tests {
         let rows: &[(&str, &[&str], &[&str])] = &[
             (
                 "Admin",
-                &["bol:export", "releases:delete", "schedule:create", "carriers:delete", "reports:export", "dashboard:view", "admin:modify"],
+                &[
+                    "bol:export",
+                    "releases:delete",
+                    "schedule:create",
+                    "carriers:delete",
+                    "reports:export",
+                    "dashboard:view",
+                    "admin:modify",
+                ],
                 &["client_portal:view", "products:export", "reports:create"],
             ),
             (
                 "Office",
-                &["bol:create", "bol:modify", "releases:modify", "schedule:modify", "customers:view", "reports:view", "dashboard:view"],
+                &[
+                    "bol:create",
+                    "bol:modify",
+                    "releases:modify",
+                    "schedule:modify",
+                    "customers:view",
+                    "reports:view",
+                    "dashboard:view",
+                ],
                 &["bol:delete", "customers:create", "admin:modify", "client_portal:view", "reports:export"],
             ),
             (
@@ -311,7 +327,11 @@ mod tests {
                 &["bol:view", "releases:modify", "schedule:view", "products:view", "dashboard:view"],
                 &["bol:create", "reports:view", "client_portal:view"],
             ),
-            ("Client", &["bol:view", "releases:view", "schedule:view", "client_portal:view"], &["dashboard:view", "products:view", "reports:view"]),
+            (
+                "Client",
+                &["bol:view", "releases:view", "schedule:view", "client_portal:view"],
+                &["dashboard:view", "products:view", "reports:view"],
+            ),
         ];
         for (role, yes, no) in rows {
             for pair in *yes {

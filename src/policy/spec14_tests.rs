@@ -66,7 +66,9 @@ fn sso_features(role: Role) -> Features {
             ("carriers", &["view"]),
             ("dashboard", &["view"]),
         ],
-        Role::Client => &[("bol", &["view"]), ("releases", &["view"]), ("schedule", &["view"]), ("client_portal", &["view"])],
+        Role::Client => {
+            &[("bol", &["view"]), ("releases", &["view"]), ("schedule", &["view"]), ("client_portal", &["view"])]
+        }
     };
     text.iter().map(|(f, ps)| (f.to_string(), ps.iter().map(|p| p.to_string()).collect())).collect()
 }
@@ -126,11 +128,23 @@ const ROWS: &[(&[&str], &[&str], Who)] = &[
     (&["/kiosk/", "/kiosk/checkin/success/K7Q2/", "/kiosk/checkout/K7Q2/"], &["GET"], Who::Public),
     (&["/kiosk/checkout/K7Q2/complete/", "/kiosk/manifest.json", "/kiosk/sw.js"], &["GET"], Who::Public),
     (&["/kiosk/checkin/", "/kiosk/checkout/", "/kiosk/checkout/K7Q2/sign/"], &["GET", "POST"], Who::Public),
-    (&["/kiosk/office/", "/kiosk/office/session/3/assign/", "/kiosk/api/", "/kiosk/api/waiting-drivers/"], &["ANY"], R(&[A, O], None)),
-    (&["/tenant/PRT/pigiron/", "/tenant/PRT/pigiron/releases/", "/tenant/PRT/pigiron/bol/3/void/"], &["ANY"], R(&[A, O], None)),
+    (
+        &["/kiosk/office/", "/kiosk/office/session/3/assign/", "/kiosk/api/", "/kiosk/api/waiting-drivers/"],
+        &["ANY"],
+        R(&[A, O], None),
+    ),
+    (
+        &["/tenant/PRT/pigiron/", "/tenant/PRT/pigiron/releases/", "/tenant/PRT/pigiron/bol/3/void/"],
+        &["ANY"],
+        R(&[A, O], None),
+    ),
     (&["/cbrt-ops/", "/cbrt-ops/auth/user/1/change/"], &["ANY"], R(&[A], None)),
     (&["/static/css/cbrt-brand.css", "/static/js/app.js", "/robots.txt", "/favicon.ico"], &["GET"], Who::Public),
-    (&["/client.html", "/client-schedule.html", "/client-release.html"], &["GET"], R(&[C, A, O], Some("client_portal:view"))),
+    (
+        &["/client.html", "/client-schedule.html", "/client-release.html"],
+        &["GET"],
+        R(&[C, A, O], Some("client_portal:view")),
+    ),
     (&["/"], &["GET"], R(&[A, O, P], Some("dashboard:view"))),
     (&["/office.html"], &["GET"], R(&[A, O, P], Some("bol:create"))),
     (&["/bol.html", "/bols/"], &["GET"], R(&[A, O, P], Some("bol:view"))),
@@ -260,7 +274,12 @@ fn paths_without_trailing_slash_follow_the_same_rule() {
         ("/kiosk/checkin/success/K7Q2", C, "allow"),
     ] {
         let features = sso_features(role);
-        let x = explain(&config.policy, &Method::GET, &normalize(path).unwrap(), Caller::Role { role, features: &features });
+        let x = explain(
+            &config.policy,
+            &Method::GET,
+            &normalize(path).unwrap(),
+            Caller::Role { role, features: &features },
+        );
         assert_eq!(x.verdict.decision(), want, "{role} GET {path} ({})", x.rule());
     }
 }

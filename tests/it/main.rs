@@ -11,6 +11,7 @@ mod config;
 mod demo;
 mod devsso;
 mod django;
+mod explain_realapp;
 mod faults;
 mod limits;
 mod login;

@@ -30,7 +30,13 @@ fn page_request(gate: &Gate, method: &str, target: &str, cookie: Option<&str>) -
 
 /// Sends every request of `pages` as the user of `cookie`; each must answer 200 from the
 /// upstream, which must have seen exactly that method and target.
-async fn every_request_reaches_upstream(gate: &Gate, up: &Upstream, who: &str, cookie: &str, pages: &[(&str, &[&str])]) {
+async fn every_request_reaches_upstream(
+    gate: &Gate,
+    up: &Upstream,
+    who: &str,
+    cookie: &str,
+    pages: &[(&str, &[&str])],
+) {
     let c = client();
     let mut failures = Vec::new();
     for (page, requests) in pages {
@@ -43,7 +49,10 @@ async fn every_request_reaches_upstream(gate: &Gate, up: &Upstream, who: &str, c
                 seen.method == method && seen.target == target
             };
             if parts.status != 200 || !reached {
-                failures.push(format!("{who} on {page}: {method} {target} -> {} (reached upstream: {reached})", parts.status));
+                failures.push(format!(
+                    "{who} on {page}: {method} {target} -> {} (reached upstream: {reached})",
+                    parts.status
+                ));
             }
         }
     }
@@ -73,9 +82,18 @@ const CLIENT_PAGES: &[(&str, &[&str])] = &[
     ),
     (
         "/client-schedule.html",
-        &["/client-schedule.html", "/api/auth/me/", "/api/customers/branding/", "/api/client/pending-loads/", "/favicon.ico"],
+        &[
+            "/client-schedule.html",
+            "/api/auth/me/",
+            "/api/customers/branding/",
+            "/api/client/pending-loads/",
+            "/favicon.ico",
+        ],
     ),
-    ("/client-release.html", &["/client-release.html?id=12", "/api/customers/branding/", "/api/releases/12/", "/favicon.ico"]),
+    (
+        "/client-release.html",
+        &["/client-release.html?id=12", "/api/customers/branding/", "/api/releases/12/", "/favicon.ico"],
+    ),
 ];
 
 /// Staff pages and the calls their screens make (both Admin and Office).
@@ -102,17 +120,51 @@ const STAFF_PAGES: &[(&str, &[&str])] = &[
     ("/bol-weights.html", &["/bol-weights.html", "/api/history/", "POST /api/bol/42/set-official-weight/"]),
     (
         "/open-releases/",
-        &["/open-releases/", "/api/releases/open/", "/api/releases/pending-loads/", "/api/releases/7/", "PATCH /api/releases/7/", "PATCH /api/releases/load/3/"],
+        &[
+            "/open-releases/",
+            "/api/releases/open/",
+            "/api/releases/pending-loads/",
+            "/api/releases/7/",
+            "PATCH /api/releases/7/",
+            "PATCH /api/releases/load/3/",
+        ],
     ),
-    ("/releases.html", &["/releases.html", "POST /api/releases/upload/", "POST /api/releases/approve/", "/api/releases/view/", "/api/releases/7/view/"]),
+    (
+        "/releases.html",
+        &[
+            "/releases.html",
+            "POST /api/releases/upload/",
+            "POST /api/releases/approve/",
+            "/api/releases/view/",
+            "/api/releases/7/view/",
+        ],
+    ),
     ("/loading-schedule/", &["/loading-schedule/", "/loading-schedule.html", "/api/releases/pending-loads/"]),
     (
         "/inventory-report.html",
-        &["/inventory-report.html", "/api/inventory-report/", "/api/inventory-report/pdf/", "/api/variance-report/", "/api/balances/", "/api/audit/"],
+        &[
+            "/inventory-report.html",
+            "/api/inventory-report/",
+            "/api/inventory-report/pdf/",
+            "/api/variance-report/",
+            "/api/balances/",
+            "/api/audit/",
+        ],
     ),
     ("/products.html", &["/products.html", "/customers.html", "/carriers.html", "/api/products/"]),
-    ("/kiosk/office/", &["/kiosk/office/", "POST /kiosk/office/session/4/assign/", "/kiosk/api/waiting-drivers/", "/kiosk/api/bol-search/?q=PRT"]),
-    ("/tenant/PRT/pigiron/", &["/tenant/PRT/pigiron/releases/", "/tenant/PRT/pigiron/inventory/", "POST /tenant/PRT/pigiron/bol/create/"]),
+    (
+        "/kiosk/office/",
+        &[
+            "/kiosk/office/",
+            "POST /kiosk/office/session/4/assign/",
+            "/kiosk/api/waiting-drivers/",
+            "/kiosk/api/bol-search/?q=PRT",
+        ],
+    ),
+    (
+        "/tenant/PRT/pigiron/",
+        &["/tenant/PRT/pigiron/releases/", "/tenant/PRT/pigiron/inventory/", "POST /tenant/PRT/pigiron/bol/create/"],
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,7 +279,10 @@ async fn kiosk_driver_flow_is_public() {
     let (parts, _) = send(&c, post).await;
     assert_eq!(parts.status, 200);
     let seen = up.last();
-    assert_eq!((seen.method.as_str(), seen.target.as_str(), seen.body_len), ("POST", "/kiosk/checkin/", form.len() as u64));
+    assert_eq!(
+        (seen.method.as_str(), seen.target.as_str(), seen.body_len),
+        ("POST", "/kiosk/checkin/", form.len() as u64)
+    );
     assert_eq!(seen.one("cookie"), Some("csrftoken=t0k3n"), "Django's CSRF cookie must reach Django");
     assert!(seen.one("x-auth-email").is_none(), "a public request carries no identity");
     for target in [
