@@ -73,7 +73,9 @@ use tokio::sync::Mutex;
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use keys::thumbprint;
-pub use users::{builtin_users, load_users, seeded_features, Features, User, APPLICATION, DEFAULT_TENANT};
+pub use users::{
+    builtin_users, load_users, seeded_features, Features, User, APPLICATION, DEFAULT_TENANT, SECOND_TENANT,
+};
 
 use endpoints::Inner;
 use keys::SigningKey;
