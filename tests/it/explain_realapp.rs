@@ -237,3 +237,28 @@ fn explain_shows_the_tenant_match() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("tenant:   {code} = `PRT` must equal the caller's tenant `ACME`"), "{text}");
 }
+
+/// `check` refuses a tenant match naming a parameter the pattern lacks: exit 2, with the
+/// file, line and reason. The control is the same rule naming the right parameter.
+#[test]
+fn check_refuses_a_tenant_match_without_its_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |param: &str| {
+        format!("[[route]]\npath = \"/tenant/{{code}}/pigiron/{{*rest}}\"\nroles = [\"Office\"]\ntenant = \"{{{param}}}\"\n")
+    };
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, rule("tenant")).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "bad.toml:4:10: route.0.tenant: the pattern `/tenant/{code}/pigiron/{*rest}` has no `{tenant}` segment"
+        ),
+        "{err}"
+    );
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, rule("code")).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&good).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
