@@ -371,6 +371,11 @@ async fn pigiron_is_kept_to_the_callers_tenant() {
 /// A real ID token from the dev SSO's code flow (what a machine client of the real SSO
 /// holds), for `email`.
 async fn id_token(sso: &DevSso, email: &str) -> String {
+    tokens(sso, email).await.0
+}
+
+/// The ID token and the (opaque) access token of one code flow for `email`.
+async fn tokens(sso: &DevSso, email: &str) -> (String, String) {
     use base64::Engine as _;
     use sha2::Digest as _;
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
@@ -410,7 +415,10 @@ async fn id_token(sso: &DevSso, email: &str) -> String {
         .unwrap();
     let (_, body) = send(&c, req).await;
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    v["id_token"].as_str().expect("id_token").to_string()
+    (
+        v["id_token"].as_str().expect("id_token").to_string(),
+        v["access_token"].as_str().expect("access_token").to_string(),
+    )
 }
 
 /// `/api/open-releases/` verifies the SSO token itself: the gate checks it, then forwards
@@ -431,7 +439,7 @@ async fn open_releases_forwards_the_verified_bearer_token() {
             send(&client(), req).await.0.status.as_u16()
         }
     };
-    let office = id_token(&sso, "office@example.com").await;
+    let (office, office_access) = tokens(&sso, "office@example.com").await;
     assert_eq!(call(office.clone()).await, 200);
     let seen = up.last();
     assert_eq!(seen.target, "/api/open-releases/");
@@ -454,6 +462,9 @@ async fn open_releases_forwards_the_verified_bearer_token() {
     assert_eq!(call(sso.mint(serde_json::Value::Object(expired))).await, 401, "expired");
     assert_eq!(call(forged).await, 401, "forged");
     assert_eq!(call(client_token).await, 403, "client");
+    // The SSO's access tokens are opaque (no signature to check): refused, as documented.
+    assert!(!office_access.contains('.'), "the dev SSO's access token is opaque: {office_access}");
+    assert_eq!(call(office_access).await, 401, "opaque access token");
     assert_eq!(up.count(), before, "a refused token reached the upstream");
 
     // Control: the same route without forward_authorization consumes the header.
