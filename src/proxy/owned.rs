@@ -68,29 +68,38 @@ pub async fn handle<B>(
             audit_callback(gate, config, outcome, &resp, request_id).await;
             resp
         }
-        Owned::Logout => {
-            // Who is leaving: read before the flow deletes the session.
-            let leaving = match gate.cookie.read(req.headers()) {
-                Some(id) => gate.store.get(&id).await.ok().flatten().map(|r| (id.handle(), r)),
-                None => None,
-            };
-            let resp = oidc.logout(&gate.store, req).await;
-            let (handle, email, role, tenant) = match &leaving {
-                Some((h, r)) => (h.as_str(), r.email.as_str(), r.role.as_str(), tenant_of(config, r)),
-                None => ("", "", "", ""),
-            };
-            tracing::info!(
-                target: "audit",
-                event = "logout",
-                user = email,
-                role,
-                tenant,
-                sid = handle,
-                request_id = request_id.to_str().unwrap_or("-"),
-            );
-            resp
-        }
+        Owned::Logout => logout(gate, config, oidc, req, request_id).await,
     }
+}
+
+/// Ends the session (the flow's logout) and writes its audit line, naming who left.
+async fn logout<B>(
+    gate: &Gate,
+    config: &Config,
+    oidc: &crate::oidc::flow::Oidc,
+    req: &Request<B>,
+    request_id: &HeaderValue,
+) -> http::Response<GateBody> {
+    // Who is leaving: read before the flow deletes the session.
+    let leaving = match gate.cookie.read(req.headers()) {
+        Some(id) => gate.store.get(&id).await.ok().flatten().map(|r| (id.handle(), r)),
+        None => None,
+    };
+    let resp = oidc.logout(&gate.store, req).await;
+    let (handle, email, role, tenant) = match &leaving {
+        Some((h, r)) => (h.as_str(), r.email.as_str(), r.role.as_str(), tenant_of(config, r)),
+        None => ("", "", "", ""),
+    };
+    tracing::info!(
+        target: "audit",
+        event = "logout",
+        user = email,
+        role,
+        tenant,
+        sid = handle,
+        request_id = request_id.to_str().unwrap_or("-"),
+    );
+    resp
 }
 
 /// The tenant an audit line names: the session's tenant code, else its tenant id.

@@ -27,7 +27,13 @@ async fn login_refusal_and_logout_are_audited_without_secrets() {
     let cookie_value = cookie.split_once('=').unwrap().1.to_string();
     let refused = login(&gate, "nobody@example.com", "", None).await;
     assert_eq!(refused.status, 403);
-    let req = get_with(&gate.url("/auth/logout/"), Some(&cookie), None);
+    // A same-origin sign-out, as the gate's own page sends it.
+    let req = hyper::Request::post(gate.url("/auth/logout/"))
+        .header("cookie", &cookie)
+        .header("origin", gate.url(""))
+        .header("sec-fetch-site", "same-origin")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
     let (parts, _) = send(&client(), req).await;
     assert_eq!(parts.status, 302);
     let logout_request_id = parts.headers["x-request-id"].to_str().unwrap().to_string();
