@@ -127,6 +127,10 @@ pub struct ExplainArgs {
     /// Explain for a caller without a session or token.
     #[arg(long)]
     pub anonymous: bool,
+    /// The caller's tenant code (for rules with a tenant match). Default: `tenant.code`
+    /// in static mode; none (unscoped staff) in claim mode.
+    #[arg(long, value_name = "CODE")]
+    pub tenant: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -604,7 +608,8 @@ fn explain(config_path: &Path, args: &ExplainArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let x = crate::policy::explain::explain(&config.policy, &method, &path, caller);
+    let tenant = args.tenant.as_deref().or(config.tenant.caller_code(None));
+    let x = crate::policy::explain::explain_in(&config.policy, &method, &path, caller, tenant);
     let mut out = std::io::stdout().lock();
     let result = match args.format {
         Format::Json => writeln!(out, "{}", x.to_json()),
@@ -625,6 +630,11 @@ fn write_explanation(out: &mut impl Write, x: &Explanation) -> std::io::Result<(
     }
     writeln!(out, "path:     {}", x.normalized_path)?;
     writeln!(out, "auth:     {}", x.auth.as_str())?;
+    if let Some(t) = &x.tenant {
+        let caller = t.caller.as_deref().unwrap_or("none (unscoped)");
+        let unscoped = if t.unscoped_any { "; unscoped staff pass" } else { "" };
+        writeln!(out, "tenant:   {{{}}} = `{}` must equal the caller's tenant `{caller}`{unscoped}", t.param, t.value)?;
+    }
     match &x.verdict {
         Verdict::Allow(p) => writeln!(out, "why:      allowed for {} ({})", p.role(), p.auth().as_str())?,
         Verdict::Public { .. } => writeln!(out, "why:      public: no identity needed, none is sent upstream")?,

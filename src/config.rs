@@ -188,6 +188,8 @@ pub struct TenantConfig {
     pub mode: TenantMode,
     pub id: String,
     pub name: String,
+    /// `mode = "static"`: the tenant code of every caller (`tenant.code`, default `PRT`).
+    pub code: String,
     /// `X-Tenant-Id` / `X-Tenant-Name` values, built once.
     pub id_header: http::HeaderValue,
     pub name_header: http::HeaderValue,
@@ -202,6 +204,16 @@ impl TenantConfig {
         match self.mode {
             TenantMode::Static => Some((&self.id, &self.name)),
             TenantMode::Claim => self.codes.get(code?).map(|(i, n)| (i.as_str(), n.as_str())),
+        }
+    }
+
+    /// The tenant code a caller acts for in rules' tenant matches: `tenant.code` in
+    /// `static` mode, the caller's own `tenant_code` claim in `claim` mode (`None` for
+    /// unscoped staff).
+    pub fn caller_code<'a>(&'a self, claim: Option<&'a str>) -> Option<&'a str> {
+        match self.mode {
+            TenantMode::Static => Some(&self.code),
+            TenantMode::Claim => claim,
         }
     }
 }

@@ -187,6 +187,13 @@ impl Config {
             }
         }
 
+        if !valid_tenant_code(&raw.tenant.code) {
+            c.error(
+                "tenant.code",
+                format!("`{}` is not a tenant code (1-10 upper-case letters or digits, e.g. PRT)", raw.tenant.code),
+            );
+        }
+
         let m = raw.media;
         let expires =
             c.duration("media.expires", &m.expires, Duration::from_secs(1), Some(Duration::from_secs(604_800)));
@@ -335,6 +342,7 @@ impl Config {
                     .unwrap_or(http::HeaderValue::from_static("")),
                 id: raw.tenant.id,
                 name: raw.tenant.name,
+                code: raw.tenant.code,
                 codes: raw.tenant.codes.into_iter().map(|(k, v)| (k, (v.id, v.name))).collect(),
             },
             media: MediaConfig {
@@ -506,4 +514,9 @@ impl Compiler<'_, '_> {
         self.error(key, "expected `memory` or a `redis://`, `rediss://` or cluster URL".into());
         None
     }
+}
+
+/// A tenant code as the SSO issues it: 1-10 upper-case ASCII letters or digits.
+fn valid_tenant_code(code: &str) -> bool {
+    (1..=10).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }

@@ -152,6 +152,8 @@ pub struct RawTenant {
     pub mode: String,
     pub id: String,
     pub name: String,
+    /// `mode = "static"`: the tenant code every caller acts for (tenant matches in rules).
+    pub code: String,
     /// `mode = "claim"`: `tenant_code` claim → tenant (`PRT = { id = "primetrade", name = "…" }`).
     pub codes: BTreeMap<String, RawTenantEntry>,
 }
@@ -169,6 +171,7 @@ impl Default for RawTenant {
             mode: "static".into(),
             id: "primetrade".into(),
             name: "PrimeTrade Logistics".into(),
+            code: "PRT".into(),
             codes: BTreeMap::new(),
         }
     }

@@ -248,8 +248,12 @@ async fn start_gate(
 fn banner(listen: SocketAddr, admin: String, sso: &str, app: SocketAddr, s3: SocketAddr, dir: &Path) -> String {
     let mut users = String::new();
     for u in builtin_users() {
-        let role = u.role.as_deref().unwrap_or("no PrimeTrade role: refused at login");
-        users.push_str(&format!("      {:<22} {role}\n", u.email));
+        let role = match u.role.as_deref() {
+            Some(r) if u.tenant_code != crate::devsso::DEFAULT_TENANT => format!("{r} of tenant {}", u.tenant_code),
+            Some(r) => r.to_string(),
+            None => "no PrimeTrade role: refused at login".to_string(),
+        };
+        users.push_str(&format!("      {:<24} {role}\n", u.email));
     }
     format!(
         "prt-gate demo is running.\n\n  Open http://{listen}/ in a browser and pick a user:\n{users}\n\

@@ -27,11 +27,15 @@
 //!
 //! # Users
 //!
-//! Built in ([`builtin_users`]), each with the SSO's seeded features for its
-//! role and `tenant_code = "PRT"`: `admin@example.com` (Admin, also
-//! `is_sso_admin`), `office@example.com` (Office), `operator@example.com`
-//! (Operator), `client@example.com` (Client) and `nobody@example.com` (no
-//! `primetrade` role; a `sacks` one, which the gate must ignore).
+//! Built in ([`builtin_users`]), each with the real SSO's features for its
+//! role (permission codes `view`, `create`, `modify`, `delete`, `export`, plus
+//! `dashboard:view` for staff, `client_portal:view` for Clients and
+//! `admin:modify` for Admins) and `tenant_code = "PRT"`: `admin@example.com`
+//! (Admin, also `is_sso_admin`), `office@example.com` (Office),
+//! `operator@example.com` (Operator), `client@example.com` (Client),
+//! `acme-office@example.com` (Office of tenant `ACME`) and
+//! `nobody@example.com` (no `primetrade` role; a `sacks` one, which the gate
+//! must ignore).
 //!
 //! `--users FILE` replaces them with a TOML file (see [`USERS_FILE_HELP`]).
 //!
@@ -69,7 +73,9 @@ use tokio::sync::Mutex;
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use keys::thumbprint;
-pub use users::{builtin_users, load_users, seeded_features, Features, User, APPLICATION, DEFAULT_TENANT};
+pub use users::{
+    builtin_users, load_users, seeded_features, Features, User, APPLICATION, DEFAULT_TENANT, SECOND_TENANT,
+};
 
 use endpoints::Inner;
 use keys::SigningKey;
@@ -92,7 +98,7 @@ pub const USERS_FILE_HELP: &str = r#"USERS FILE (--users): TOML, one [[user]] ta
   [user.features]                  # optional; default: the SSO's seeded features for the role
   bol = ["view", "create"]
   releases = ["view"]
-Built-in users: admin@, office@, operator@, client@ and nobody@example.com (no primetrade role).
+Built-in users: admin@, office@, operator@, client@, acme-office@ (Office, tenant ACME) and nobody@example.com (no primetrade role).
 Client id "prt-gate-dev", secret "dev-secret"; any loopback redirect_uri."#;
 
 #[derive(Debug, thiserror::Error)]

@@ -97,52 +97,68 @@ impl User {
     }
 }
 
-/// The five built-in users: `admin@`, `office@`, `operator@`, `client@` and
+/// The built-in users: `admin@`, `office@`, `operator@`, `client@` (tenant `PRT`),
+/// `acme-office@example.com` (Office of a second tenant, `ACME`) and
 /// `nobody@example.com` (no `primetrade` role, only a `sacks` one).
 pub fn builtin_users() -> Vec<User> {
     let mut nobody = User::with_role("nobody@example.com", "Nobody Outsider", None);
     nobody.other_applications.insert("sacks".into(), "Client".into());
+    let mut acme = User::with_role("acme-office@example.com", "Abe Acme", Some("Office"));
+    acme.tenant_code = SECOND_TENANT.to_string();
     vec![
         User::with_role("admin@example.com", "Ada Admin", Some("Admin")),
         User::with_role("office@example.com", "Olive Office", Some("Office")),
         User::with_role("operator@example.com", "Otto Operator", Some("Operator")),
         User::with_role("client@example.com", "Cleo Client", Some("Client")),
+        acme,
         nobody,
     ]
 }
 
-/// The features the SSO seeds for a role (matched case-insensitively), or
-/// `None` for a role it does not know.
+/// Tenant code of the built-in user of a second tenant (`acme-office@example.com`).
+pub const SECOND_TENANT: &str = "ACME";
+
+/// The features the real SSO grants a role (matched case-insensitively), or `None` for a
+/// role it does not know. Permission codes are the SSO's: `view`, `create`, `modify`,
+/// `delete`, `export`. Besides the seeded features, staff carry `dashboard:view`, Clients
+/// `client_portal:view` and Admins `admin:modify`, which the production SSO grants by hand
+/// and the application checks (docs/routes.md lists where).
 pub fn seeded_features(role: &str) -> Option<Features> {
+    const ALL: &[&str] = &["view", "create", "modify", "delete", "export"];
     const ADMIN: &[(&str, &[&str])] = &[
-        ("bol", &["view", "create", "edit", "delete"]),
-        ("releases", &["view", "create", "edit", "approve"]),
-        ("schedule", &["view", "edit"]),
-        ("products", &["view", "create", "edit"]),
-        ("customers", &["view", "create", "edit"]),
-        ("carriers", &["view", "create", "edit"]),
-        ("audit", &["view"]),
-        ("reports", &["view"]),
+        ("bol", ALL),
+        ("releases", ALL),
+        ("schedule", ALL),
+        ("products", &["view", "create", "modify", "delete"]),
+        ("customers", &["view", "create", "modify", "delete"]),
+        ("carriers", &["view", "create", "modify", "delete"]),
+        ("reports", &["view", "export"]),
+        ("dashboard", &["view"]),
+        ("admin", &["view", "modify"]),
     ];
-    // Office runs the day-to-day: no deletes, no release approval, no audit.
+    // Office runs the day-to-day: creates and changes BOLs, releases and the schedule;
+    // reads everything else.
     const OFFICE: &[(&str, &[&str])] = &[
-        ("bol", &["view", "create", "edit"]),
-        ("releases", &["view", "create", "edit"]),
-        ("schedule", &["view", "edit"]),
-        ("products", &["view", "create", "edit"]),
-        ("customers", &["view", "create", "edit"]),
-        ("carriers", &["view", "create", "edit"]),
+        ("bol", &["view", "create", "modify"]),
+        ("releases", &["view", "create", "modify"]),
+        ("schedule", &["view", "create", "modify"]),
+        ("products", &["view"]),
+        ("customers", &["view"]),
+        ("carriers", &["view"]),
         ("reports", &["view"]),
+        ("dashboard", &["view"]),
     ];
     const OPERATOR: &[(&str, &[&str])] = &[
         ("bol", &["view"]),
-        ("releases", &["view"]),
+        ("releases", &["view", "modify"]),
         ("schedule", &["view"]),
         ("products", &["view"]),
         ("customers", &["view"]),
         ("carriers", &["view"]),
+        ("dashboard", &["view"]),
     ];
-    const CLIENT: &[(&str, &[&str])] = &[("bol", &["view"]), ("releases", &["view"]), ("schedule", &["view"])];
+    const CLIENT: &[(&str, &[&str])] =
+        &[("bol", &["view"]), ("releases", &["view"]), ("schedule", &["view"]), ("client_portal", &["view"])];
     let table = match role.to_ascii_lowercase().as_str() {
         "admin" => ADMIN,
         "office" => OFFICE,
@@ -257,13 +273,82 @@ mod tests {
         assert_eq!(
             c["application_roles"],
             json!({"primetrade": {"role": "Client", "permissions": [], "tenant_code": "PRT",
-                "features": {"bol": ["view"], "releases": ["view"], "schedule": ["view"]}}})
+                "features": {"bol": ["view"], "releases": ["view"], "schedule": ["view"],
+                             "client_portal": ["view"]}}})
         );
+        // The second tenant's user: an Office of ACME.
+        let acme = Value::Object(users.iter().find(|u| u.email == "acme-office@example.com").unwrap().claims());
+        assert_eq!(acme["application_roles"][APPLICATION]["tenant_code"], "ACME");
+        assert_eq!(acme["application_roles"][APPLICATION]["role"], "Office");
         assert_eq!(c["is_sso_admin"], false);
         let nobody = Value::Object(users.iter().find(|u| u.email == "nobody@example.com").unwrap().claims());
         assert!(nobody["application_roles"].get(APPLICATION).is_none());
         assert_eq!(nobody["application_roles"]["sacks"]["role"], "Client");
         assert_eq!(users[0].claims()["is_sso_admin"], true);
+    }
+
+    /// The real SSO's vocabulary, written out here per role: the application checks these
+    /// exact `feature:permission` pairs, so a dev SSO speaking another one gets 403s.
+    #[test]
+    fn seeded_features_speak_the_real_sso_vocabulary() {
+        let has = |role: &str, pair: &str| {
+            let (f, p) = pair.split_once(':').unwrap();
+            seeded_features(role).unwrap().get(f).is_some_and(|ps| ps.iter().any(|x| x == p))
+        };
+        let rows: &[(&str, &[&str], &[&str])] = &[
+            (
+                "Admin",
+                &[
+                    "bol:export",
+                    "releases:delete",
+                    "schedule:create",
+                    "carriers:delete",
+                    "reports:export",
+                    "dashboard:view",
+                    "admin:modify",
+                ],
+                &["client_portal:view", "products:export", "reports:create"],
+            ),
+            (
+                "Office",
+                &[
+                    "bol:create",
+                    "bol:modify",
+                    "releases:modify",
+                    "schedule:modify",
+                    "customers:view",
+                    "reports:view",
+                    "dashboard:view",
+                ],
+                &["bol:delete", "customers:create", "admin:modify", "client_portal:view", "reports:export"],
+            ),
+            (
+                "Operator",
+                &["bol:view", "releases:modify", "schedule:view", "products:view", "dashboard:view"],
+                &["bol:create", "reports:view", "client_portal:view"],
+            ),
+            (
+                "Client",
+                &["bol:view", "releases:view", "schedule:view", "client_portal:view"],
+                &["dashboard:view", "products:view", "reports:view"],
+            ),
+        ];
+        for (role, yes, no) in rows {
+            for pair in *yes {
+                assert!(has(role, pair), "{role} lacks {pair}");
+            }
+            for pair in *no {
+                assert!(!has(role, pair), "{role} has {pair}");
+            }
+        }
+        // No code outside the SSO's five (the old dev SSO said `edit`, `approve`).
+        for role in ["Admin", "Office", "Operator", "Client"] {
+            for (f, ps) in seeded_features(role).unwrap() {
+                for p in ps {
+                    assert!(["view", "create", "modify", "delete", "export"].contains(&p.as_str()), "{role} {f}:{p}");
+                }
+            }
+        }
     }
 
     #[test]

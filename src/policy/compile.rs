@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::matcher::Trie;
 use super::pattern::{Pattern, Segment};
-use super::rule::{Access, Auth, MethodSet, RawRoute, Role, RoleSet, Rule};
+use super::rule::{Access, Auth, MethodSet, RawRoute, Role, RoleSet, Rule, TenantMatch};
 use super::{Pages, Policy, RouteSlot, Who, DEFAULT_RULE, NO_RULE, PAGES_RULE};
 use crate::normalize::normalize;
 
@@ -196,9 +196,17 @@ impl Policy {
             let page = self.landing(role).to_string();
             let Ok(path) = normalize(&page) else { continue };
             let route = self.route_for(&http::Method::GET, &path);
+            // Roles and pages decide here; the feature permissions the landing rule asks
+            // for are the SSO's business (a user without them is refused by Django too).
+            let mut wanted = no_features.clone();
+            if let Some(Access::Roles { features, .. }) = route.rule().map(|r| &r.access) {
+                for (f, p) in features {
+                    wanted.entry(f.to_string()).or_default().push(p.to_string());
+                }
+            }
             let who = match route.auth() {
-                Auth::Session => Who::Session { role: role.as_str(), features: &no_features },
-                Auth::Bearer => Who::Bearer { role: role.as_str(), features: &no_features },
+                Auth::Session => Who::Session { role: role.as_str(), features: &wanted },
+                Auth::Bearer => Who::Bearer { role: role.as_str(), features: &wanted },
             };
             let v = route.decide(who);
             if !matches!(v, super::Verdict::Allow(_) | super::Verdict::Public { .. }) {
@@ -289,6 +297,14 @@ fn compile_rule(b: &mut Builder<'_>, i: usize, raw: &RawRoute) -> Option<Rule> {
         Access::Roles { roles, features, auth }
     };
 
+    if raw.forward_authorization && auth != Auth::Bearer {
+        b.error(
+            key("forward_authorization"),
+            "only a bearer rule (auth = \"bearer\") has an Authorization header to forward".into(),
+        );
+    }
+    let tenant = compile_tenant(b, i, raw, pattern.as_ref());
+
     if let Some(name) = &raw.name {
         if name.trim().is_empty() || name.chars().any(char::is_control) {
             b.error(key("name"), "must be non-empty text without control characters".into());
@@ -303,7 +319,45 @@ fn compile_rule(b: &mut Builder<'_>, i: usize, raw: &RawRoute) -> Option<Rule> {
     let pattern = pattern?;
     let id: Arc<str> = Arc::from(raw.name.as_deref().unwrap_or(pattern.as_str()));
     let at = b.at(&format!("route.{i}"));
-    Some(Rule { id, pattern, methods, access, index: i, at })
+    Some(Rule { id, pattern, methods, access, index: i, at, tenant, forward_authorization: raw.forward_authorization })
+}
+
+/// `tenant = "{param}"` and `tenant_unscoped`: the parameter must be a `{param}` segment
+/// of the rule's own pattern, and the rule must check an identity.
+fn compile_tenant(b: &mut Builder<'_>, i: usize, raw: &RawRoute, pattern: Option<&Pattern>) -> Option<TenantMatch> {
+    let key = |field: &str| format!("route.{i}.{field}");
+    let unscoped_any = match raw.tenant_unscoped.as_deref() {
+        None | Some("deny") => false,
+        Some("any") => true,
+        Some(other) => {
+            b.error(key("tenant_unscoped"), format!("unknown value `{other}` (expected `deny` or `any`)"));
+            false
+        }
+    };
+    let Some(text) = raw.tenant.as_deref() else {
+        if raw.tenant_unscoped.is_some() {
+            b.error(key("tenant_unscoped"), "only meaningful with tenant = \"{param}\"".into());
+        }
+        return None;
+    };
+    if raw.public {
+        b.error(key("tenant"), "a public rule checks no identity, so no tenant either".into());
+        return None;
+    }
+    let Some(param) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')).filter(|p| !p.is_empty()) else {
+        b.error(key("tenant"), format!("`{text}` is not a path parameter (write tenant = \"{{code}}\")"));
+        return None;
+    };
+    let pattern = pattern?;
+    let segment = pattern.segments().iter().position(|s| matches!(s, Segment::Param(n) if &**n == param));
+    let Some(segment) = segment else {
+        b.error(
+            key("tenant"),
+            format!("the pattern `{}` has no `{{{param}}}` segment for the tenant match", pattern.as_str()),
+        );
+        return None;
+    };
+    Some(TenantMatch { param: param.into(), segment, unscoped_any })
 }
 
 fn valid_word(s: &str) -> bool {

@@ -7,7 +7,10 @@
 //! 3. Anonymous: [`Verdict::Login`].
 //! 4. Wrong credential kind for the rule (cookie on a Bearer route or the reverse), a role
 //!    the gate does not know, a role not in the rule, a missing feature permission: denied.
-//! 5. Allowed by the rule or the default, but the role has a page allow-list
+//! 5. A tenant match (`tenant = "{code}"`) whose path parameter is not the caller's
+//!    tenant code: denied (a 403, never a redirect). A caller without a tenant code
+//!    (unscoped staff) is denied unless the rule says `tenant_unscoped = "any"`.
+//! 6. Allowed by the rule or the default, but the role has a page allow-list
 //!    (`roles.pages`) that does not cover this non-API path: denied.
 //!
 //! A denial of a browser navigation (GET/HEAD of a non-API path) becomes
@@ -73,6 +76,8 @@ pub enum DenyReason {
     Role,
     /// A required `feature:permission` is missing.
     Feature,
+    /// The route's tenant parameter is not the caller's tenant.
+    Tenant,
     /// The role's page allow-list does not include this page.
     Page,
 }
@@ -86,6 +91,7 @@ impl DenyReason {
             DenyReason::UnknownRole => "the caller has no known role",
             DenyReason::Role => "the caller's role is not allowed by the rule",
             DenyReason::Feature => "a required feature permission is missing",
+            DenyReason::Tenant => "the tenant in the path is not the caller's tenant",
             DenyReason::Page => "the page is outside the role's page allow-list",
         }
     }
@@ -172,8 +178,14 @@ impl Verdict {
 }
 
 impl Route<'_> {
-    /// Decides for `who` (see the module doc for the order). No allocation.
+    /// Decides for `who`, a caller without a tenant code (see [`Route::decide_in`]).
     pub fn decide(&self, who: Who<'_>) -> Verdict {
+        self.decide_in(who, None)
+    }
+
+    /// Decides for `who` acting for tenant `tenant` (its tenant code; `None` for unscoped
+    /// staff), see the module doc for the order. No allocation.
+    pub fn decide_in(&self, who: Who<'_>, tenant: Option<&str>) -> Verdict {
         let rule = match self.kind {
             RouteKind::NoRuleApi => return self.deny(&self.policy.no_rule, RoleSet::EMPTY, DenyReason::NoRule),
             RouteKind::MethodNotAllowed(r) => return self.deny(&r.id, RoleSet::EMPTY, DenyReason::Method),
@@ -202,6 +214,9 @@ impl Route<'_> {
         }
         if !features.iter().all(|(f, p)| have.get(&**f).is_some_and(|ps| ps.iter().any(|x| **x == **p))) {
             return self.refuse_page(role, self.rule_arc(), required, DenyReason::Feature);
+        }
+        if rule.and_then(|r| r.tenant.as_ref()).is_some_and(|t| !t.allows(self.path, tenant)) {
+            return self.deny(self.rule_arc(), required, DenyReason::Tenant);
         }
         if !self.api && !self.policy.page_allowed(role, self.path) {
             return self.refuse_page(role, &self.policy.pages_rule, required, DenyReason::Page);

@@ -36,6 +36,20 @@ pub struct Explanation {
     pub normalized_path: String,
     /// `file:line` of the deciding rule, when a rule decided.
     pub at: Option<String>,
+    /// The matched rule's tenant match, if it has one.
+    pub tenant: Option<TenantCheck>,
+}
+
+/// A tenant match as `explain` shows it: which parameter, its value in the path and the
+/// caller's tenant code it must equal.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TenantCheck {
+    pub param: String,
+    pub value: String,
+    /// The caller's tenant code; `None` for unscoped staff.
+    pub caller: Option<String>,
+    /// Unscoped staff pass (`tenant_unscoped = "any"`).
+    pub unscoped_any: bool,
 }
 
 /// The JSON form (`--format json`), field order as in SPEC 6.2.
@@ -47,6 +61,8 @@ pub struct ExplainJson<'a> {
     pub normalized_path: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<&'a TenantCheck>,
 }
 
 impl Explanation {
@@ -74,13 +90,25 @@ impl Explanation {
             rule: self.rule(),
             normalized_path: &self.normalized_path,
             location: location.as_deref(),
+            tenant: self.tenant.as_ref(),
         };
         serde_json::to_string(&j).unwrap_or_default()
     }
 }
 
-/// Decides `method path` for `caller` exactly as the gate does.
+/// Decides `method path` for `caller` without a tenant code (unscoped).
 pub fn explain(policy: &Policy, method: &Method, path: &NormalizedPath<'_>, caller: Caller<'_>) -> Explanation {
+    explain_in(policy, method, path, caller, None)
+}
+
+/// Decides `method path` for `caller` acting for tenant `tenant` exactly as the gate does.
+pub fn explain_in(
+    policy: &Policy,
+    method: &Method,
+    path: &NormalizedPath<'_>,
+    caller: Caller<'_>,
+    tenant: Option<&str>,
+) -> Explanation {
     let route = policy.route_for(method, path);
     let auth = route.auth();
     let who = match caller {
@@ -90,7 +118,13 @@ pub fn explain(policy: &Policy, method: &Method, path: &NormalizedPath<'_>, call
             Auth::Bearer => Who::Bearer { role: role.as_str(), features },
         },
     };
-    let verdict = route.decide(who);
+    let verdict = route.decide_in(who, tenant);
+    let check = route.matched_rule().and_then(|r| r.tenant.as_ref()).map(|t| TenantCheck {
+        param: t.param.to_string(),
+        value: t.value(path.as_str()).unwrap_or("").to_string(),
+        caller: tenant.map(str::to_string),
+        unscoped_any: t.unscoped_any,
+    });
     let at = route.matched_rule().filter(|r| Arc::ptr_eq(&r.id, verdict.rule())).map(|r| r.at.clone());
     let browser = !is_api(path);
     Explanation {
@@ -99,5 +133,6 @@ pub fn explain(policy: &Policy, method: &Method, path: &NormalizedPath<'_>, call
         auth,
         normalized_path: path.as_str().to_string(),
         at,
+        tenant: check,
     }
 }

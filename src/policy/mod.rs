@@ -1,7 +1,7 @@
 //! The route → role policy of `policy.toml` (SPEC 6): which caller may send which request.
 //!
 //! * [`pattern`] parses rule paths (`/api/bol/{id}/`, `/media/{*key}`);
-//! * [`rule`] holds the rule model (roles, methods, credential kinds);
+//! * [`rule`] holds the rule model (roles, methods, credential kinds, tenant match);
 //! * [`matcher`] is the segment trie that finds the most specific route;
 //! * [`compile`] validates `[[route]]` and `[roles]` into a [`Policy`], rejecting ties;
 //! * [`decide`] turns a route and a caller into a [`Verdict`];
@@ -38,7 +38,7 @@ use crate::normalize::NormalizedPath;
 pub use compile::{PolicyDiag, PolicyInput};
 pub use decide::{Denial, DenyReason, Permit, Verdict, Who};
 pub use pattern::{Pattern, PatternError};
-pub use rule::{Access, Auth, MethodSet, RawRoute, Role, RoleSet, Rule};
+pub use rule::{Access, Auth, MethodSet, RawRoute, Role, RoleSet, Rule, TenantMatch};
 
 /// Feature permissions of a caller: `feature → [permission, …]`
 /// (`application_roles.primetrade.features`).
@@ -219,6 +219,11 @@ impl<'a> Route<'a> {
             RouteKind::Default => true,
             RouteKind::MethodNotAllowed(_) | RouteKind::NoRuleApi => false,
         }
+    }
+
+    /// A bearer rule that forwards the verified `Authorization` header to the upstream.
+    pub fn forwards_authorization(&self) -> bool {
+        self.rule().is_some_and(|r| r.forward_authorization)
     }
 
     /// `/api` path: answers are JSON, never redirects.

@@ -34,6 +34,18 @@ pub struct RawRoute {
     /// `"session"` (default) or `"bearer"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
+    /// Bearer rules only: forward the verified `Authorization` header to the upstream
+    /// instead of consuming it (the upstream verifies the token again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_authorization: bool,
+    /// Tenant match: `"{param}"` names a path parameter that must equal the caller's
+    /// tenant code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// With `tenant`: what a caller without a tenant code (unscoped staff) gets,
+    /// `"deny"` (default) or `"any"` (every tenant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_unscoped: Option<String>,
     /// Name used in logs and `explain` instead of the pattern.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -250,6 +262,34 @@ pub enum Access {
     Roles { roles: RoleSet, features: Vec<(Box<str>, Box<str>)>, auth: Auth },
 }
 
+/// A rule's tenant match (`tenant = "{code}"`): the path parameter at `segment` must
+/// equal the caller's tenant code, compared byte for byte on the normalized path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantMatch {
+    /// The parameter's name (`code`).
+    pub param: Box<str>,
+    /// Index of the parameter among the pattern's segments.
+    pub segment: usize,
+    /// A caller without a tenant code (unscoped staff) passes (`tenant_unscoped = "any"`);
+    /// by default it is refused.
+    pub unscoped_any: bool,
+}
+
+impl TenantMatch {
+    /// The value of the parameter in `path` (a path the rule's pattern matched).
+    pub fn value<'p>(&self, path: &'p str) -> Option<&'p str> {
+        path.strip_prefix('/')?.split('/').nth(self.segment)
+    }
+
+    /// Whether a caller of tenant `caller` may send a request for `path`.
+    pub fn allows(&self, path: &str, caller: Option<&str>) -> bool {
+        match caller {
+            None => self.unscoped_any,
+            Some(code) => self.value(path).is_some_and(|v| !v.is_empty() && v == code),
+        }
+    }
+}
+
 /// A compiled rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -262,6 +302,10 @@ pub struct Rule {
     pub index: usize,
     /// `file:line` of the rule, for messages.
     pub at: String,
+    /// Tenant match, if the rule has one.
+    pub tenant: Option<TenantMatch>,
+    /// Bearer rule that forwards the verified `Authorization` header upstream.
+    pub forward_authorization: bool,
 }
 
 impl Rule {
@@ -282,6 +326,15 @@ impl Rule {
                 s.push_str(&roles.to_string());
                 for (f, p) in features {
                     s.push_str(&format!(" +{f}:{p}"));
+                }
+                if let Some(t) = &self.tenant {
+                    s.push_str(&format!(" tenant={{{}}}", t.param));
+                    if t.unscoped_any {
+                        s.push_str(" (unscoped: any)");
+                    }
+                }
+                if self.forward_authorization {
+                    s.push_str(" (forwards Authorization)");
                 }
                 s
             }

@@ -396,6 +396,68 @@ fn features_are_all_required() {
     assert_eq!(ask_with(&p, "Admin", &f, "POST", "/api/bol/1/"), "deny 403 /api/bol/{id}/");
 }
 
+/// Tenant match: the `{code}` segment must equal the caller's tenant code, byte for byte;
+/// unscoped callers are refused unless the rule opts in. The last rows are the positive
+/// controls (same caller, its own tenant).
+#[test]
+fn tenant_match_table() {
+    let p = policy(
+        "[[route]]\npath = \"/tenant/{code}/pigiron/{*rest}\"\nroles = [\"Office\"]\ntenant = \"{code}\"\n\
+         [[route]]\npath = \"/open/{code}/\"\nroles = [\"Office\"]\ntenant = \"{code}\"\ntenant_unscoped = \"any\"\n\
+         [[route]]\npath = \"/plain/{code}/\"\nroles = [\"Office\"]\n",
+    );
+    let none = Features::new();
+    let ask_in = |tenant: Option<&str>, role: &str, path: &str| {
+        let path = normalize(path).unwrap();
+        let caller = match role {
+            "-" => Caller::Anonymous,
+            r => Caller::Role { role: Role::parse(r).unwrap(), features: &none },
+        };
+        let x = explain::explain_in(&p, &Method::GET, &path, caller, tenant);
+        let reason = match &x.verdict {
+            Verdict::Deny(d) => format!(" ({:?})", d.reason()),
+            _ => String::new(),
+        };
+        format!("{} {}{reason}", x.verdict.decision(), x.status)
+    };
+    let rows: &[(Option<&str>, &str, &str, &str)] = &[
+        (Some("PRT"), "Office", "/tenant/ACME/pigiron/releases/", "deny 403 (Tenant)"),
+        (Some("PRT"), "Office", "/tenant/prt/pigiron/releases/", "deny 403 (Tenant)"),
+        (Some("PRT"), "Office", "/tenant/PRTX/pigiron/releases/", "deny 403 (Tenant)"),
+        (Some("ACME"), "Office", "/tenant/PRT/pigiron/bol/1/pdf/", "deny 403 (Tenant)"),
+        (None, "Office", "/tenant/PRT/pigiron/releases/", "deny 403 (Tenant)"),
+        (Some("PRT"), "Client", "/tenant/PRT/pigiron/releases/", "redirect 302"),
+        (None, "-", "/tenant/PRT/pigiron/releases/", "login 302"),
+        (None, "Office", "/open/PRT/", "allow 200"),
+        (Some("ACME"), "Office", "/open/PRT/", "deny 403 (Tenant)"),
+        (Some("ACME"), "Office", "/plain/PRT/", "allow 200"),
+        (Some("PRT"), "Office", "/tenant/PRT/pigiron/releases/", "allow 200"),
+        (Some("ACME"), "Office", "/tenant/ACME/pigiron/releases/upload/", "allow 200"),
+        (Some("ACME"), "Office", "/open/ACME/", "allow 200"),
+    ];
+    for (tenant, role, path, want) in rows {
+        assert_eq!(ask_in(*tenant, role, path), *want, "{tenant:?} {role} {path}");
+    }
+    // `decide` without a tenant is the unscoped caller: closed on a tenant rule.
+    let path = normalize("/tenant/PRT/pigiron/x/").unwrap();
+    let who = Who::Session { role: "Office", features: &none };
+    assert_eq!(p.route_for(&Method::GET, &path).decide(who).decision(), "deny");
+    assert_eq!(p.route_for(&Method::GET, &path).decide_in(who, Some("PRT")).decision(), "allow");
+}
+
+/// `forward_authorization` is a property of the bearer rule the pipeline asks about.
+#[test]
+fn forward_authorization_is_per_rule() {
+    let p = policy(
+        "[[route]]\npath = \"/api/fwd/\"\nauth = \"bearer\"\nroles = [\"Office\"]\nforward_authorization = true\n\
+         [[route]]\npath = \"/api/eat/\"\nauth = \"bearer\"\nroles = [\"Office\"]\n",
+    );
+    let fwd = normalize("/api/fwd/").unwrap();
+    let eat = normalize("/api/eat/").unwrap();
+    assert!(p.route_for(&Method::GET, &fwd).forwards_authorization());
+    assert!(!p.route_for(&Method::GET, &eat).forwards_authorization());
+}
+
 #[test]
 fn credential_kind_and_unknown_roles_fail_closed() {
     let p = policy(SMALL);
@@ -452,7 +514,7 @@ fn route_errors_carry_file_line_and_reason() {
     let rows: &[(&str, &str)] = &[
         (
             "[[route]]\npath = \"/x/\"\nrole = [\"Admin\"]\n",
-            "policy.toml:3:1: unknown field `role`, expected one of `path`, `methods`, `roles`, `features`, `public`, `auth`, `name`, `comment`",
+            "policy.toml:3:1: unknown field `role`, expected one of `path`, `methods`, `roles`, `features`, `public`, `auth`, `forward_authorization`, `tenant`, `tenant_unscoped`, `name`, `comment`",
         ),
         ("[[route]]\nroles = [\"Admin\"]\n", "policy.toml:1:1: missing field `path`"),
         ("\n[[route]]\npath = \"/api/{id/\"\nroles = [\"Admin\"]\n", "policy.toml:3:8: route.0.path: `/api/{id/`: unclosed `{` in segment `{id`"),
@@ -492,6 +554,30 @@ fn route_errors_carry_file_line_and_reason() {
         (
             "[[route]]\npath = \"/x/\"\nroles = [\"Admin\"]\nname = \"no_rule\"\n",
             "policy.toml:4:8: route.0.name: `no_rule` is reserved for the gate's defaults",
+        ),
+        (
+            "[[route]]\npath = \"/tenant/{code}/x/\"\nroles = [\"Office\"]\ntenant = \"{tenant}\"\n",
+            "policy.toml:4:10: route.0.tenant: the pattern `/tenant/{code}/x/` has no `{tenant}` segment for the tenant match",
+        ),
+        (
+            "[[route]]\npath = \"/t/{*code}\"\nroles = [\"Office\"]\ntenant = \"{code}\"\n",
+            "policy.toml:4:10: route.0.tenant: the pattern `/t/{*code}` has no `{code}` segment for the tenant match",
+        ),
+        (
+            "[[route]]\npath = \"/t/{code}/\"\nroles = [\"Office\"]\ntenant = \"code\"\n",
+            "policy.toml:4:10: route.0.tenant: `code` is not a path parameter (write tenant = \"{code}\")",
+        ),
+        (
+            "[[route]]\npath = \"/t/{code}/\"\npublic = true\ntenant = \"{code}\"\n",
+            "policy.toml:4:10: route.0.tenant: a public rule checks no identity, so no tenant either",
+        ),
+        (
+            "[[route]]\npath = \"/t/{code}/\"\nroles = [\"Office\"]\ntenant = \"{code}\"\ntenant_unscoped = \"all\"\n",
+            "policy.toml:5:19: route.0.tenant_unscoped: unknown value `all` (expected `deny` or `any`)",
+        ),
+        (
+            "[[route]]\npath = \"/x/\"\nroles = [\"Office\"]\nforward_authorization = true\n",
+            "policy.toml:4:25: route.0.forward_authorization: only a bearer rule (auth = \"bearer\") has an Authorization header to forward",
         ),
         (
             "[roles]\nlanding = { Guest = \"/\" }\n",

@@ -57,6 +57,15 @@ impl Caller {
         }
     }
 
+    /// The `tenant_code` claim the caller signed in (or presented a token) with.
+    pub fn tenant_code(&self) -> Option<&str> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Session { record, .. } => record.tenant_code.as_deref(),
+            Caller::Bearer(b) => b.tenant_code.as_deref(),
+        }
+    }
+
     pub fn role(&self) -> &str {
         match self {
             Caller::Anonymous => "",

@@ -81,6 +81,9 @@ pub fn strip_oauth_params(query: &str) -> Cow<'_, str> {
 pub struct Upstream {
     pub path_and_query: PathAndQuery,
     pub host: HeaderValue,
+    /// A bearer rule with `forward_authorization = true` verified this
+    /// request's `Authorization`: the upstream gets it, unchanged.
+    pub forward_authorization: bool,
 }
 
 /// Proof of authorization plus the verified caller it was issued for.
@@ -121,8 +124,11 @@ pub async fn send(
     strip_cookie(h, |name| gate.cookie.is_gate_cookie(name));
     // The identity Django gets is the assertion: a consumed Bearer token, and
     // on cookie routes a browser's own `Authorization` (which the gate did
-    // not check), never reach it.
-    h.remove(header::AUTHORIZATION);
+    // not check), never reach it. Only a bearer rule that forwards its
+    // verified token lets the header through.
+    if !up.forward_authorization {
+        h.remove(header::AUTHORIZATION);
+    }
     headers::set_forwarding(h, &Forwarding { peer: conn.peer.ip(), trusted: conn.trusted, host: &up.host });
     h.insert(header::HOST, up.host);
     h.insert(X_REQUEST_ID, request_id.clone());

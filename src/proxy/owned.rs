@@ -8,6 +8,12 @@
 //!   shows a confirmation page whose button POSTs; a `POST` is obeyed only
 //!   from the gate's own origin (`Sec-Fetch-Site: same-origin` or a matching
 //!   `Origin`). `/logout/` behaves the same.
+//!
+//! Every finished login, refused login and logout writes one `audit` line
+//! (`event = "login" | "login_refused" | "logout"`): the user's email, role
+//! and tenant, `sid` (the session's short handle: a hash prefix, never the
+//! cookie value; not named `session*`, which the redaction engine masks) and
+//! the request id. No token, code or cookie value is ever logged.
 
 use std::net::IpAddr;
 
@@ -17,6 +23,8 @@ use http::{Method, Request, Response, StatusCode};
 use super::body::GateBody;
 use super::Gate;
 use crate::config::Config;
+use crate::oidc::flow::LoginOutcome;
+use crate::session::{SessionId, SessionStore};
 
 /// Which gate-owned route a normalized path names, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +63,7 @@ pub async fn handle<B>(
     owned: Owned,
     client: IpAddr,
     req: &Request<B>,
+    request_id: &HeaderValue,
 ) -> Response<GateBody> {
     if matches!(owned, Owned::Login | Owned::Callback) {
         if let Err(retry_after) = gate.login_limiter.check(client, config.gate.login_rate_limit) {
@@ -74,11 +83,12 @@ pub async fn handle<B>(
         Owned::Callback => {
             let (resp, outcome) = oidc.callback(&gate.store, &config.policy, req).await;
             gate.metrics.login(outcome.as_str());
+            audit_callback(gate, config, outcome, &resp, request_id).await;
             resp
         }
         Owned::Logout if req.method() == Method::POST => {
             if same_origin(req.headers(), &oidc.public_origin) {
-                oidc.logout(&gate.store, req).await
+                logout(gate, config, oidc, req, request_id).await
             } else {
                 logout_page(StatusCode::FORBIDDEN)
             }
@@ -89,6 +99,82 @@ pub async fn handle<B>(
             resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
             resp
         }
+    }
+}
+
+/// Ends the session (the flow's logout) and writes its audit line, naming who left.
+async fn logout<B>(
+    gate: &Gate,
+    config: &Config,
+    oidc: &crate::oidc::flow::Oidc,
+    req: &Request<B>,
+    request_id: &HeaderValue,
+) -> http::Response<GateBody> {
+    // Who is leaving: read before the flow deletes the session.
+    let leaving = match gate.cookie.read(req.headers()) {
+        Some(id) => gate.store.get(&id).await.ok().flatten().map(|r| (id.handle(), r)),
+        None => None,
+    };
+    let resp = oidc.logout(&gate.store, req).await;
+    let (handle, email, role, tenant) = match &leaving {
+        Some((h, r)) => (h.as_str(), r.email.as_str(), r.role.as_str(), tenant_of(config, r)),
+        None => ("", "", "", ""),
+    };
+    tracing::info!(
+        target: "audit",
+        event = "logout",
+        user = email,
+        role,
+        tenant,
+        sid = handle,
+        request_id = request_id.to_str().unwrap_or("-"),
+    );
+    resp
+}
+
+/// The tenant an audit line names: the session's tenant code, else its tenant id.
+fn tenant_of<'a>(config: &'a Config, r: &'a crate::session::SessionRecord) -> &'a str {
+    config.tenant.caller_code(r.tenant_code.as_deref()).unwrap_or(&r.tenant_id)
+}
+
+/// The audit line of a callback: who signed in (read back from the session the callback
+/// just created, found through its `Set-Cookie`), or why the login was refused.
+async fn audit_callback(
+    gate: &Gate,
+    config: &Config,
+    outcome: LoginOutcome,
+    resp: &http::Response<GateBody>,
+    request_id: &HeaderValue,
+) {
+    let rid = request_id.to_str().unwrap_or("-");
+    if outcome != LoginOutcome::Ok {
+        tracing::info!(target: "audit", event = "login_refused", reason = outcome.as_str(), request_id = rid);
+        return;
+    }
+    let id = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.split_once('='))
+        .find(|(name, _)| name.trim() == gate.cookie.name)
+        .and_then(|(_, value)| SessionId::parse(value.trim()));
+    let record = match &id {
+        Some(id) => gate.store.get(id).await.ok().flatten(),
+        None => None,
+    };
+    match (id, record) {
+        (Some(id), Some(r)) => tracing::info!(
+            target: "audit",
+            event = "login",
+            user = r.email.as_str(),
+            role = r.role.as_str(),
+            tenant = tenant_of(config, &r),
+            sid = id.handle().as_str(),
+            request_id = rid,
+        ),
+        // The session vanished between creation and this read: still one line.
+        _ => tracing::info!(target: "audit", event = "login", user = "", sid = "", request_id = rid),
     }
 }
 

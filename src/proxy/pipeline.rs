@@ -141,7 +141,7 @@ async fn run(
         let client =
             super::ratelimit::client_ip(conn.peer.ip(), conn.trusted, &parts.headers, &config.gate.trusted_proxies);
         let req = Request::from_parts(parts, ());
-        let mut resp = owned::handle(gate, config, owned, client, &req).await;
+        let mut resp = owned::handle(gate, config, owned, client, &req, &ctx.request_id).await;
         if resp.status() == http::StatusCode::TOO_MANY_REQUESTS {
             ctx.decision = Some(Decision::Deny);
         }
@@ -169,7 +169,9 @@ async fn run(
     }
 
     // authorize: the policy decides; only an `Allow` carries a `Permit`.
-    let verdict = route.decide(caller.who());
+    // Tenant matches compare the path with the caller's tenant code.
+    let tenant = config.tenant.caller_code(caller.tenant_code());
+    let verdict = route.decide_in(caller.who(), tenant);
     ctx.decision = Some(Decision::from_verdict(verdict.decision()));
     ctx.rule = Some(verdict.rule().clone());
     // A browser asking for a page (any method: an expired session on a form
@@ -195,7 +197,10 @@ async fn run(
     // forward: rebuild the request for the upstream; inject_identity from
     // the permit and the verified caller only.
     let identity = permit.as_ref().map(|p| forward::Identity { permit: p, caller: &caller });
-    let upstream = forward::Upstream { path_and_query, host };
+    // `Authorization` never reaches the upstream, except on a bearer rule that
+    // forwards the verified token (the upstream view verifies it again).
+    let forward_authorization = bearer_route && route.forwards_authorization();
+    let upstream = forward::Upstream { path_and_query, host, forward_authorization };
     let resp = forward::send(gate, config, conn, &ctx.request_id, parts, body, upstream, identity, &path).await;
     if let Some(d) = resp.upstream_latency {
         ctx.upstream_latency = Some(d);

@@ -166,7 +166,7 @@ def main():
         wd.click('button[data-path="/api/balances/"]')
         no = wd.wait_text('tr:nth-child(4) .out', lambda t: t and t != "…")
         assert no.startswith("403 refused") and "Admin or Office" in no, no
-        wd.click('button[data-path="/api/user/context/"]')
+        wd.click('button[data-path="/api/auth/me/"]')
         wd.wait_text('tr:nth-child(1) .out', lambda t: t.startswith("200"))
         if args.screenshot:
             wd.screenshot(args.screenshot)

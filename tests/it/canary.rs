@@ -162,6 +162,10 @@ struct Outcome {
     canaries: Vec<String>,
     /// The access token the Django line printed.
     access_token: String,
+    /// The Bearer JWT sent to `/api/open-releases/`, whose rule forwards the verified
+    /// `Authorization` on purpose (the view checks it again): a canary for the logs, not
+    /// for the upstream.
+    bearer: String,
 }
 
 const AWS_SECRET: &str = "CANARYawsSECRETwJalrXUtnFEMIK7MDENGbPxRfiCY";
@@ -305,13 +309,13 @@ async fn scenario(disable_redaction: bool) -> Outcome {
         "AKIAIOSFODNN7CANARY1".to_string(),
         "CANARYsessionTOKENIQoJb3JpZ2luX2VjE".to_string(),
         signature,
-        jwt,
+        jwt.clone(),
         QUERY_CANARY.to_string(),
         cookie.split_once('=').map(|(_, v)| v.to_string()).unwrap(),
         client_user.split_once('=').map(|(_, v)| v.to_string()).unwrap(),
     ]);
     let upstream = std::fs::read_to_string(gate_dir(&dir_s).join("seen.jsonl")).unwrap_or_default();
-    Outcome { output: gate.text(), upstream, canaries, access_token }
+    Outcome { output: gate.text(), upstream, canaries, access_token, bearer: jwt }
 }
 
 fn gate_dir(s: &str) -> std::path::PathBuf {
@@ -355,13 +359,16 @@ async fn canaries_never_reach_logs_run_output_or_upstream() {
     assert!(o.output.contains("Session data: {'sso_access_token': '[REDACTED:secret]'"), "{}", o.output);
     assert!(o.output.contains("dict_items([('sso_access_token', '[REDACTED:secret]')"), "{}", o.output);
     assert!(o.upstream.contains("/api/releases/open/?page=2\""), "{}", o.upstream);
+    // The forwarded Bearer token reaches the upstream on its own route only.
+    let with_bearer: Vec<&str> = o.upstream.lines().filter(|l| l.contains(o.bearer.as_str())).collect();
+    assert!(with_bearer.len() == 1 && with_bearer[0].contains("/api/open-releases/"), "{with_bearer:?}");
     assert!(o.output.contains("\"event\":\"media_grant\""), "no media audit event: {}", o.output);
     let mut leaks = Vec::new();
     for c in &o.canaries {
         if o.output.contains(c.as_str()) {
             leaks.push(format!("in prt-gate run output: {c}"));
         }
-        if o.upstream.contains(c.as_str()) {
+        if o.upstream.contains(c.as_str()) && *c != o.bearer {
             leaks.push(format!("upstream received: {c}"));
         }
     }

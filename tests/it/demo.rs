@@ -154,6 +154,7 @@ async fn a_newcomer_logs_in_as_client_and_office_and_downloads_the_pdf() {
     for user in ["admin@", "office@", "operator@", "client@", "nobody@"] {
         assert!(demo.banner.contains(user), "banner lists {user}: {}", demo.banner);
     }
+    assert!(demo.banner.contains("acme-office@example.com  Office of tenant ACME"), "{}", demo.banner);
 
     // Client: lands on /client.html, sees its identity as the upstream received it.
     let (mut client, page) = log_in(&demo, "client@example.com").await;

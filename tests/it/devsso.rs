@@ -180,7 +180,8 @@ async fn code_flow_with_pkce_and_nonce_verifies_against_the_jwks() {
     assert_eq!(
         claims["application_roles"],
         json!({"primetrade": {"role": "Client", "permissions": [], "tenant_code": "PRT",
-            "features": {"bol": ["view"], "releases": ["view"], "schedule": ["view"]}}})
+            "features": {"bol": ["view"], "releases": ["view"], "schedule": ["view"],
+                "client_portal": ["view"]}}})
     );
 
     // userinfo: the same identity for the access token, 401 otherwise.
@@ -234,7 +235,7 @@ async fn nobody_has_no_primetrade_role_and_basic_auth_works() {
     assert_eq!(claims["application_roles"]["primetrade"]["role"], "Admin");
     assert_eq!(
         claims["application_roles"]["primetrade"]["features"]["bol"],
-        json!(["view", "create", "edit", "delete"])
+        json!(["view", "create", "modify", "delete", "export"])
     );
 }
 
@@ -343,7 +344,8 @@ async fn refresh_rotates_and_rereads_the_current_role() {
     assert_eq!(
         second["application_roles"]["primetrade"],
         json!({"role": "Client", "permissions": [], "tenant_code": "PRT",
-            "features": {"bol": ["view"], "releases": ["view"], "schedule": ["view"]}})
+            "features": {"bol": ["view"], "releases": ["view"], "schedule": ["view"],
+                "client_portal": ["view"]}})
     );
 
     // Rotation: the old refresh token is dead, the new one works once.

@@ -36,8 +36,8 @@ async fn every_role_logs_in_and_upstream_sees_its_identity() {
         let set = &l.set_cookie[0];
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"), "{set}");
 
-        // /api/user/context/ is open to every role.
-        let (parts, _) = send(&client(), get_with(&gate.url("/api/user/context/"), Some(&cookie), None)).await;
+        // /api/auth/me/ is open to every role.
+        let (parts, _) = send(&client(), get_with(&gate.url("/api/auth/me/"), Some(&cookie), None)).await;
         assert_eq!(parts.status, 200, "{email}");
         let seen = up.last();
         assert_eq!(seen.one("x-auth-email"), Some(email));
@@ -56,7 +56,7 @@ async fn every_role_logs_in_and_upstream_sees_its_identity() {
         assert_eq!(claims["email"], email);
         assert_eq!(claims["role"], role);
         assert_eq!(claims["method"], "GET");
-        assert_eq!(claims["path"], "/api/user/context/");
+        assert_eq!(claims["path"], "/api/auth/me/");
         assert_eq!(claims["jti"].as_str(), seen.one("x-request-id"));
         assert!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap() <= 60);
         let other = jsonwebtoken::DecodingKey::from_secret(b"another-secret-another-secret-0123");
@@ -204,11 +204,14 @@ async fn bearer_tokens_are_verified_like_id_tokens() {
         }
     };
     // Positive control: a valid Office token passes and Django sees the
-    // identity but not the token.
-    assert_eq!(call(sso.mint(good("Office"))).await, 200);
+    // identity and, on this route (`forward_authorization = true`, the view
+    // verifies it again), the same token. The consuming default is checked
+    // in `realapp::open_releases_forwards_the_verified_bearer_token`.
+    let office = sso.mint(good("Office"));
+    assert_eq!(call(office.clone()).await, 200);
     let seen = up.last();
     assert_eq!(seen.one("x-auth-role"), Some("Office"));
-    assert!(seen.all("authorization").is_empty(), "consumed bearer token forwarded");
+    assert_eq!(seen.all("authorization"), vec![format!("Bearer {office}")]);
     assert_eq!(call(sso.mint(good("Client"))).await, 403);
 
     let mut expired = good("Admin");

@@ -77,7 +77,7 @@ fn explain_json_is_exactly_the_spec_form() {
 fn explain_rows() {
     let rows: &[(&[&str], &str)] = &[
         (
-            &["--role", "client", "GET", "/api/%68istory", "--format", "json"],
+            &["--role", "client", "--feature", "bol:view", "GET", "/api/%68istory", "--format", "json"],
             r#"{"decision":"allow","status":200,"rule":"/api/history/","normalized_path":"/api/history"}"#,
         ),
         (

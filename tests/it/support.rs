@@ -397,9 +397,16 @@ pub fn start_auth_gate(upstream: SocketAddr, sso_url: &str, session: &str, polic
 /// test's upstream and SSO through `PRT_GATE_*` overrides (which the shipped
 /// file is meant to be deployed with). `extra_env` adds or replaces variables.
 pub fn start_shipped_gate(upstream: SocketAddr, sso_url: &str, extra_env: &[(&str, &str)]) -> Gate {
+    start_shipped_gate_plus(upstream, sso_url, extra_env, "")
+}
+
+/// [`start_shipped_gate`] with `more` TOML appended to the shipped policy (a `[tenant]`
+/// section, say).
+pub fn start_shipped_gate_plus(upstream: SocketAddr, sso_url: &str, extra_env: &[(&str, &str)], more: &str) -> Gate {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/policy.toml"), dir.path().join("policy.toml")).unwrap();
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policy.toml")).unwrap();
+    std::fs::write(dir.path().join("policy.toml"), format!("{shipped}\n{more}")).unwrap();
     let listen = format!("127.0.0.1:{port}");
     let public = format!("http://127.0.0.1:{port}");
     let up = format!("http://{upstream}");
