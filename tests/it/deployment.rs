@@ -99,9 +99,11 @@ async fn login_cookie(base: &str, email: &str) -> String {
     let c = client();
     let (parts, _) = send(&c, get(&format!("{base}/auth/login/?next=%2F&login_hint={email}"))).await;
     assert_eq!(parts.status, 302, "login start");
+    // The callback is accepted only from the browser that started the login.
+    let binding = cookies_set(&parts).join("; ");
     let (parts, _) = send(&c, get(parts.headers["location"].to_str().unwrap())).await;
     assert_eq!(parts.status, 302, "authorize");
-    let (parts, _) = send(&c, get(parts.headers["location"].to_str().unwrap())).await;
+    let (parts, _) = send(&c, get_with(parts.headers["location"].to_str().unwrap(), Some(&binding), None)).await;
     parts
         .headers
         .get_all("set-cookie")
