@@ -41,6 +41,7 @@ pub const ENV_PREFIX: &str = "PRT_GATE_";
 const ENV_NOT_KEYS: &[&str] = &["config", "sso__client_secret", "assertion__secret", "assertion__previous_secret"];
 
 mod compile;
+mod policy_file;
 mod raw;
 pub use raw::*;
 
@@ -61,6 +62,9 @@ pub struct Config {
     pub assertion: AssertionConfig,
     /// The compiled `[[route]]` / `[roles]` policy, shared with the data plane.
     pub policy: Arc<Policy>,
+    /// `policy.shadow`: the shadow policy file, resolved against the configuration's
+    /// directory (`crate::shadow`).
+    pub shadow: Option<PathBuf>,
     pub log: LogConfig,
     /// The redaction engine: built-in detectors plus `[redact] patterns`.
     pub redactor: Arc<crate::redact::Redactor>,

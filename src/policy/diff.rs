@@ -1,0 +1,211 @@
+//! `prt-gate diff OLD NEW`: where two policies decide differently, found by asking both
+//! compiled policies the same questions (never by comparing rule fields, so a new rule
+//! attribute changes the answers, not this code).
+//!
+//! The questions: every caller of [`callers`] × every method of [`METHODS`] × every probe
+//! path of [`probe_paths`]. The probe paths are each pattern of both files (rules and
+//! `roles.pages`) instantiated, with and without the trailing slash, both files' landing
+//! pages, and the defaults (an `/api` path and a page no rule names). A probe is reported
+//! when its [`Outcome`] (decision, plus the landing page of a redirect) differs.
+
+use std::collections::BTreeSet;
+use http::Method;
+use serde::Serialize;
+
+use super::pattern::{Pattern, Segment};
+use super::rule::{Access, Auth, Role};
+use super::{Features, Policy, Verdict, Who};
+use crate::normalize::normalize;
+
+/// The methods every probe path is asked with.
+pub const METHODS: [Method; 8] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+    Method::TRACE,
+];
+
+/// Paths no rule of a sensible policy names: the `no_rule` and `default` cases.
+const DEFAULT_PROBES: [&str; 5] = ["/", "/api", "/api/", "/api/prt-gate-unmatched/", "/prt-gate-unmatched.html"];
+
+/// A simulated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `None`: no credential.
+    pub role: Option<Role>,
+    /// The credential presented (ignored for anonymous callers).
+    pub auth: Auth,
+    /// Holds every `feature:permission` either policy asks for (else none).
+    pub features: bool,
+}
+
+impl Caller {
+    /// `Client (session)`, `Admin (bearer, features)`, `anonymous`.
+    pub fn label(&self) -> String {
+        match self.role {
+            None => "anonymous".into(),
+            Some(r) if self.features => format!("{r} ({}, features)", self.auth.as_str()),
+            Some(r) => format!("{r} ({})", self.auth.as_str()),
+        }
+    }
+}
+
+/// What a policy answers one probe with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// `allow`, `login`, `deny` or `redirect`.
+    pub decision: &'static str,
+    pub rule: String,
+    /// The landing page of a redirect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+impl Outcome {
+    pub fn of(v: &Verdict) -> Outcome {
+        let location = match v {
+            Verdict::Redirect { to, .. } => Some(to.to_string()),
+            _ => None,
+        };
+        Outcome { decision: v.decision(), rule: v.rule().to_string(), location }
+    }
+
+    /// Same answer for the caller (the deciding rule may differ).
+    pub fn same_answer(&self, other: &Outcome) -> bool {
+        self.decision == other.decision && self.location == other.location
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.location {
+            Some(to) => write!(f, "{} {to} [{}]", self.decision, self.rule),
+            None => write!(f, "{} [{}]", self.decision, self.rule),
+        }
+    }
+}
+
+/// One probe whose answer changes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub caller: String,
+    pub method: String,
+    pub path: String,
+    pub old: Outcome,
+    pub new: Outcome,
+}
+
+/// Every caller the diff simulates: anonymous, then each role with a session cookie and
+/// with a Bearer token, and, when either policy asks for features, each of those again
+/// holding all of them.
+pub fn callers(old: &Policy, new: &Policy) -> (Vec<Caller>, Features) {
+    let all = required_features(old, new);
+    let mut out = vec![Caller { role: None, auth: Auth::Session, features: false }];
+    for role in Role::ALL {
+        for auth in [Auth::Session, Auth::Bearer] {
+            out.push(Caller { role: Some(role), auth, features: false });
+            if !all.is_empty() {
+                out.push(Caller { role: Some(role), auth, features: true });
+            }
+        }
+    }
+    (out, all)
+}
+
+fn required_features(old: &Policy, new: &Policy) -> Features {
+    let mut all = Features::new();
+    for rule in old.rules().iter().chain(new.rules()) {
+        if let Access::Roles { features, .. } = &rule.access {
+            for (f, p) in features {
+                let perms = all.entry(f.to_string()).or_default();
+                if !perms.iter().any(|x| **x == **p) {
+                    perms.push(p.to_string());
+                }
+            }
+        }
+    }
+    all
+}
+
+/// The probe paths of both policies, sorted.
+pub fn probe_paths(old: &Policy, new: &Policy) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = DEFAULT_PROBES.iter().map(|s| s.to_string()).collect();
+    for policy in [old, new] {
+        for rule in policy.rules() {
+            instantiate(&rule.pattern, &mut out);
+        }
+        for role in Role::ALL {
+            for p in policy.pages(role).unwrap_or(&[]) {
+                instantiate(p, &mut out);
+            }
+            out.insert(policy.landing(role).to_string());
+        }
+    }
+    // Only paths the gate would decide on as they are (normalized already).
+    out.retain(|p| normalize(p).is_ok_and(|n| n.as_str() == p));
+    out
+}
+
+/// Adds the paths `p` matches: parameters become `1`, a tail `x` and `x/y/`; each with
+/// and without the trailing slash.
+fn instantiate(p: &Pattern, out: &mut BTreeSet<String>) {
+    let mut base = String::new();
+    let mut tail = false;
+    for seg in p.segments() {
+        base.push('/');
+        match seg {
+            Segment::Exact(t) => base.push_str(t),
+            Segment::Param(_) => base.push('1'),
+            Segment::CatchAll(_) => {
+                base.push('x');
+                tail = true;
+            }
+        }
+    }
+    if base.is_empty() {
+        out.insert("/".into());
+        return;
+    }
+    out.insert(format!("{base}/"));
+    if tail {
+        out.insert(format!("{base}/y/"));
+    }
+    out.insert(base);
+}
+
+/// Every probe whose answer differs between `old` and `new`, in caller, path, method order.
+pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
+    let (callers, all) = callers(old, new);
+    let none = Features::new();
+    let paths = probe_paths(old, new);
+    let mut changes = Vec::new();
+    for caller in &callers {
+        let features = if caller.features { &all } else { &none };
+        let who = match (caller.role, caller.auth) {
+            (None, _) => Who::Anonymous,
+            (Some(r), Auth::Session) => Who::Session { role: r.as_str(), features },
+            (Some(r), Auth::Bearer) => Who::Bearer { role: r.as_str(), features },
+        };
+        for path in &paths {
+            let Ok(np) = normalize(path) else { continue };
+            for method in &METHODS {
+                let a = Outcome::of(&old.decide(method, &np, who));
+                let b = Outcome::of(&new.decide(method, &np, who));
+                if !a.same_answer(&b) {
+                    changes.push(Change {
+                        caller: caller.label(),
+                        method: method.to_string(),
+                        path: path.clone(),
+                        old: a,
+                        new: b,
+                    });
+                }
+            }
+        }
+    }
+    changes
+}
