@@ -15,6 +15,7 @@ mod limits;
 mod login;
 mod media;
 mod policy;
+mod policy_change;
 mod policy_gate;
 mod proxy;
 mod redact;
