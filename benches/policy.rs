@@ -185,7 +185,9 @@ fn shadow_cpu(c: &mut Criterion<ThreadCpu>) {
         let path = normalize(path).unwrap();
         let method = Method::GET;
         if name == "same" {
-            g.bench_function("active", |b| b.iter(|| black_box(active.route_for(&method, black_box(&path)).decide(who))));
+            g.bench_function("active", |b| {
+                b.iter(|| black_box(active.route_for(&method, black_box(&path)).decide(who)))
+            });
         }
         g.bench_function(format!("with_shadow_{name}"), |b| {
             b.iter(|| {

@@ -304,7 +304,10 @@ mod tests {
         assert_eq!((r.totals.replayed, r.totals.changed), (2, 1));
         let g = r.groups();
         assert_eq!(g.len(), 1);
-        assert_eq!((g[0].key.old_rule.as_str(), g[0].key.new_decision, &*g[0].key.new_rule), ("x", "deny", "/api/bol/"));
+        assert_eq!(
+            (g[0].key.old_rule.as_str(), g[0].key.new_decision, &*g[0].key.new_rule),
+            ("x", "deny", "/api/bol/")
+        );
     }
 
     #[test]

@@ -170,9 +170,7 @@ mod tests {
             ..RawRoute::default()
         }];
         let (landing, pages) = (BTreeMap::new(), BTreeMap::new());
-        Policy::compile(&PolicyInput { routes: &routes, landing: &landing, pages: &pages }, &|_| None)
-            .expect("valid")
-            .0
+        Policy::compile(&PolicyInput { routes: &routes, landing: &landing, pages: &pages }, &|_| None).expect("valid").0
     }
 
     #[test]
@@ -194,7 +192,10 @@ mod tests {
         let (a3, b3) = (decide(&active, &Method::GET, admin), decide(&shadow, &Method::GET, admin));
         assert!(!s.observe(&m, &Method::GET, "/api/x/", "Admin", &a3, &b3));
         let text = m.render();
-        assert!(text.contains("prt_gate_shadow_diff_total{role=\"Client\",active=\"deny\",shadow=\"allow\"} 3\n"), "{text}");
+        assert!(
+            text.contains("prt_gate_shadow_diff_total{role=\"Client\",active=\"deny\",shadow=\"allow\"} 3\n"),
+            "{text}"
+        );
         assert!(!text.contains("role=\"Admin\""), "{text}");
     }
 }

@@ -54,7 +54,8 @@ impl super::Config {
             fail(origin, None, e.message().trim().to_string())
         })?;
         let input = PolicyInput { routes: &raw.route, landing: &raw.roles.landing, pages: &raw.roles.pages };
-        let locate = |key: String, message: String| Diagnostic { origin: loc.origin_near(&key), key: Some(key), message };
+        let locate =
+            |key: String, message: String| Diagnostic { origin: loc.origin_near(&key), key: Some(key), message };
         match Policy::compile(&input, &|key| loc.file_line(key)) {
             Ok((policy, warnings)) => Ok((policy, warnings.into_iter().map(|w| locate(w.key, w.message)).collect())),
             Err(errors) => {

@@ -8,9 +8,9 @@
 //! pages, and the defaults (an `/api` path and a page no rule names). A probe is reported
 //! when its [`Outcome`] (decision, plus the landing page of a redirect) differs.
 
-use std::collections::BTreeSet;
 use http::Method;
 use serde::Serialize;
+use std::collections::BTreeSet;
 
 use super::pattern::{Pattern, Segment};
 use super::rule::{Access, Auth, Role};
@@ -208,4 +208,60 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
         }
     }
     changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{PolicyInput, RawRoute};
+    use std::collections::BTreeMap;
+
+    fn policy(features: &[&str]) -> Policy {
+        let routes = vec![RawRoute {
+            path: "/api/bol/{id}/".into(),
+            methods: Some(vec!["PATCH".into()]),
+            roles: vec!["Office".into()],
+            features: features.iter().map(|f| f.to_string()).collect(),
+            ..RawRoute::default()
+        }];
+        let (landing, pages) = (BTreeMap::new(), BTreeMap::new());
+        Policy::compile(&PolicyInput { routes: &routes, landing: &landing, pages: &pages }, &|_| None).expect("valid").0
+    }
+
+    #[test]
+    fn a_new_feature_requirement_shows_for_callers_without_it_only() {
+        let (old, new) = (policy(&[]), policy(&["bol:edit"]));
+        let rows: Vec<(String, String, String, &str, &str)> = diff(&old, &new)
+            .into_iter()
+            .map(|c| (c.caller, c.method, c.path, c.old.decision, c.new.decision))
+            .collect();
+        let row = |p: &str| ("Office (session)".to_string(), "PATCH".to_string(), p.to_string(), "allow", "deny");
+        assert_eq!(rows, vec![row("/api/bol/1"), row("/api/bol/1/")]);
+        // Control: the same policy twice changes nothing.
+        assert!(diff(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn probes_cover_patterns_slash_variants_tails_and_defaults() {
+        let routes = vec![RawRoute { path: "/kiosk/{*rest}".into(), public: true, ..RawRoute::default() }];
+        let landing = BTreeMap::from([("Client".to_string(), "/portal.html".to_string())]);
+        let pages = BTreeMap::new();
+        let p = Policy::compile(&PolicyInput { routes: &routes, landing: &landing, pages: &pages }, &|_| None)
+            .expect("valid")
+            .0;
+        let probes = probe_paths(&p, &policy(&[]));
+        for want in [
+            "/kiosk/x",
+            "/kiosk/x/",
+            "/kiosk/x/y/",
+            "/api/bol/1",
+            "/api/bol/1/",
+            "/portal.html",
+            "/api/prt-gate-unmatched/",
+            "/prt-gate-unmatched.html",
+            "/",
+        ] {
+            assert!(probes.contains(want), "{want} missing from {probes:?}");
+        }
+    }
 }

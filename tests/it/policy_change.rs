@@ -44,9 +44,10 @@ roles = ["Admin"]
 "#;
 
 fn new_policy() -> String {
-    OLD.replace("roles = [\"Admin\", \"Client\"]", "roles = [\"Admin\"]")
-        .replace("path = \"/reports/\"\nmethods = [\"GET\"]\nroles = [\"Admin\"]", "path = \"/reports/\"\nmethods = [\"GET\"]\nroles = [\"Admin\", \"Operator\"]")
-        + "\n[[route]]\npath = \"/api/audit/\"\nmethods = [\"GET\"]\nroles = [\"Admin\"]\n"
+    OLD.replace("roles = [\"Admin\", \"Client\"]", "roles = [\"Admin\"]").replace(
+        "path = \"/reports/\"\nmethods = [\"GET\"]\nroles = [\"Admin\"]",
+        "path = \"/reports/\"\nmethods = [\"GET\"]\nroles = [\"Admin\", \"Operator\"]",
+    ) + "\n[[route]]\npath = \"/api/audit/\"\nmethods = [\"GET\"]\nroles = [\"Admin\"]\n"
 }
 
 fn prt_gate(args: &[&str]) -> (i32, String, String) {
@@ -132,7 +133,11 @@ fn diff_reports_the_exact_changed_rows_in_both_formats_with_exit_codes() {
     let summary: Vec<(String, String, String)> = changes
         .iter()
         .map(|c| {
-            (c["caller"].as_str().unwrap().into(), c["method"].as_str().unwrap().into(), c["path"].as_str().unwrap().into())
+            (
+                c["caller"].as_str().unwrap().into(),
+                c["method"].as_str().unwrap().into(),
+                c["path"].as_str().unwrap().into(),
+            )
         })
         .collect();
     let want: Vec<(String, String, String)> =
@@ -161,7 +166,16 @@ fn diff_reports_the_exact_changed_rows_in_both_formats_with_exit_codes() {
 }
 
 /// One access line as the gate writes it (the fields a decision needs plus the others).
-fn access_line(i: usize, method: &str, path: &str, decision: &str, rule: &str, role: &str, auth: &str, features: &str) -> String {
+fn access_line(
+    i: usize,
+    method: &str,
+    path: &str,
+    decision: &str,
+    rule: &str,
+    role: &str,
+    auth: &str,
+    features: &str,
+) -> String {
     let user = if role.is_empty() { String::new() } else { format!("{}@example.com", role.to_lowercase()) };
     serde_json::to_string(&json!({
         "timestamp": "2026-11-28T10:00:00.000000Z", "level": "INFO",
@@ -214,12 +228,21 @@ fn replay_of_a_generated_log_counts_exact_groups_in_bounded_memory_plain_and_gz(
 
     let tenth = (LINES / 10) as u64;
     // The same binary replaying one line: its peak RSS is the baseline (code, runtime).
-    let one = tmpfile(&dir, "one.log", &format!("{}\n", std::fs::read_to_string(&log).unwrap().lines().next().unwrap()));
+    let one =
+        tmpfile(&dir, "one.log", &format!("{}\n", std::fs::read_to_string(&log).unwrap().lines().next().unwrap()));
     let (_, out, _) = prt_gate(&["replay", "--policy", path_str(&policy), "--format", "json", path_str(&one)]);
     let baseline = serde_json::from_str::<Value>(&out).unwrap()["peak_rss_kib"].as_u64().expect("VmHWM");
     for input in [&log, &gz] {
-        let (code, out, err) =
-            prt_gate(&["replay", "--policy", path_str(&policy), "--max-groups", "5", "--format", "json", path_str(input)]);
+        let (code, out, err) = prt_gate(&[
+            "replay",
+            "--policy",
+            path_str(&policy),
+            "--max-groups",
+            "5",
+            "--format",
+            "json",
+            path_str(input),
+        ]);
         assert_eq!(code, 1, "changes → exit 1\n{err}");
         let j: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(j["lines"], LINES as u64);
@@ -233,7 +256,14 @@ fn replay_of_a_generated_log_counts_exact_groups_in_bounded_memory_plain_and_gz(
             .iter()
             .map(|g| {
                 let s = |k: &str| g[k].as_str().unwrap().to_string();
-                (s("role"), s("old_decision"), s("old_rule"), s("new_decision"), s("new_rule"), g["count"].as_u64().unwrap())
+                (
+                    s("role"),
+                    s("old_decision"),
+                    s("old_rule"),
+                    s("new_decision"),
+                    s("new_rule"),
+                    g["count"].as_u64().unwrap(),
+                )
             })
             .collect();
         let g = |r: &str, od: &str, or: &str, nd: &str, nr: &str, n: u64| {
@@ -251,7 +281,11 @@ fn replay_of_a_generated_log_counts_exact_groups_in_bounded_memory_plain_and_gz(
             "{out}"
         );
         let client = &j["groups"][1]["samples"];
-        assert_eq!(client, &json!(["GET /api/bol/0/", "GET /api/bol/10/", "GET /api/bol/20/"]), "three samples, no more");
+        assert_eq!(
+            client,
+            &json!(["GET /api/bol/0/", "GET /api/bol/10/", "GET /api/bol/20/"]),
+            "three samples, no more"
+        );
         // Bounded memory: the replay's own peak RSS (VmHWM) grows by less than 3 MiB over
         // a one-line replay for a log of more than 32 MiB (every path unique and a tenth of
         // the lines a group of their own, so keeping lines, samples or groups would show).
@@ -273,7 +307,13 @@ fn replay_of_a_generated_log_counts_exact_groups_in_bounded_memory_plain_and_gz(
     let cols: Vec<&str> = row.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
     assert_eq!(
         cols,
-        [&"Client"[..], "12000", "allow [/api/bol/{id}/]", "deny [/api/bol/{id}/]", "GET /api/bol/0/, GET /api/bol/10/, GET /api/bol/20/"]
+        [
+            &"Client"[..],
+            "12000",
+            "allow [/api/bol/{id}/]",
+            "deny [/api/bol/{id}/]",
+            "GET /api/bol/0/, GET /api/bol/10/, GET /api/bol/20/"
+        ]
     );
 
     // The old policy decides the log as logged: exit 0, nothing changes (a control for
@@ -328,7 +368,9 @@ async fn shadow_policy_is_counted_and_logged_never_enforced_and_a_broken_file_ch
     // The shadow file appears after start: the gate runs without one, then picks it up.
     let shadow = gate.dir.path().join("shadow.toml");
     std::fs::write(&shadow, new_policy()).unwrap();
-    assert!(eventually_async(Duration::from_secs(10), || async { metric(&metrics(&gate).await, SHADOW_OK) == 1 }).await);
+    assert!(
+        eventually_async(Duration::from_secs(10), || async { metric(&metrics(&gate).await, SHADOW_OK) == 1 }).await
+    );
     assert_eq!(metric(&metrics(&gate).await, SHADOW_FAILED), 1, "missing at start: one warning and one count");
 
     let client_cookie = login(&gate, "client@example.com", "", None).await.cookie.unwrap();
@@ -382,12 +424,16 @@ async fn shadow_policy_is_counted_and_logged_never_enforced_and_a_broken_file_ch
     // active policy and what the upstream sees do not change.
     let reloads_failed = metric(&metrics(&gate).await, "prt_gate_config_reloads_total{result=\"failed\"} ");
     std::fs::write(&shadow, "[[route]]\npath = \"/api/bol/{id}/\"\nroles = [\"Guest\"]\n").unwrap();
-    assert!(eventually_async(Duration::from_secs(10), || async { metric(&metrics(&gate).await, SHADOW_FAILED) == 2 }).await);
+    assert!(
+        eventually_async(Duration::from_secs(10), || async { metric(&metrics(&gate).await, SHADOW_FAILED) == 2 }).await
+    );
     // The warning names the file's line and the reason.
     let refused = || {
         shadow_log(&gate).into_iter().any(|l| {
             l["message"].as_str().is_some_and(|m| m.starts_with("shadow policy refused"))
-                && l["error"].as_str().is_some_and(|e| e.contains("shadow.toml:3:") && e.contains("unknown role `Guest`"))
+                && l["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("shadow.toml:3:") && e.contains("unknown role `Guest`"))
         })
     };
     assert!(eventually_async(Duration::from_secs(5), || async { refused() }).await, "{}", gate.log_text());
@@ -403,7 +449,28 @@ async fn shadow_policy_is_counted_and_logged_never_enforced_and_a_broken_file_ch
 
     // Promote-equivalent: the shadow becomes the active policy's twin → no more differences.
     std::fs::write(&shadow, OLD).unwrap();
-    assert!(eventually_async(Duration::from_secs(10), || async { metric(&metrics(&gate).await, SHADOW_OK) == 2 }).await);
+    assert!(
+        eventually_async(Duration::from_secs(10), || async { metric(&metrics(&gate).await, SHADOW_OK) == 2 }).await
+    );
     assert_eq!(status("/api/bol/7/", &client_cookie).await, 200);
     assert_eq!(metric(&metrics(&gate).await, CLIENT_DIFF), 4);
+}
+
+#[test]
+fn check_warns_about_an_invalid_shadow_policy_and_refuses_an_empty_name() {
+    let dir = tempfile::tempdir().unwrap();
+    tmpfile(&dir, "shadow.toml", "[[route]]\npath = \"/api/x/\"\nroles = [\"Guest\"]\n");
+    let cfg = tmpfile(&dir, "policy.toml", &format!("[policy]\nshadow = \"shadow.toml\"\n{OLD}"));
+    let (code, _, err) = prt_gate(&["check", path_str(&cfg)]);
+    assert_eq!(code, 0, "serve runs without an invalid shadow, so check passes\n{err}");
+    assert!(err.contains("warning: shadow policy") && err.contains("shadow.toml:3:") && err.contains("Guest"), "{err}");
+    // Control: a valid shadow draws no warning.
+    tmpfile(&dir, "shadow.toml", &new_policy());
+    let (code, _, err) = prt_gate(&["check", path_str(&cfg)]);
+    assert_eq!(code, 0);
+    assert!(!err.contains("shadow"), "{err}");
+    let empty = tmpfile(&dir, "empty.toml", &format!("[policy]\nshadow = \"\"\n{OLD}"));
+    let (code, _, err) = prt_gate(&["check", path_str(&empty)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("empty.toml:2:") && err.contains("policy.shadow"), "{err}");
 }
