@@ -12,11 +12,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use http::Method;
+use tokio::sync::Mutex;
 
 use crate::config::Config;
 use crate::metrics::{Decision, Metrics, SHADOW_ROLES};
@@ -36,7 +37,8 @@ struct FileState {
     pending: Option<[u8; 32]>,
 }
 
-/// The shadow policy in force (if any) and its rate limiter.
+/// The shadow policy in force (if any) and its rate limiter. The locks are only ever
+/// tried (`try_lock`), never awaited.
 #[derive(Default)]
 pub struct Shadow {
     policy: ArcSwapOption<Policy>,
@@ -54,7 +56,8 @@ impl Shadow {
     /// when it is new, when `now` (start-up, SIGHUP), or when its content changed and has
     /// been stable for one poll.
     pub fn poll(&self, path: Option<&Path>, metrics: &Metrics, now: bool) {
-        let Ok(mut st) = self.file.lock() else { return };
+        // Only the watch loop polls (and `serve` once before it starts): never contended.
+        let Ok(mut st) = self.file.try_lock() else { return };
         let fresh = st.path.as_deref() != path;
         if fresh {
             *st = FileState { path: path.map(Path::to_path_buf), ..FileState::default() };
@@ -121,7 +124,9 @@ impl Shadow {
         let now = Instant::now();
         let key: LogKey = (r, method.clone(), active.rule().clone(), shadow.rule().clone());
         {
-            let Ok(mut logged) = self.logged.lock() else { return false };
+            // Never wait on the request path: under contention this sample is skipped
+            // (the difference is counted all the same; a later request logs it).
+            let Ok(mut logged) = self.logged.try_lock() else { return false };
             if logged.get(&key).is_some_and(|t| now.duration_since(*t) < LOG_INTERVAL) {
                 return false;
             }

@@ -165,17 +165,10 @@ fn diff_reports_the_exact_changed_rows_in_both_formats_with_exit_codes() {
     assert_eq!(code, 2);
 }
 
-/// One access line as the gate writes it (the fields a decision needs plus the others).
-fn access_line(
-    i: usize,
-    method: &str,
-    path: &str,
-    decision: &str,
-    rule: &str,
-    role: &str,
-    auth: &str,
-    features: &str,
-) -> String {
+/// One access line as the gate writes it (the fields a decision needs plus the others);
+/// `who` is (role, auth, features).
+fn access_line(i: usize, method: &str, path: &str, decision: &str, rule: &str, who: (&str, &str, &str)) -> String {
+    let (role, auth, features) = who;
     let user = if role.is_empty() { String::new() } else { format!("{}@example.com", role.to_lowercase()) };
     serde_json::to_string(&json!({
         "timestamp": "2026-11-28T10:00:00.000000Z", "level": "INFO",
@@ -194,17 +187,17 @@ fn generate_log(path: &Path) -> u64 {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     for i in 0..LINES {
         let line = match i % 10 {
-            0 => access_line(i, "GET", &format!("/api/bol/{i}/"), "allow", "/api/bol/{id}/", "Client", "session", "bol:view"),
-            1 => access_line(i, "GET", "/api/audit/", "deny", "no_rule", "Admin", "session", "audit:view,bol:view"),
-            2 => access_line(i, "GET", "/api/audit/", "deny", "no_rule", "", "", ""),
-            3 => access_line(i, "GET", "/reports/", "redirect", "/reports/", "Operator", "session", ""),
-            4 => access_line(i, "GET", &format!("/api/bol/{i}/"), "allow", "/api/bol/{id}/", "Admin", "session", ""),
+            0 => access_line(i, "GET", &format!("/api/bol/{i}/"), "allow", "/api/bol/{id}/", ("Client", "session", "bol:view")),
+            1 => access_line(i, "GET", "/api/audit/", "deny", "no_rule", ("Admin", "session", "audit:view,bol:view")),
+            2 => access_line(i, "GET", "/api/audit/", "deny", "no_rule", ("", "", "")),
+            3 => access_line(i, "GET", "/reports/", "redirect", "/reports/", ("Operator", "session", "")),
+            4 => access_line(i, "GET", &format!("/api/bol/{i}/"), "allow", "/api/bol/{id}/", ("Admin", "session", "")),
             5 => format!("{{\"timestamp\":\"2026-11-28T10:00:00Z\",\"level\":\"INFO\",\"message\":\"configuration reloaded\",\"target\":\"prt_gate::reload\",\"n\":{i}}}"),
-            6 => access_line(i, "GET", "/auth/callback/", "allow", "gate:callback", "", "", ""),
-            7 => access_line(i, "GET", "/api/bol/1/", "deny", "/api/bol/{id}/", "Office", "bearer", ""),
-            8 => access_line(i, "GET", "/client.html", "allow", "/client.html", "Client", "session", "bol:view"),
+            6 => access_line(i, "GET", "/auth/callback/", "allow", "gate:callback", ("", "", "")),
+            7 => access_line(i, "GET", "/api/bol/1/", "deny", "/api/bol/{id}/", ("Office", "bearer", "")),
+            8 => access_line(i, "GET", "/client.html", "allow", "/client.html", ("Client", "session", "bol:view")),
             // Roles the gate does not know: every line its own group (the group bound).
-            _ => access_line(i, "GET", "/api/bol/1/", "allow", "/api/bol/{id}/", &format!("Guest{i}"), "session", ""),
+            _ => access_line(i, "GET", "/api/bol/1/", "allow", "/api/bol/{id}/", (&format!("Guest{i}"), "session", "")),
         };
         writeln!(f, "{line}").unwrap();
     }
@@ -308,7 +301,7 @@ fn replay_of_a_generated_log_counts_exact_groups_in_bounded_memory_plain_and_gz(
     assert_eq!(
         cols,
         [
-            &"Client"[..],
+            "Client",
             "12000",
             "allow [/api/bol/{id}/]",
             "deny [/api/bol/{id}/]",
