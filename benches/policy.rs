@@ -10,6 +10,13 @@
 //! Two groups measure the same thing: `decide` in wall time (criterion's default) and
 //! `decide_cpu` in the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), which stays
 //! meaningful when the machine is shared with other builds and the wall time is not.
+//!
+//! `shadow_cpu` measures the shadow policy's cost per request (thread CPU time) on the
+//! shipped `policy.toml` with a same-size shadow (the same file with one grant changed),
+//! as the pipeline runs it: the active decision alone (`active`), then the active
+//! decision plus loading the shadow, its decision and the comparison, for a request both
+//! answer alike (`with_shadow_same`) and one they answer differently (`with_shadow_diff`:
+//! counter and rate-limiter lookup; the sample line was logged once, before timing).
 
 use std::collections::BTreeMap;
 
@@ -148,10 +155,58 @@ impl ValueFormatter for Nanos {
     }
 }
 
+fn shadow_cpu(c: &mut Criterion<ThreadCpu>) {
+    use prt_gate::config::Config;
+    use prt_gate::metrics::Metrics;
+    use prt_gate::shadow::Shadow;
+
+    let shipped = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policy.toml"));
+    let (active, _) = Config::load_policy(shipped).expect("shipped policy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let next = dir.path().join("policy.next.toml");
+    let text = std::fs::read_to_string(shipped).expect("read policy.toml");
+    // The same rules, one grant changed: Client may read balances.
+    let changed = text.replacen(
+        "path = \"/api/balances/\"\nmethods = [\"GET\"]\nroles = [\"Admin\", \"Office\"]",
+        "path = \"/api/balances/\"\nmethods = [\"GET\"]\nroles = [\"Admin\", \"Office\", \"Client\"]",
+        1,
+    );
+    assert_ne!(changed, text, "the shipped /api/balances/ rule moved; update the bench");
+    std::fs::write(&next, changed).expect("write shadow");
+    let metrics = Metrics::default();
+    let shadow = Shadow::default();
+    shadow.poll(Some(&next), &metrics, true);
+    assert_eq!(shadow.get().map(|p| p.rules().len()), Some(active.rules().len()), "same-size shadow");
+
+    let features: Features = BTreeMap::new();
+    let who = Who::Session { role: "Client", features: &features };
+    let mut g = c.benchmark_group("shadow_cpu");
+    for (name, path) in [("same", "/api/bol/12345/"), ("diff", "/api/balances/")] {
+        let path = normalize(path).unwrap();
+        let method = Method::GET;
+        if name == "same" {
+            g.bench_function("active", |b| {
+                b.iter(|| black_box(active.route_for(&method, black_box(&path)).decide(who)))
+            });
+        }
+        g.bench_function(format!("with_shadow_{name}"), |b| {
+            b.iter(|| {
+                let v = active.route_for(&method, black_box(&path)).decide(who);
+                if let Some(s) = shadow.get() {
+                    let sv = s.route_for(&method, &path).decide(who);
+                    shadow.observe(&metrics, &method, path.as_str(), "Client", &v, &sv);
+                }
+                black_box(v)
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(wall, decide);
 criterion_group! {
     name = cpu;
     config = Criterion::default().with_measurement(ThreadCpu);
-    targets = decide_cpu
+    targets = decide_cpu, shadow_cpu
 }
 criterion_main!(wall, cpu);

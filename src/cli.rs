@@ -16,6 +16,7 @@ use crate::policy::{Features, Policy, Role, Verdict};
 use crate::proxy::{self, Gate};
 use crate::reload::Live;
 
+mod policy_change;
 mod run;
 
 #[derive(Debug, Parser)]
@@ -77,6 +78,10 @@ pub enum Command {
     },
     /// Show what the policy decides for a request (decision, status, rule).
     Explain(ExplainArgs),
+    /// Compare two policies: the requests whose answer changes (exit 1 if any).
+    Diff(policy_change::DiffArgs),
+    /// Re-decide the requests of access logs under another policy (exit 1 if any changes).
+    Replay(policy_change::ReplayArgs),
     /// Filter stdin to stdout, removing secrets.
     Redact,
     /// List or revoke sessions in the configured store.
@@ -153,6 +158,8 @@ pub fn main() -> ExitCode {
         Command::Check { file } => check(file.as_deref().unwrap_or(&cli.config)),
         Command::Run { cmd } => serve(&cli.config, Some(&cmd), false),
         Command::Explain(args) => explain(&cli.config, &args),
+        Command::Diff(args) => policy_change::diff(&args),
+        Command::Replay(args) => policy_change::replay(&args),
         Command::Redact => run::redact(&cli.config),
         Command::Sessions { action } => sessions(&cli.config, action),
         Command::Presign { key, expires } => presign(&cli.config, &key, expires.as_deref()),
@@ -175,6 +182,14 @@ fn check(path: &Path) -> ExitCode {
     };
     for w in &warnings {
         eprintln!("warning: {w}");
+    }
+    // A shadow policy is only compared, never enforced: `serve` runs without a valid one
+    // (warning and counter), so `check` warns too.
+    if let Some(shadow) = &config.shadow {
+        match Config::load_policy(shadow) {
+            Ok((_, ws)) => ws.iter().for_each(|w| eprintln!("warning: shadow policy: {w}")),
+            Err(e) => eprintln!("warning: shadow policy {} is invalid; serve runs without it:\n{e}", shadow.display()),
+        }
     }
     let g = &config.gate;
     let store = match &config.session.store {
@@ -391,6 +406,7 @@ fn serve(path: &Path, child: Option<&[String]>, exit_on_stdin_eof: bool) -> Exit
     let config = live.get();
     rt.block_on(async move {
         let metrics = Arc::new(Metrics::default());
+        live.shadow.poll(config.shadow.as_deref(), &metrics, true);
         let gate = match Gate::new(live.clone(), metrics.clone()).await {
             Ok(g) => Arc::new(g),
             Err(e) => {

@@ -53,6 +53,7 @@ const ENV_NOT_KEYS: &[&str] = &[
 ];
 
 mod compile;
+mod policy_file;
 mod raw;
 pub use raw::*;
 
@@ -73,6 +74,9 @@ pub struct Config {
     pub assertion: AssertionConfig,
     /// The compiled `[[route]]` / `[roles]` policy, shared with the data plane.
     pub policy: Arc<Policy>,
+    /// `policy.shadow`: the shadow policy file, resolved against the configuration's
+    /// directory (`crate::shadow`).
+    pub shadow: Option<PathBuf>,
     pub log: LogConfig,
     /// The redaction engine: built-in detectors plus `[redact] patterns`.
     pub redactor: Arc<crate::redact::Redactor>,

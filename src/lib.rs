@@ -15,6 +15,8 @@
 //! * [`metrics`] — counters and histograms rendered as Prometheus text.
 //! * [`session`] — session ids, records and the memory / Redis stores.
 //! * [`redact`] — the secret-redaction engine (logs, `redact`, `run`; pure).
+//! * [`shadow`] — the shadow policy: decided next to the active one, compared, never enforced.
+//! * [`replay`] — `prt-gate replay`: re-decides an access log under another policy.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -32,5 +34,7 @@ pub mod policy;
 pub mod proxy;
 pub mod redact;
 pub mod reload;
+pub mod replay;
 pub mod secret;
 pub mod session;
+pub mod shadow;

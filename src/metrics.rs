@@ -66,6 +66,9 @@ pub const LOGIN_OUTCOMES: [&str; 9] = [
 /// Outcomes of `/media/` requests the policy allowed (`prt_gate_presigns_total`).
 pub const PRESIGN_OUTCOMES: [&str; 4] = ["granted", "bad_key", "missing", "unavailable"];
 
+/// The `role` label of `prt_gate_shadow_diff_total` (index = `Role as usize`, then these two).
+pub const SHADOW_ROLES: [&str; 6] = ["Admin", "Office", "Operator", "Client", "anonymous", "unknown"];
+
 /// Why the upstream could not answer (the `kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamError {
@@ -141,6 +144,9 @@ pub struct Metrics {
     presigns: [AtomicU64; PRESIGN_OUTCOMES.len()],
     /// Login-endpoint requests answered 429 (`gate.login_rate_limit`).
     login_rate_limited: AtomicU64,
+    /// Shadow policy: `[role][active][shadow]` over the first four decisions; `[ok, failed]`.
+    shadow_diffs: [[[AtomicU64; 4]; 4]; SHADOW_ROLES.len()],
+    shadow_reloads: [AtomicU64; 2],
 }
 
 impl Metrics {
@@ -191,6 +197,17 @@ impl Metrics {
 
     pub fn login_rate_limited(&self) {
         self.login_rate_limited.fetch_add(1, Relaxed);
+    }
+
+    /// A request the shadow policy decides differently (`role` indexes [`SHADOW_ROLES`]).
+    pub fn shadow_diff(&self, role: usize, active: Decision, shadow: Decision) {
+        if let Some(c) = self.shadow_diffs.get(role).and_then(|r| r.get(active as usize)?.get(shadow as usize)) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn shadow_reload(&self, ok: bool) {
+        self.shadow_reloads[usize::from(!ok)].fetch_add(1, Relaxed);
     }
 
     pub fn config_reload(&self, ok: bool) {
@@ -258,6 +275,7 @@ impl Metrics {
         for (i, o) in PRESIGN_OUTCOMES.iter().enumerate() {
             let _ = writeln!(out, "prt_gate_presigns_total{{outcome=\"{o}\"}} {}", self.presigns[i].load(Relaxed));
         }
+        self.render_shadow(&mut out);
         out.push_str("# HELP prt_gate_connections_open Client connections currently open.\n");
         out.push_str("# TYPE prt_gate_connections_open gauge\n");
         let _ = writeln!(out, "prt_gate_connections_open {}", self.connections_open.load(Relaxed));
@@ -270,6 +288,37 @@ impl Metrics {
         out.push_str("# TYPE prt_gate_connections_limited_total counter\n");
         let _ = writeln!(out, "prt_gate_connections_limited_total {}", self.connections_limited.load(Relaxed));
         out
+    }
+
+    /// The shadow policy's series (differences only where non-zero: 96 zero series would
+    /// drown the page).
+    fn render_shadow(&self, out: &mut String) {
+        out.push_str("# HELP prt_gate_shadow_diff_total Requests the shadow policy decides differently, by role and decisions.\n");
+        out.push_str("# TYPE prt_gate_shadow_diff_total counter\n");
+        for (r, role) in SHADOW_ROLES.iter().enumerate() {
+            for (a, active) in Decision::ALL[..4].iter().enumerate() {
+                for (s, shadow) in Decision::ALL[..4].iter().enumerate() {
+                    let n = self.shadow_diffs[r][a][s].load(Relaxed);
+                    if n > 0 {
+                        let _ = writeln!(
+                            out,
+                            "prt_gate_shadow_diff_total{{role=\"{role}\",active=\"{}\",shadow=\"{}\"}} {n}",
+                            active.as_str(),
+                            shadow.as_str()
+                        );
+                    }
+                }
+            }
+        }
+        out.push_str("# HELP prt_gate_shadow_reloads_total Shadow policy loads by result.\n");
+        out.push_str("# TYPE prt_gate_shadow_reloads_total counter\n");
+        for (i, result) in ["ok", "failed"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "prt_gate_shadow_reloads_total{{result=\"{result}\"}} {}",
+                self.shadow_reloads[i].load(Relaxed)
+            );
+        }
     }
 }
 

@@ -36,12 +36,14 @@ const STABLE_WINDOW: Duration = Duration::from_millis(50);
 pub struct Live {
     current: ArcSwap<Config>,
     path: PathBuf,
+    /// The shadow policy (`policy.shadow`), followed by the same watch loop.
+    pub shadow: crate::shadow::Shadow,
 }
 
 impl Live {
     pub fn new(config: Config) -> Live {
         let path = config.source.clone();
-        Live { current: ArcSwap::from_pointee(config), path }
+        Live { current: ArcSwap::from_pointee(config), path, shadow: Default::default() }
     }
 
     /// The configuration for one request: hold it for the whole request.
@@ -131,6 +133,7 @@ impl Live {
                 loaded = fp;
                 pending = None;
                 let _ = self.reload(&metrics);
+                self.shadow.poll(self.get().shadow.as_deref(), &metrics, true);
                 continue;
             }
             match now {
@@ -146,11 +149,12 @@ impl Live {
                 }
                 _ => pending = None,
             }
+            self.shadow.poll(self.get().shadow.as_deref(), &metrics, false);
         }
     }
 }
 
 /// Content hash of the file (`None` while it cannot be read, e.g. mid-rename).
-fn fingerprint(path: &std::path::Path) -> Option<[u8; 32]> {
+pub(crate) fn fingerprint(path: &std::path::Path) -> Option<[u8; 32]> {
     std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
 }

@@ -261,6 +261,7 @@ impl Config {
                 None
             }
         };
+        let shadow = raw.policy.shadow.as_deref().and_then(|s| c.shadow_path(path, s));
         if raw.assertion.audience.is_empty() {
             c.error("assertion.audience", "must not be empty".into());
         }
@@ -363,6 +364,7 @@ impl Config {
                 previous_secret,
             },
             policy,
+            shadow,
             log: LogConfig { level: raw.log.level, access: raw.log.access },
             redactor,
         };
@@ -375,14 +377,14 @@ fn env_secret(key: &str) -> Option<Secret<String>> {
 }
 
 /// Collects errors while converting raw values.
-struct Compiler<'a, 'b> {
+pub(super) struct Compiler<'a, 'b> {
     loc: &'a Locator<'b>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
 }
 
 impl Compiler<'_, '_> {
-    fn error(&mut self, key: &str, message: String) {
+    pub(super) fn error(&mut self, key: &str, message: String) {
         self.errors.push(Diagnostic { origin: self.loc.origin_of(key), key: Some(key.into()), message });
     }
 

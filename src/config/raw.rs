@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub assertion: RawAssertion,
     pub roles: RawRoles,
     pub log: RawLog,
+    /// `[policy]`: the shadow policy file (`policy::shadow`).
+    pub policy: RawPolicy,
     /// `[redact]`: operator patterns added to the built-in detectors.
     pub redact: crate::redact::RawRedact,
     /// `[[route]]` policy rules (compiled by `policy`).
@@ -243,6 +245,16 @@ impl Default for RawRoles {
         landing.insert("Client".to_string(), "/client.html".to_string());
         RawRoles { landing, pages: BTreeMap::new() }
     }
+}
+
+/// `[policy]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicy {
+    /// A second policy file decided for every request and only compared (never enforced);
+    /// relative to the configuration file's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

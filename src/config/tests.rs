@@ -69,7 +69,7 @@ fn errors_carry_file_line_and_reason() {
             "[gate]\nlisen = \"127.0.0.1:1\"\n",
             "policy.toml:2:1: unknown field `lisen`, expected one of `listen`, `admin_listen`, `public_url`, `upstream`, `trusted_proxies`, `header_read_timeout`, `max_header_bytes`, `max_headers`, `max_uri_bytes`, `max_connections`, `upstream_connect_timeout`, `upstream_timeout`, `upstream_pool_idle_timeout`, `upstream_pool_max_idle`, `drain_timeout`, `workers`, `login_rate_limit`",
         ),
-        ("[gaet]\n", "policy.toml:1:2: unknown field `gaet`, expected one of `gate`, `sso`, `session`, `tenant`, `media`, `assertion`, `roles`, `log`, `redact`, `route`"),
+        ("[gaet]\n", "policy.toml:1:2: unknown field `gaet`, expected one of `gate`, `sso`, `session`, `tenant`, `media`, `assertion`, `roles`, `log`, `policy`, `redact`, `route`"),
         ("[gate]\nlisten = 8080\n", "policy.toml:2:10: invalid type: integer `8080`, expected a string"),
         ("[gate\n", "policy.toml:1:6: invalid table header\nexpected `.`, `]`"),
         ("\n\n[gate]\nlisten = \"localhost\"\n", "policy.toml:4:10: gate.listen: invalid socket address `localhost` (expected IP:PORT, e.g. `127.0.0.1:8080`)"),

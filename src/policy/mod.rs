@@ -5,6 +5,7 @@
 //! * [`matcher`] is the segment trie that finds the most specific route;
 //! * [`compile`] validates `[[route]]` and `[roles]` into a [`Policy`], rejecting ties;
 //! * [`decide`] turns a route and a caller into a [`Verdict`];
+//! * [`diff`] compares two policies by asking both the same questions (`prt-gate diff`);
 //! * [`explain`] is what `prt-gate explain` and the SPEC 14 table test run.
 //!
 //! The pipeline (`proxy`) asks [`Policy::route_for`] before authenticating (does this route
@@ -18,6 +19,7 @@
 
 pub mod compile;
 pub mod decide;
+pub mod diff;
 pub mod explain;
 pub mod matcher;
 pub mod pattern;

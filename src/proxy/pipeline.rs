@@ -29,8 +29,8 @@ use crate::config::Config;
 use crate::identity;
 use crate::media::{self, MediaError};
 use crate::metrics::Decision;
-use crate::normalize::normalize;
-use crate::policy::{Auth, Role, Verdict};
+use crate::normalize::{normalize, NormalizedPath};
+use crate::policy::{Auth, Policy, Role, Route, Verdict, Who};
 
 /// Facts about the client connection, computed once per connection.
 #[derive(Debug)]
@@ -51,6 +51,10 @@ struct Ctx {
     decision: Option<Decision>,
     rule: Option<Arc<str>>,
     role: &'static str,
+    /// The credential that authenticated the caller (`session`, `bearer`, `""`).
+    auth: &'static str,
+    /// The caller's feature permissions, `feature:permission,…` (not secret).
+    features: String,
     user: Option<String>,
     refusal: Option<Refusal>,
     upstream_latency: Option<Duration>,
@@ -69,6 +73,8 @@ pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<Incoming>
         decision: None,
         rule: None,
         role: "",
+        auth: "",
+        features: String::new(),
         user: None,
         refusal: None,
         upstream_latency: None,
@@ -167,11 +173,20 @@ async fn run(
     if !matches!(caller, Caller::Anonymous) {
         ctx.user = Some(caller.email().to_owned());
     }
+    // What a replay needs to decide this request again (`prt-gate replay`).
+    if let Who::Session { features, .. } | Who::Bearer { features, .. } = caller.who() {
+        ctx.auth = if matches!(caller, Caller::Bearer(_)) { "bearer" } else { "session" };
+        ctx.features = crate::replay::format_features(features);
+    }
 
     // authorize: the policy decides; only an `Allow` carries a `Permit`.
     // Tenant matches compare the path with the caller's tenant code.
     let tenant = config.tenant.caller_code(caller.tenant_code());
     let verdict = route.decide_in(caller.who(), tenant);
+    // shadow: a candidate policy decides too; counted and logged, never enforced.
+    if let Some(shadow) = gate.live.shadow.get() {
+        shadow_decide(gate, config, &shadow, &parts, &path, &route, &caller, &verdict).await;
+    }
     ctx.decision = Some(Decision::from_verdict(verdict.decision()));
     ctx.rule = Some(verdict.rule().clone());
     // A browser asking for a page (any method: an expired session on a form
@@ -206,6 +221,33 @@ async fn run(
         ctx.upstream_latency = Some(d);
     }
     resp.result
+}
+
+/// The shadow policy's decision for the same request and caller. When the shadow route
+/// needs an identity the active one did not check (or another credential kind), the
+/// caller is authenticated for the shadow alone; a failure there counts as anonymous and
+/// never changes the request.
+#[allow(clippy::too_many_arguments)]
+async fn shadow_decide(
+    gate: &Gate,
+    config: &Config,
+    shadow: &Policy,
+    parts: &http::request::Parts,
+    path: &NormalizedPath<'_>,
+    active: &Route<'_>,
+    caller: &Caller,
+    verdict: &Verdict,
+) {
+    let route = shadow.route_for(&parts.method, path);
+    let own;
+    let caller = if route.needs_identity() && (!active.needs_identity() || route.auth() != active.auth()) {
+        own = auth::authenticate(gate, &parts.headers, route.auth() == Auth::Bearer).await.unwrap_or(Caller::Anonymous);
+        &own
+    } else {
+        caller
+    };
+    let v = route.decide_in(caller.who(), config.tenant.caller_code(caller.tenant_code()));
+    gate.live.shadow.observe(&gate.metrics, &parts.method, path.as_str(), caller.role(), verdict, &v);
 }
 
 /// The media phase: existence check, presign, audit event, 302.
@@ -362,6 +404,8 @@ fn log(gate: &Gate, config: &Config, conn: &ConnInfo, ctx: &Ctx, status: u16, to
         decision = decision.as_str(),
         rule = ctx.rule.as_deref().unwrap_or(""),
         role = ctx.role,
+        auth = ctx.auth,
+        features = ctx.features.as_str(),
         tenant = if ctx.user.is_some() { config.tenant.id.as_str() } else { "" },
         user = ctx.user.as_deref().unwrap_or(""),
         request_id = ctx.request_id.to_str().unwrap_or("-"),

@@ -4,8 +4,8 @@
 mod support;
 
 mod admin;
-mod auth_edges;
 mod audit;
+mod auth_edges;
 mod canary;
 mod cluster;
 mod config;
@@ -19,6 +19,7 @@ mod limits;
 mod login;
 mod media;
 mod policy;
+mod policy_change;
 mod policy_gate;
 mod proxy;
 mod realapp;

@@ -334,6 +334,8 @@ async fn access_log_has_one_line_per_request_and_no_raw_rejected_path() {
         "decision",
         "rule",
         "role",
+        "auth",
+        "features",
         "tenant",
         "user",
         "request_id",
