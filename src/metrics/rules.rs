@@ -1,0 +1,149 @@
+//! Per-rule decision counters: `prt_gate_rule_decisions_total{rule,role,decision}`.
+//!
+//! A [`RuleTable`] is built once per policy version (at start and on every reload) with
+//! one cell per rule slot × role × decision. A cell binds to its series in the family the
+//! first time it is hit (so only series that happened are exported), and from then on a
+//! request costs an index computation and one atomic add — no hashing, no lock, no
+//! allocation. Series of rules that a reload removed are dropped from the family, so the
+//! series set stays within (rules + 3) × 5 roles × 6 decisions of the policy in force
+//! (docs/metrics.md).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use super::Decision;
+use crate::policy::{Policy, Role};
+
+/// The `role` label: the four roles, and `none` (anonymous or an unknown role).
+pub const ROLE_LABELS: [&str; 5] = ["Admin", "Office", "Operator", "Client", "none"];
+
+/// Labels of one per-rule series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+    pub role: &'static str,
+    pub decision: &'static str,
+}
+
+pub fn role_index(role: Option<Role>) -> usize {
+    role.map_or(ROLE_LABELS.len() - 1, |r| r as usize)
+}
+
+/// The cells of one policy version.
+#[derive(Debug)]
+pub struct RuleTable {
+    /// The policy this table counts for; requests under another version take the slow path.
+    pub(super) policy: Arc<Policy>,
+    labels: Vec<String>,
+    cells: Box<[OnceLock<Counter>]>,
+}
+
+const PER_SLOT: usize = ROLE_LABELS.len() * Decision::ALL.len();
+
+impl RuleTable {
+    pub fn new(policy: Arc<Policy>) -> RuleTable {
+        let labels: Vec<String> = (0..policy.slot_count()).filter_map(|s| policy.slot_label(s)).collect();
+        let cells = (0..labels.len() * PER_SLOT).map(|_| OnceLock::new()).collect();
+        RuleTable { policy, labels, cells }
+    }
+
+    fn index(slot: usize, role: usize, decision: Decision) -> usize {
+        slot * PER_SLOT + role * Decision::ALL.len() + decision as usize
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// Slots of this table: `(label, counts[role][decision])` in slot order, for `/status`.
+    pub fn counts(&self) -> Vec<(&str, [[u64; Decision::ALL.len()]; ROLE_LABELS.len()])> {
+        let mut out = Vec::with_capacity(self.labels.len());
+        for (slot, label) in self.labels.iter().enumerate() {
+            let mut c = [[0; Decision::ALL.len()]; ROLE_LABELS.len()];
+            for (role, row) in c.iter_mut().enumerate() {
+                for d in Decision::ALL {
+                    row[d as usize] = self.cells[Self::index(slot, role, d)].get().map_or(0, Counter::get);
+                }
+            }
+            out.push((label.as_str(), c));
+        }
+        out
+    }
+}
+
+/// The family and the table in force.
+#[derive(Debug, Default)]
+pub struct RuleCounters {
+    pub(super) family: Family<RuleLabels, Counter>,
+    table: arc_swap::ArcSwapOption<RuleTable>,
+    /// Label sets bound so far (to drop removed rules' series on reload).
+    bound: Mutex<HashSet<RuleLabels>>,
+}
+
+impl RuleCounters {
+    /// Makes `policy` the version in force: a new table whose cells re-bind to the series
+    /// of rules that carry over (their counts go on), and removes the series of rules
+    /// the new policy no longer has.
+    pub fn adopt(&self, policy: &Arc<Policy>) {
+        if self.table.load().as_ref().is_some_and(|t| Arc::ptr_eq(&t.policy, policy)) {
+            return;
+        }
+        let table = RuleTable::new(policy.clone());
+        let mut bound = self.bound.lock().unwrap_or_else(PoisonError::into_inner);
+        let slots: std::collections::HashMap<&str, usize> =
+            table.labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+        bound.retain(|l| match slots.get(l.rule.as_str()) {
+            Some(&slot) => {
+                let role = ROLE_LABELS.iter().position(|r| *r == l.role).unwrap_or(ROLE_LABELS.len() - 1);
+                let decision = Decision::ALL.iter().copied().find(|d| d.as_str() == l.decision);
+                if let (Some(d), Some(c)) = (decision, self.family.get(l)) {
+                    let _ = table.cells[RuleTable::index(slot, role, d)].set(c.clone());
+                }
+                true
+            }
+            None => {
+                self.family.remove(l);
+                false
+            }
+        });
+        drop(bound);
+        self.table.store(Some(Arc::new(table)));
+    }
+
+    /// Counts one decision of the policy `policy` (the version the request ran under).
+    pub fn record(&self, policy: &Arc<Policy>, slot: usize, role: Option<Role>, decision: Decision) {
+        let role = role_index(role);
+        let table = self.table.load();
+        match table.as_ref() {
+            Some(t) if Arc::ptr_eq(&t.policy, policy) => {
+                if let (Some(cell), Some(label)) = (t.cells.get(RuleTable::index(slot, role, decision)), t.labels.get(slot))
+                {
+                    cell.get_or_init(|| self.bind(label.clone(), role, decision)).inc();
+                }
+            }
+            // A request that began under the previous version while a reload swapped
+            // tables: rare, so the label is built and looked up.
+            _ => {
+                if let Some(label) = policy.slot_label(slot) {
+                    self.bind(label, role, decision).inc();
+                }
+            }
+        }
+    }
+
+    fn bind(&self, rule: String, role: usize, decision: Decision) -> Counter {
+        let labels = RuleLabels { rule, role: ROLE_LABELS[role], decision: decision.as_str() };
+        let counter = self.family.get_or_create_owned(&labels);
+        self.bound.lock().unwrap_or_else(PoisonError::into_inner).insert(labels);
+        counter
+    }
+
+    /// The table in force (for `/status`).
+    pub fn table(&self) -> Option<Arc<RuleTable>> {
+        self.table.load_full()
+    }
+}
