@@ -14,6 +14,7 @@ mod faults;
 mod limits;
 mod login;
 mod media;
+mod metrics;
 mod policy;
 mod policy_gate;
 mod proxy;
