@@ -169,3 +169,53 @@ async fn status_page_shows_refusals_without_user_or_query() {
         "{page}"
     );
 }
+
+/// Metric names (`prt_gate_…`) a query text mentions.
+fn names_in(query: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"prt_gate_[a-z0-9_]+").unwrap();
+    re.find_iter(query).map(|m| m.as_str().to_string()).collect()
+}
+
+fn exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("expr", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => exprs(x, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| exprs(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_dashboard_and_alert_query_names_an_exported_metric() {
+    let up = Upstream::start().await;
+    let sso = DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap();
+    let gate = start_auth_gate(up.addr, sso.url(), "", MIX_POLICY);
+    request_mix(&gate).await;
+    let (_, body) = send(&client(), get(&format!("http://{}/metrics", gate.admin))).await;
+    let exported: std::collections::BTreeSet<String> =
+        parse(std::str::from_utf8(&body).unwrap()).into_iter().map(|s| s.name).collect();
+
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/deploy/grafana/prt-gate.json")).unwrap()).unwrap();
+    let mut queries = Vec::new();
+    exprs(&dashboard, &mut queries);
+    assert!(queries.len() >= 20, "{queries:?}");
+    let mut unknown = Vec::new();
+    for q in &queries {
+        let names = names_in(q);
+        assert!(!names.is_empty(), "query names no gate metric: {q}");
+        unknown.extend(names.into_iter().filter(|n| !exported.contains(n)).map(|n| format!("{n} in {q}")));
+    }
+    let alerts = std::fs::read_to_string(format!("{dir}/deploy/prometheus/alerts.yml")).unwrap();
+    let alert_names = names_in(&alerts);
+    assert!(alert_names.len() >= 10);
+    unknown.extend(alert_names.into_iter().filter(|n| !exported.contains(n)).map(|n| format!("{n} in alerts.yml")));
+    assert!(unknown.is_empty(), "not exported by the gate: {unknown:#?}\nexported: {exported:#?}");
+}
