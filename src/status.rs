@@ -155,9 +155,10 @@ fn route_table(h: &mut String, gate: &Gate) {
         let name = rules.get(slot).filter(|r| *r.id != *r.pattern.as_str()).map(|r| format!(" ({})", r.id));
         let _ = write!(
             h,
-            "<tr><td class=\"n\">{slot}</td><td><code>{}</code>{}</td><td>{}</td><td class=\"n\">{hits}</td>\
+            "<tr data-rule=\"{}\"><td class=\"n\">{slot}</td><td><code>{}</code>{}</td><td>{}</td><td class=\"n\">{hits}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{refused}</td><td>{}</td>\
              <td class=\"n\">{}</td></tr>",
+            esc(label),
             esc(label),
             esc(name.as_deref().unwrap_or("")),
             esc(&who),
