@@ -5,11 +5,11 @@
 //!   when it was loaded, rule count;
 //! * health of the session store (a `PING`), the upstream and the SSO (a TCP
 //!   connect each), bounded to one second, checked when the page is asked for;
-//! * the route table with hits, allows, logins and refusals per rule since the
-//!   gate started (the same counters as `prt_gate_rule_decisions_total`);
 //! * the last refusals (role, method, normalized path, rule — never the user
 //!   nor the query string), newest first;
-//! * login outcomes.
+//! * login outcomes;
+//! * the route table with hits, allows, logins and refusals per rule since the
+//!   gate started (the same counters as `prt_gate_rule_decisions_total`).
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -26,7 +26,7 @@ const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}\
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}\
 td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f2f2f2}\
-.ok{color:#176f2c;font-weight:bold}.bad{color:#b00020;font-weight:bold}code{font-size:.95em}";
+.ok{color:#176f2c;font-weight:bold}.bad{color:#b00020;font-weight:bold}code{font-size:.95em}tr.hit{background:#fffbe6}";
 
 /// Health of one dependency, as shown on the page.
 struct Health {
@@ -116,14 +116,18 @@ pub async fn page(gate: &Gate) -> String {
     }
     h.push_str("</table>");
 
-    route_table(&mut h, gate);
     recent(&mut h, gate);
-
-    h.push_str("<h2>Logins</h2><table><tr><th>outcome</th><th>count</th></tr>");
-    for (o, n) in LOGIN_OUTCOMES.iter().zip(m.login_counts()) {
-        let _ = write!(h, "<tr><td>{}</td><td class=\"n\">{n}</td></tr>", esc(o));
+    h.push_str("<h2>Logins (since start)</h2><table><tr>");
+    for o in LOGIN_OUTCOMES {
+        let _ = write!(h, "<th>{}</th>", esc(o));
     }
-    h.push_str("</table></body></html>\n");
+    h.push_str("</tr><tr>");
+    for n in m.login_counts() {
+        let _ = write!(h, "<td class=\"n\">{n}</td>");
+    }
+    h.push_str("</tr></table>");
+    route_table(&mut h, gate);
+    h.push_str("</body></html>\n");
     h
 }
 
@@ -155,10 +159,11 @@ fn route_table(h: &mut String, gate: &Gate) {
         let name = rules.get(slot).filter(|r| *r.id != *r.pattern.as_str()).map(|r| format!(" ({})", r.id));
         let _ = write!(
             h,
-            "<tr data-rule=\"{}\"><td class=\"n\">{slot}</td><td><code>{}</code>{}</td><td>{}</td><td class=\"n\">{hits}</td>\
+            "<tr data-rule=\"{}\"{}><td class=\"n\">{slot}</td><td><code>{}</code>{}</td><td>{}</td><td class=\"n\">{hits}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{refused}</td><td>{}</td>\
              <td class=\"n\">{}</td></tr>",
             esc(label),
+            if hits > 0 { " class=\"hit\"" } else { "" },
             esc(label),
             esc(name.as_deref().unwrap_or("")),
             esc(&who),

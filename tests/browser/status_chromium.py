@@ -130,7 +130,7 @@ def main():
         want = hashlib.sha256(open(config, "rb").read()).hexdigest()
         assert digest == want, f"{digest} != sha256({config}) {want}"
         if args.screenshot:
-            wd.call("POST", wd.s("/window/rect"), {"width": 1200, "height": 1400})
+            wd.call("POST", wd.s("/window/rect"), {"width": 1200, "height": 1500})
             wd.screenshot(args.screenshot)
             print(f"screenshot: {args.screenshot}")
         print("chromium status check: ok (exact per-rule counts, last refusals without user or query, digest)")
