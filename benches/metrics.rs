@@ -20,7 +20,9 @@ use prt_gate::policy::Role;
 fn policy(rules: usize) -> Config {
     let mut text = String::new();
     for i in 0..rules {
-        text.push_str(&format!("[[route]]\npath = \"/api/r{i}/{{id}}/\"\nmethods = [\"GET\"]\nroles = [\"Office\"]\n\n"));
+        text.push_str(&format!(
+            "[[route]]\npath = \"/api/r{i}/{{id}}/\"\nmethods = [\"GET\"]\nroles = [\"Office\"]\n\n"
+        ));
     }
     Config::from_str_at(Path::new("bench.toml"), &text).expect("valid").0
 }

@@ -58,7 +58,8 @@ async fn route(gate: &Gate, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/metrics" => {
             let mut resp = text(StatusCode::OK, gate.metrics.render());
-            resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
             resp
         }
         "/status" => {

@@ -44,11 +44,7 @@ async fn health(gate: &Gate) -> Vec<Health> {
     let store = async {
         let ok = matches!(tokio::time::timeout(PROBE_TIMEOUT, gate.store.ping()).await, Ok(Ok(())));
         let s = gate.store.stats().snapshot();
-        Health {
-            what: "session store",
-            ok,
-            detail: format!("{} operations, {} errors since start", s.ops, s.errors),
-        }
+        Health { what: "session store", ok, detail: format!("{} operations, {} errors since start", s.ops, s.errors) }
     };
     let upstream_addr = config.gate.upstream.addr_hint.clone();
     let upstream = async {
@@ -107,12 +103,8 @@ pub async fn page(gate: &Gate) -> String {
     h.push_str("<h2>Health</h2><table><tr><th>dependency</th><th>state</th><th>detail</th></tr>");
     for x in health(gate).await {
         let (class, word) = if x.ok { ("ok", "up") } else { ("bad", "DOWN") };
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td class=\"{class}\">{word}</td><td>{}</td></tr>",
-            esc(x.what),
-            esc(&x.detail)
-        );
+        let _ =
+            write!(h, "<tr><td>{}</td><td class=\"{class}\">{word}</td><td>{}</td></tr>", esc(x.what), esc(&x.detail));
     }
     h.push_str("</table>");
 

@@ -21,7 +21,9 @@ pub mod recent;
 pub mod rules;
 
 use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwapOption;
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::collector::Collector;
@@ -169,14 +171,13 @@ pub struct PolicyState {
 /// Scrape-time series: the policy in force and the session store's own counters.
 #[derive(Debug, Default)]
 struct Live {
-    policy: Mutex<Option<PolicyState>>,
+    policy: ArcSwapOption<PolicyState>,
     store: OnceLock<Arc<Store>>,
 }
 
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let policy = self.policy.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        if let Some(p) = policy {
+        if let Some(p) = self.policy.load_full() {
             let info = Info::new([("digest", p.digest.to_string())]);
             info.encode(encoder.encode_descriptor(
                 "prt_gate_policy",
@@ -284,11 +285,7 @@ impl Metrics {
         );
         let live = Arc::new(Live::default());
         r.register_collector(Box::new(live.clone()));
-        r.register(
-            "prt_gate_build",
-            "The gate's version.",
-            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
-        );
+        r.register("prt_gate_build", "The gate's version.", Info::new([("version", env!("CARGO_PKG_VERSION"))]));
         let connections_open = Gauge::<i64, AtomicI64>::default();
         r.register("prt_gate_connections_open", "Client connections currently open.", connections_open.clone());
         Metrics {
@@ -419,9 +416,12 @@ impl Metrics {
     /// policy series (at start and after each successful reload).
     pub fn adopt(&self, config: &Config) {
         self.rules.adopt(&config.policy);
-        let state =
-            PolicyState { digest: config.digest.clone(), rules: config.policy.rules().len(), loaded_at: SystemTime::now() };
-        *self.live.policy.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+        let state = PolicyState {
+            digest: config.digest.clone(),
+            rules: config.policy.rules().len(),
+            loaded_at: SystemTime::now(),
+        };
+        self.live.policy.store(Some(Arc::new(state)));
     }
 
     /// Exports the session store's counters and latency from now on.
@@ -430,8 +430,8 @@ impl Metrics {
     }
 
     /// The policy in force, as [`Metrics::adopt`] last saw it.
-    pub fn policy(&self) -> Option<PolicyState> {
-        self.live.policy.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    pub fn policy(&self) -> Option<Arc<PolicyState>> {
+        self.live.policy.load_full()
     }
 
     /// Per-rule counts of the policy in force (for `/status`).

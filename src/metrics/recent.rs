@@ -1,8 +1,10 @@
 //! The last refused requests, for the `/status` page: a bounded ring of
 //! role, method, normalized path and rule. Never the user, never the query.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 use std::time::SystemTime;
 
 /// How many refusals `/status` keeps.
@@ -33,20 +35,32 @@ impl RecentRefusal {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct Recent(Mutex<VecDeque<RecentRefusal>>);
+/// A lock-free ring: a writer takes the next slot and swaps its entry in.
+#[derive(Debug)]
+pub struct Recent {
+    slots: [ArcSwapOption<RecentRefusal>; CAPACITY],
+    /// Entries written so far; the next one goes to `next % CAPACITY`.
+    next: AtomicUsize,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent { slots: std::array::from_fn(|_| ArcSwapOption::empty()), next: AtomicUsize::new(0) }
+    }
+}
 
 impl Recent {
     pub fn push(&self, r: RecentRefusal) {
-        let mut q = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if q.len() == CAPACITY {
-            q.pop_back();
-        }
-        q.push_front(r);
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % CAPACITY;
+        self.slots[i].store(Some(Arc::new(r)));
     }
 
-    /// Newest first.
+    /// Newest first (order among entries written at the same instant may vary).
     pub fn snapshot(&self) -> Vec<RecentRefusal> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+        let next = self.next.load(Ordering::Relaxed);
+        (1..=CAPACITY.min(next))
+            .filter_map(|back| self.slots[(next - back) % CAPACITY].load_full())
+            .map(|r| RecentRefusal::clone(&r))
+            .collect()
     }
 }

@@ -8,8 +8,8 @@
 //! series set stays within (rules + 3) × 5 roles × 6 decisions of the policy in force
 //! (docs/metrics.md).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -80,37 +80,39 @@ impl RuleTable {
 pub struct RuleCounters {
     pub(super) family: Family<RuleLabels, Counter>,
     table: arc_swap::ArcSwapOption<RuleTable>,
-    /// Label sets bound so far (to drop removed rules' series on reload).
-    bound: Mutex<HashSet<RuleLabels>>,
 }
 
 impl RuleCounters {
-    /// Makes `policy` the version in force: a new table whose cells re-bind to the series
-    /// of rules that carry over (their counts go on), and removes the series of rules
-    /// the new policy no longer has.
+    /// Makes `policy` the version in force: a new table whose cells take over the
+    /// counters of rules that carry over (their counts go on), and removes the series
+    /// of rules the new policy no longer has (the previous table's bound cells are
+    /// exactly the series that exist, but for the rare one bound by a request that
+    /// was still running under an older version during a reload).
     pub fn adopt(&self, policy: &Arc<Policy>) {
-        if self.table.load().as_ref().is_some_and(|t| Arc::ptr_eq(&t.policy, policy)) {
+        let old = self.table.load_full();
+        if old.as_ref().is_some_and(|t| Arc::ptr_eq(&t.policy, policy)) {
             return;
         }
         let table = RuleTable::new(policy.clone());
-        let mut bound = self.bound.lock().unwrap_or_else(PoisonError::into_inner);
-        let slots: std::collections::HashMap<&str, usize> =
-            table.labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
-        bound.retain(|l| match slots.get(l.rule.as_str()) {
-            Some(&slot) => {
-                let role = ROLE_LABELS.iter().position(|r| *r == l.role).unwrap_or(ROLE_LABELS.len() - 1);
-                let decision = Decision::ALL.iter().copied().find(|d| d.as_str() == l.decision);
-                if let (Some(d), Some(c)) = (decision, self.family.get(l)) {
-                    let _ = table.cells[RuleTable::index(slot, role, d)].set(c.clone());
+        if let Some(old) = old {
+            let slots: HashMap<&str, usize> = table.labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+            for (slot, label) in old.labels.iter().enumerate() {
+                for (role, role_label) in ROLE_LABELS.iter().enumerate() {
+                    for d in Decision::ALL {
+                        let Some(counter) = old.cells[RuleTable::index(slot, role, d)].get() else { continue };
+                        match slots.get(label.as_str()) {
+                            Some(&to) => {
+                                let _ = table.cells[RuleTable::index(to, role, d)].set(counter.clone());
+                            }
+                            None => {
+                                let labels = RuleLabels { rule: label.clone(), role: role_label, decision: d.as_str() };
+                                self.family.remove(&labels);
+                            }
+                        }
+                    }
                 }
-                true
             }
-            None => {
-                self.family.remove(l);
-                false
-            }
-        });
-        drop(bound);
+        }
         self.table.store(Some(Arc::new(table)));
     }
 
@@ -120,7 +122,8 @@ impl RuleCounters {
         let table = self.table.load();
         match table.as_ref() {
             Some(t) if Arc::ptr_eq(&t.policy, policy) => {
-                if let (Some(cell), Some(label)) = (t.cells.get(RuleTable::index(slot, role, decision)), t.labels.get(slot))
+                if let (Some(cell), Some(label)) =
+                    (t.cells.get(RuleTable::index(slot, role, decision)), t.labels.get(slot))
                 {
                     cell.get_or_init(|| self.bind(label.clone(), role, decision)).inc();
                 }
@@ -136,10 +139,7 @@ impl RuleCounters {
     }
 
     fn bind(&self, rule: String, role: usize, decision: Decision) -> Counter {
-        let labels = RuleLabels { rule, role: ROLE_LABELS[role], decision: decision.as_str() };
-        let counter = self.family.get_or_create_owned(&labels);
-        self.bound.lock().unwrap_or_else(PoisonError::into_inner).insert(labels);
-        counter
+        self.family.get_or_create_owned(&RuleLabels { rule, role: ROLE_LABELS[role], decision: decision.as_str() })
     }
 
     /// The table in force (for `/status`).

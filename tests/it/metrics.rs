@@ -66,7 +66,9 @@ pub async fn request_mix(gate: &Gate) -> BTreeMap<(String, String, String), f64>
     let client_cookie = login(gate, "client@example.com", "", None).await.cookie.unwrap();
     let json = Some("application/json");
     let html = Some("text/html");
-    let mix: [(&str, Option<&str>, Option<&str>, usize, u16); 8] = [
+    // (path, cookie, accept, times, expected status)
+    type Step<'a> = (&'a str, Option<&'a str>, Option<&'a str>, usize, u16);
+    let mix: [Step; 8] = [
         ("/api/health/", None, json, 3, 200),
         ("/api/balances/", None, json, 2, 401),
         ("/api/balances/", Some(&office), json, 4, 200),
