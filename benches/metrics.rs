@@ -4,6 +4,7 @@
 //!   policy-checked request — the upstream answer (status class + latency), the request
 //!   (decision × status class + latency) and the per-rule decision (rule × role ×
 //!   decision, through the table resolved once per policy version).
+//! * `metrics/rule_decision`: the per-rule decision alone.
 //! * `metrics/request_only`: `Metrics::request` alone (same call before and after).
 //! * `metrics/render_100_rules_5_roles`: `/metrics` text with 100 rules × 5 roles × 2
 //!   decisions bound (1,000 per-rule series) plus every fixed series.
@@ -38,6 +39,9 @@ fn bench(c: &mut Criterion) {
             m.request(black_box(Decision::Allow), black_box(200), black_box(Duration::from_micros(900)));
             m.rule_decision(p, black_box(42), black_box(Some(Role::Office)), black_box(Decision::Allow));
         })
+    });
+    c.bench_function("metrics/rule_decision", |b| {
+        b.iter(|| m.rule_decision(p, black_box(42), black_box(Some(Role::Office)), black_box(Decision::Allow)))
     });
     c.bench_function("metrics/request_only", |b| {
         b.iter(|| m.request(black_box(Decision::Allow), black_box(200), black_box(Duration::from_micros(900))))

@@ -8,7 +8,9 @@
 //! series set stays within (rules + 3) × 5 roles × 6 decisions of the policy in force
 //! (docs/metrics.md).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -38,6 +40,8 @@ pub fn role_index(role: Option<Role>) -> usize {
 pub struct RuleTable {
     /// The policy this table counts for; requests under another version take the slow path.
     pub(super) policy: Arc<Policy>,
+    /// The [`RuleCounters`] it belongs to (`RuleCounters::id`).
+    owner: u64,
     labels: Vec<String>,
     cells: Box<[OnceLock<Counter>]>,
 }
@@ -45,10 +49,10 @@ pub struct RuleTable {
 const PER_SLOT: usize = ROLE_LABELS.len() * Decision::ALL.len();
 
 impl RuleTable {
-    pub fn new(policy: Arc<Policy>) -> RuleTable {
+    fn new(policy: Arc<Policy>, owner: u64) -> RuleTable {
         let labels: Vec<String> = (0..policy.slot_count()).filter_map(|s| policy.slot_label(s)).collect();
         let cells = (0..labels.len() * PER_SLOT).map(|_| OnceLock::new()).collect();
-        RuleTable { policy, labels, cells }
+        RuleTable { policy, owner, labels, cells }
     }
 
     fn index(slot: usize, role: usize, decision: Decision) -> usize {
@@ -76,10 +80,25 @@ impl RuleTable {
 }
 
 /// The family and the table in force.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RuleCounters {
     pub(super) family: Family<RuleLabels, Counter>,
     table: arc_swap::ArcSwapOption<RuleTable>,
+    /// Tells this instance's tables from another's in the per-thread cache.
+    id: u64,
+}
+
+impl Default for RuleCounters {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        RuleCounters { family: Family::default(), table: Default::default(), id: NEXT.fetch_add(1, Ordering::Relaxed) }
+    }
+}
+
+thread_local! {
+    /// The table this thread used last: a request under the same policy version then
+    /// reads it without touching the shared pointer (no atomic read-modify-write).
+    static CACHED: RefCell<Option<Arc<RuleTable>>> = const { RefCell::new(None) };
 }
 
 impl RuleCounters {
@@ -93,7 +112,7 @@ impl RuleCounters {
         if old.as_ref().is_some_and(|t| Arc::ptr_eq(&t.policy, policy)) {
             return;
         }
-        let table = RuleTable::new(policy.clone());
+        let table = RuleTable::new(policy.clone(), self.id);
         if let Some(old) = old {
             let slots: HashMap<&str, usize> = table.labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
             for (slot, label) in old.labels.iter().enumerate() {
@@ -119,21 +138,24 @@ impl RuleCounters {
     /// Counts one decision of the policy `policy` (the version the request ran under).
     pub fn record(&self, policy: &Arc<Policy>, slot: usize, role: Option<Role>, decision: Decision) {
         let role = role_index(role);
-        let table = self.table.load();
-        match table.as_ref() {
-            Some(t) if Arc::ptr_eq(&t.policy, policy) => {
-                if let (Some(cell), Some(label)) =
-                    (t.cells.get(RuleTable::index(slot, role, decision)), t.labels.get(slot))
-                {
-                    cell.get_or_init(|| self.bind(label.clone(), role, decision)).inc();
-                }
+        let counted = CACHED.try_with(|cached| {
+            let Ok(mut cached) = cached.try_borrow_mut() else { return false };
+            let current = |t: &Arc<RuleTable>| t.owner == self.id && Arc::ptr_eq(&t.policy, policy);
+            if !cached.as_ref().is_some_and(current) {
+                *cached = self.table.load_full().filter(current);
             }
-            // A request that began under the previous version while a reload swapped
-            // tables: rare, so the label is built and looked up.
-            _ => {
-                if let Some(label) = policy.slot_label(slot) {
-                    self.bind(label, role, decision).inc();
-                }
+            let Some(t) = cached.as_ref() else { return false };
+            if let (Some(cell), Some(label)) = (t.cells.get(RuleTable::index(slot, role, decision)), t.labels.get(slot))
+            {
+                cell.get_or_init(|| self.bind(label.clone(), role, decision)).inc();
+            }
+            true
+        });
+        // A request that began under another version than the one adopted (a reload
+        // swapped tables meanwhile): rare, so the label is built and looked up.
+        if counted != Ok(true) {
+            if let Some(label) = policy.slot_label(slot) {
+                self.bind(label, role, decision).inc();
             }
         }
     }
