@@ -5,7 +5,8 @@
 //! * `/healthz` — the process is up (always 200 while it serves).
 //! * `/readyz` — 200 only while the gate accepts traffic: configuration
 //!   loaded, not draining, and the upstream accepting TCP connections.
-//! * `/metrics` — Prometheus text from [`crate::metrics`].
+//! * `/metrics` — OpenMetrics text from [`crate::metrics`].
+//! * `/status` — a read-only HTML page for people ([`crate::status`]).
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -58,7 +59,19 @@ async fn route(gate: &Gate, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "/metrics" => {
             let mut resp = text(StatusCode::OK, gate.metrics.render());
             resp.headers_mut()
-                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
+                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
+            resp
+        }
+        "/status" => {
+            let mut resp = text(StatusCode::OK, crate::status::page(gate).await);
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/html; charset=utf-8"));
+            // Nothing on the page runs or loads anything.
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+            );
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
             resp
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),

@@ -66,6 +66,9 @@ pub use raw::*;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: PathBuf,
+    /// SHA-256 of the file's text (hex): what `sha256sum` prints, shown by
+    /// `/metrics` (`prt_gate_policy_info`) and `/status`.
+    pub digest: Arc<str>,
     pub gate: GateConfig,
     pub sso: SsoConfig,
     pub session: SessionConfig,

@@ -9,10 +9,10 @@
 //! * [`media`] — `/media/<key>` → presigned S3 redirect (SigV4, existence check).
 //! * [`identity`] — strip client-supplied identity headers, inject the gate's.
 //! * [`proxy`] — hyper server, upstream pool and the request pipeline.
-//! * [`admin`] — `/healthz`, `/readyz`, `/metrics`.
+//! * [`admin`] — `/healthz`, `/readyz`, `/metrics`, `/status` (page: [`status`]).
 //! * [`demo`] — `prt-gate demo`: dev SSO, demo upstream, S3 target and the gate, one command.
 //! * [`devsso`] — `prt-gate dev-sso`, a local OIDC provider with the SSO's contract.
-//! * [`metrics`] — counters and histograms rendered as Prometheus text.
+//! * [`metrics`] — counters and histograms (per rule × role × decision), OpenMetrics text.
 //! * [`session`] — session ids, records and the memory / Redis stores.
 //! * [`redact`] — the secret-redaction engine (logs, `redact`, `run`; pure).
 //! * [`shadow`] — the shadow policy: decided next to the active one, compared, never enforced.
@@ -38,3 +38,4 @@ pub mod replay;
 pub mod secret;
 pub mod session;
 pub mod shadow;
+pub mod status;

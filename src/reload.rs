@@ -88,7 +88,9 @@ impl Live {
                         );
                     }
                 }
-                self.current.store(Arc::new(new));
+                let new = Arc::new(new);
+                self.current.store(new.clone());
+                metrics.adopt(&new);
                 metrics.config_reload(true);
                 tracing::info!(file = %self.path.display(), "configuration reloaded");
                 Ok(true)

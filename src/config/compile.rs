@@ -365,6 +365,10 @@ impl Config {
             },
             policy,
             shadow,
+            digest: {
+                use sha2::{Digest, Sha256};
+                Sha256::digest(loc.text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>().into()
+            },
             log: LogConfig { level: raw.log.level, access: raw.log.access },
             redactor,
         };

@@ -261,7 +261,7 @@ fn banner(listen: SocketAddr, admin: String, sso: &str, app: SocketAddr, s3: Soc
          \x20 buttons that call API routes (allowed or refused by policy.toml, with the reason),\n\
          \x20 and a BOL PDF served through a presigned redirect.\n\n\
          \x20 gate         http://{listen}/   (shipped policy.toml rules, in-memory sessions)\n\
-         \x20 admin        http://{admin}/metrics\n\
+         \x20 admin        http://{admin}/metrics  and  http://{admin}/status\n\
          \x20 dev SSO      {sso}   (client {CLIENT_ID})\n\
          \x20 demo app     http://{app}/   (stands in for Django; in production only the gate reaches it)\n\
          \x20 demo S3      http://{s3}/{bucket}/   (verifies presigned URLs)\n\

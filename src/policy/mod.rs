@@ -155,6 +155,25 @@ impl Policy {
         &self.rules
     }
 
+    /// Number of per-rule counter slots ([`Route::slot`]): the rules in file order, then
+    /// the built-in `no_rule`, `default` and `roles.pages`.
+    pub fn slot_count(&self) -> usize {
+        self.rules.len() + 3
+    }
+
+    /// The metrics label of a slot: `METHODS /pattern` for a rule (unique in a policy:
+    /// ties are refused), the built-in id for the others. Stable across reloads while the
+    /// rule's methods and pattern stay the same.
+    pub fn slot_label(&self, slot: usize) -> Option<String> {
+        match slot.checked_sub(self.rules.len()) {
+            None => self.rules.get(slot).map(Rule::label),
+            Some(0) => Some(self.no_rule.to_string()),
+            Some(1) => Some(self.default_rule.to_string()),
+            Some(2) => Some(self.pages_rule.to_string()),
+            Some(_) => None,
+        }
+    }
+
     /// The landing page of `role` (`roles.landing`; Client → `/client.html`, others → `/`).
     pub fn landing(&self, role: Role) -> &str {
         &self.landing[role as usize]
@@ -196,6 +215,26 @@ impl<'a> Route<'a> {
             RouteKind::Rule(r) | RouteKind::MethodNotAllowed(r) => &r.id,
             RouteKind::NoRuleApi => &self.policy.no_rule,
             RouteKind::Default => &self.policy.default_rule,
+        }
+    }
+
+    /// The counter slot of this route ([`Policy::slot_count`]), before the caller is known.
+    pub fn slot(&self) -> usize {
+        let n = self.policy.rules.len();
+        match self.kind {
+            RouteKind::Rule(r) | RouteKind::MethodNotAllowed(r) => r.index,
+            RouteKind::NoRuleApi => n,
+            RouteKind::Default => n + 1,
+        }
+    }
+
+    /// The counter slot of the rule `verdict` names: the route's, or `roles.pages` when
+    /// the role's page allow-list refused. No allocation (a pointer comparison).
+    pub fn verdict_slot(&self, verdict: &Verdict) -> usize {
+        if Arc::ptr_eq(verdict.rule(), &self.policy.pages_rule) {
+            self.policy.rules.len() + 2
+        } else {
+            self.slot()
         }
     }
 

@@ -158,7 +158,7 @@ pub async fn send(
             return Sent { result: Err(Refusal::UpstreamTimeout), upstream_latency: Some(latency) };
         }
     };
-    gate.metrics.upstream_latency(latency);
+    gate.metrics.upstream_response(upstream_resp.status().as_u16(), latency);
 
     // respond: stream the upstream body back; hop-by-hop headers are the
     // upstream's business, and the gate's cookie is the gate's alone.

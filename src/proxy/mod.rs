@@ -95,6 +95,8 @@ impl Gate {
             (None, None) => None,
         };
         let media = Media::from_config(&config.media)?;
+        metrics.adopt(&config);
+        metrics.watch_store(store.clone());
         Ok(Gate {
             media,
             assertion,

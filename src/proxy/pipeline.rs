@@ -28,6 +28,8 @@ use super::{answer, forward, Gate};
 use crate::config::Config;
 use crate::identity;
 use crate::media::{self, MediaError};
+use crate::metrics::recent::RecentRefusal;
+use crate::metrics::rules::{role_index, ROLE_LABELS};
 use crate::metrics::Decision;
 use crate::normalize::{normalize, NormalizedPath};
 use crate::policy::{Auth, Policy, Role, Route, Verdict, Who};
@@ -50,6 +52,8 @@ struct Ctx {
     forwarded: Option<PathAndQuery>,
     decision: Option<Decision>,
     rule: Option<Arc<str>>,
+    /// The policy's counter slot for `rule` (`Route::slot`), once a route was found.
+    slot: Option<usize>,
     role: &'static str,
     /// The credential that authenticated the caller (`session`, `bearer`, `""`).
     auth: &'static str,
@@ -72,6 +76,7 @@ pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<Incoming>
         forwarded: None,
         decision: None,
         rule: None,
+        slot: None,
         role: "",
         auth: "",
         features: String::new(),
@@ -161,6 +166,7 @@ async fn run(
     // expired in the answer.
     ctx.clear_session = gate.cookie.duplicated(&parts.headers);
     let route = config.policy.route_for(&parts.method, &path);
+    ctx.slot = Some(route.slot());
     let bearer_route = route.auth() == Auth::Bearer;
     let caller = if route.needs_identity() {
         auth::authenticate(gate, &parts.headers, bearer_route)
@@ -189,6 +195,7 @@ async fn run(
     }
     ctx.decision = Some(Decision::from_verdict(verdict.decision()));
     ctx.rule = Some(verdict.rule().clone());
+    ctx.slot = Some(route.verdict_slot(&verdict));
     // A browser asking for a page (any method: an expired session on a form
     // post goes back through the login too); API and machine clients get JSON.
     let browser = ctx.html;
@@ -388,6 +395,20 @@ fn log(gate: &Gate, config: &Config, conn: &ConnInfo, ctx: &Ctx, status: u16, to
         (None, None) => Decision::Allow,
     };
     gate.metrics.request(decision, status, total);
+    if let Some(slot) = ctx.slot {
+        let role = Role::parse(ctx.role);
+        gate.metrics.rule_decision(&config.policy, slot, role, decision);
+        if matches!(decision, Decision::Deny | Decision::Redirect) {
+            let path = ctx.forwarded.as_ref().map_or("-", |pq| pq.path());
+            gate.metrics.refusal(RecentRefusal::new(
+                ROLE_LABELS[role_index(role)],
+                ctx.method.as_str(),
+                &config.redactor.redact_str(path),
+                ctx.rule.clone().unwrap_or_else(|| Arc::from("")),
+                decision.as_str(),
+            ));
+        }
+    }
     if !config.log.access {
         return;
     }

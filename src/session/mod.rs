@@ -68,6 +68,8 @@ pub struct StoreStats {
     pub cache_hits: AtomicU64,
     /// `get` that had to ask the backend.
     pub cache_misses: AtomicU64,
+    /// Round-trip time of backend operations (Redis commands), failures included.
+    pub latency: crate::metrics::Histogram,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -202,6 +202,7 @@ impl RedisStore {
     /// One command, bounded by the command timeout, counted.
     async fn run<T: FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> Result<T, StoreError> {
         StoreStats::incr(&self.stats.ops);
+        let started = std::time::Instant::now();
         let reply = tokio::time::timeout(self.command_timeout, async {
             match self.conn.clone() {
                 Conn::Single(mut c) => cmd.query_async::<T>(&mut c).await,
@@ -209,6 +210,7 @@ impl RedisStore {
             }
         })
         .await;
+        self.stats.latency.observe(started.elapsed());
         let err = match reply {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => StoreError::unavailable(op, e.to_string()),

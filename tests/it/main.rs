@@ -18,6 +18,7 @@ mod faults;
 mod limits;
 mod login;
 mod media;
+mod metrics;
 mod policy;
 mod policy_change;
 mod policy_gate;
