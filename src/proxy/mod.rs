@@ -5,6 +5,7 @@
 //! * [`pipeline`] is the per-request path, readable top to bottom;
 //! * [`headers`], [`respond`], [`upstream`], [`body`] are its helpers.
 
+pub mod access_line;
 pub mod answer;
 pub mod auth;
 pub mod body;

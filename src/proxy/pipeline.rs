@@ -19,6 +19,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 
+use super::access_line::AccessLine;
 use super::auth::{self, Caller};
 use super::body::GateBody;
 use super::headers::{self, X_REQUEST_ID};
@@ -334,21 +335,21 @@ fn log(gate: &Gate, config: &Config, conn: &ConnInfo, ctx: &Ctx, status: u16, to
     // The query as forwarded (OAuth parameters already gone), values kept
     // only for allow-listed names; the whole line then passes the engine.
     let query = ctx.forwarded.as_ref().and_then(|pq| pq.query()).map(crate::redact::query::filter_query);
-    tracing::info!(
-        target: "access",
-        method = ctx.method.as_str(),
-        path = ctx.forwarded.as_ref().map_or("-", |pq| pq.path()),
-        query = query.as_deref(),
+    AccessLine {
+        method: ctx.method.as_str(),
+        path: ctx.forwarded.as_ref().map_or("-", |pq| pq.path()),
+        query: query.as_deref(),
         status,
-        decision = decision.as_str(),
-        rule = ctx.rule.as_deref().unwrap_or(""),
-        role = ctx.role,
-        tenant = if ctx.user.is_some() { config.tenant.id.as_str() } else { "" },
-        user = ctx.user.as_deref().unwrap_or(""),
-        request_id = ctx.request_id.to_str().unwrap_or("-"),
-        peer = %conn.peer.ip(),
-        upstream_ms = ctx.upstream_latency.map(|d| d.as_secs_f64() * 1e3),
-        total_ms = total.as_secs_f64() * 1e3,
-        error,
-    );
+        decision: decision.as_str(),
+        rule: ctx.rule.as_deref().unwrap_or(""),
+        role: ctx.role,
+        tenant: if ctx.user.is_some() { config.tenant.id.as_str() } else { "" },
+        user: ctx.user.as_deref().unwrap_or(""),
+        request_id: ctx.request_id.to_str().unwrap_or("-"),
+        peer: conn.peer.ip(),
+        upstream_ms: ctx.upstream_latency.map(|d| d.as_secs_f64() * 1e3),
+        total_ms: total.as_secs_f64() * 1e3,
+        error: error.as_deref(),
+    }
+    .write();
 }
