@@ -133,7 +133,8 @@ impl AssertionSigner {
         if secret.expose().len() < MIN_SECRET_BYTES {
             return Err(AssertionError::ShortSecret);
         }
-        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose().as_bytes()).map_err(|_| AssertionError::Sign)?;
+        let mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(secret.expose().as_bytes()).map_err(|_| AssertionError::Sign)?;
         let mut prefix = URL_SAFE_NO_PAD.encode(JOSE_HEADER);
         prefix.push('.');
         Ok(AssertionSigner { mac, prefix })

@@ -371,7 +371,8 @@ mod tests {
 
     #[test]
     fn json_strings_escape_like_serde_json() {
-        let samples = ["plain", "", "q\"uote", "back\\slash", "ctl\u{0}\u{1f}\u{7f}", "nl\n\r\t\u{8}\u{c}", "ünïcødé ✓"];
+        let samples =
+            ["plain", "", "q\"uote", "back\\slash", "ctl\u{0}\u{1f}\u{7f}", "nl\n\r\t\u{8}\u{c}", "ünïcødé ✓"];
         for s in samples {
             let mut ours = Vec::new();
             string(&mut ours, s);

@@ -165,7 +165,13 @@ impl IpText {
                         len += 1;
                     }
                     let digits = [octet / 100, octet / 10 % 10, octet % 10];
-                    let skip = if octet >= 100 { 0 } else if octet >= 10 { 1 } else { 2 };
+                    let skip = if octet >= 100 {
+                        0
+                    } else if octet >= 10 {
+                        1
+                    } else {
+                        2
+                    };
                     for d in &digits[skip..] {
                         self.buf[len] = b'0' + d;
                         len += 1;
@@ -272,7 +278,8 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), vec!["accept"]);
         // `Connection: keep-alive, x-drop` removes x-drop and keep-alive, keeps the rest.
-        let mut h = map(&[("connection", "keep-alive, x-drop"), ("x-drop", "1"), ("keep-alive", "5"), ("accept", "*/*")]);
+        let mut h =
+            map(&[("connection", "keep-alive, x-drop"), ("x-drop", "1"), ("keep-alive", "5"), ("accept", "*/*")]);
         strip_hop_by_hop(&mut h);
         assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), vec!["accept"]);
         // Nothing hop-by-hop: untouched.
@@ -317,7 +324,8 @@ mod tests {
 
     #[test]
     fn peer_addresses_are_written_like_display() {
-        let rows = ["0.0.0.0", "1.2.3.4", "10.0.0.255", "127.0.0.1", "192.168.100.9", "255.255.255.255", "::1", "2001:db8::7"];
+        let rows =
+            ["0.0.0.0", "1.2.3.4", "10.0.0.255", "127.0.0.1", "192.168.100.9", "255.255.255.255", "::1", "2001:db8::7"];
         for ip in rows {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(IpText::default().of(ip), ip.to_string());
