@@ -16,7 +16,6 @@
 //! [`AccessLine::render`], in the order the line should show it.
 
 use std::cell::RefCell;
-use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -50,8 +49,8 @@ struct Sink {
 
 static SINK: OnceLock<Sink> = OnceLock::new();
 
-/// Installs the destination (once, when logging starts). `redactor` is
-/// `None` only in the debug-build canary switch.
+/// Installs the destination (once, when logging starts: `cli`). `redactor`
+/// is `None` only in the debug-build canary switch.
 pub fn install(writer: LogWriter, redactor: Option<Arc<Redactor>>) {
     let _ = SINK.set(Sink { writer, redactor });
 }
@@ -65,17 +64,19 @@ thread_local! {
 const KEEP: usize = 16 * 1024;
 
 impl AccessLine<'_> {
-    /// Renders, redacts and writes the line (stdout directly if logging was
-    /// never installed, e.g. a library user).
+    /// Renders, redacts and writes the line. Before [`install`] (a library
+    /// user that never started logging) there is nowhere to write, as with
+    /// `tracing` and no subscriber: the line is dropped, never written
+    /// unredacted.
     pub fn write(&self) {
+        let Some(sink) = SINK.get() else { return };
         BUFS.with(|cell| {
             let Ok(mut bufs) = cell.try_borrow_mut() else { return };
             let (line, redacted, hits) = &mut *bufs;
             line.clear();
             self.render(std::time::SystemTime::now(), line);
-            let sink = SINK.get();
             let mut out: &[u8] = line;
-            if let Some(r) = sink.and_then(|s| s.redactor.as_ref()) {
+            if let Some(r) = &sink.redactor {
                 r.find(line, hits);
                 if !hits.is_empty() {
                     redacted.clear();
@@ -83,14 +84,8 @@ impl AccessLine<'_> {
                     out = redacted;
                 }
             }
-            match sink {
-                Some(s) => {
-                    let _ = s.writer.write_line(out);
-                }
-                None => {
-                    let _ = std::io::stdout().lock().write_all(out);
-                }
-            }
+            // A failing stdout cannot be reported anywhere better.
+            let _ = sink.writer.write_line(out);
             for b in [&mut *line, &mut *redacted] {
                 if b.capacity() > KEEP {
                     *b = Vec::new();
@@ -197,6 +192,7 @@ fn float(out: &mut Vec<u8>, v: f64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_types)] // a std `Mutex` around the test buffer, as in `logwriter`
 mod tests {
     use super::*;
     use std::sync::Mutex;
