@@ -357,10 +357,14 @@ fn init_logging(config: &Config) -> Option<crate::logwriter::Guard> {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{},access=info", config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Every line the gate logs, at any level, passes the redaction engine.
+    // Every line the gate logs, at any level, passes the redaction engine:
+    // access lines through their own writer, the rest through `tracing`.
+    let redactor = (!crate::redact::disabled_for_test()).then(|| config.redactor.clone());
+    crate::proxy::access_line::install(writer.clone(), redactor);
     let writer = crate::redact::writer::RedactingMakeWriter::new(writer, config.redactor.clone());
     tracing_subscriber::fmt()
         .json()
+        .with_timer(crate::logwriter::CachedTime)
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)

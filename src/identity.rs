@@ -13,7 +13,11 @@
 //!
 //! Pure: operates on a `HeaderMap`; the pipeline decides when.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use http::header::{HeaderMap, HeaderName};
+use sha2::Sha256;
 
 pub const X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
 pub const X_TENANT_NAME: HeaderName = HeaderName::from_static("x-tenant-name");
@@ -82,10 +86,24 @@ pub const ASSERTION_TTL_SECS: u64 = 30;
 /// Shortest accepted `PRT_GATE_ASSERTION__SECRET`.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// The JOSE header of every assertion: HS256, nothing else (`typ` is
+/// optional in RFC 7519 and no verifier here reads it).
+const JOSE_HEADER: &[u8] = br#"{"alg":"HS256"}"#;
+
 /// Signs assertions with the current secret.
+///
+/// The HMAC key schedule runs once, here: each assertion clones the keyed
+/// state (two SHA-256 blocks saved per request) and the claims are
+/// serialised into a per-thread buffer that is reused, so signing costs one
+/// `serde_json` pass, base64 and the hash of the token itself. The token is a
+/// plain HS256 JWT (`base64url(header).base64url(claims).base64url(sig)`),
+/// which PyJWT and `jsonwebtoken` verify (tests in this module and in
+/// `deploy/django`).
+#[derive(Clone)]
 pub struct AssertionSigner {
-    key: jsonwebtoken::EncodingKey,
-    header: jsonwebtoken::Header,
+    mac: Hmac<Sha256>,
+    /// `base64url(JOSE_HEADER) + "."`, computed once.
+    prefix: String,
 }
 
 impl std::fmt::Debug for AssertionSigner {
@@ -102,20 +120,50 @@ pub enum AssertionError {
     Sign,
 }
 
+thread_local! {
+    /// Claims JSON of the assertion being signed on this thread (reused).
+    static CLAIMS_JSON: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A claims buffer that grew past this (an unusual feature map) is released.
+const CLAIMS_BUF_KEEP: usize = 16 * 1024;
+
 impl AssertionSigner {
     pub fn new(secret: &crate::secret::Secret<String>) -> Result<Self, AssertionError> {
         if secret.expose().len() < MIN_SECRET_BYTES {
             return Err(AssertionError::ShortSecret);
         }
-        Ok(AssertionSigner {
-            key: jsonwebtoken::EncodingKey::from_secret(secret.expose().as_bytes()),
-            header: jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        })
+        let mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(secret.expose().as_bytes()).map_err(|_| AssertionError::Sign)?;
+        let mut prefix = URL_SAFE_NO_PAD.encode(JOSE_HEADER);
+        prefix.push('.');
+        Ok(AssertionSigner { mac, prefix })
     }
 
     pub fn sign(&self, claims: &AssertionClaims<'_>) -> Result<http::HeaderValue, AssertionError> {
-        let token = jsonwebtoken::encode(&self.header, claims, &self.key).map_err(|_| AssertionError::Sign)?;
-        http::HeaderValue::from_str(&token).map_err(|_| AssertionError::Sign)
+        CLAIMS_JSON.with(|cell| {
+            let mut json = cell.try_borrow_mut().map_err(|_| AssertionError::Sign)?;
+            json.clear();
+            serde_json::to_writer(&mut *json, claims).map_err(|_| AssertionError::Sign)?;
+            let token = self.token(&json);
+            if json.capacity() > CLAIMS_BUF_KEEP {
+                *json = Vec::new();
+            }
+            http::HeaderValue::from_maybe_shared(bytes::Bytes::from(token)).map_err(|_| AssertionError::Sign)
+        })
+    }
+
+    /// `header.claims.signature` for serialised claims.
+    fn token(&self, claims_json: &[u8]) -> String {
+        let mut token = String::with_capacity(self.prefix.len() + claims_json.len().div_ceil(3) * 4 + 1 + 43);
+        token.push_str(&self.prefix);
+        URL_SAFE_NO_PAD.encode_string(claims_json, &mut token);
+        let mut mac = self.mac.clone();
+        mac.update(token.as_bytes());
+        let sig = mac.finalize().into_bytes();
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig, &mut token);
+        token
     }
 }
 
@@ -215,6 +263,40 @@ mod tests {
         assert!(decode::<serde_json::Value>(token.to_str().unwrap(), &other, &v).is_err());
         assert_eq!(AssertionSigner::new(&Secret::new("short".into())).unwrap_err(), AssertionError::ShortSecret);
         assert_eq!(format!("{signer:?}"), "AssertionSigner([REDACTED])");
+    }
+
+    #[test]
+    fn reused_buffer_never_leaks_claims_between_assertions() {
+        use crate::secret::Secret;
+        use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+        let secret = Secret::new("k".repeat(32));
+        let signer = AssertionSigner::new(&secret).unwrap();
+        let big: std::collections::BTreeMap<String, Vec<String>> =
+            (0..40).map(|i| (format!("feature{i}"), vec!["view".to_string(), "edit".to_string()])).collect();
+        let small = std::collections::BTreeMap::new();
+        let first = signer.sign(&claims(&big)).unwrap();
+        let mut c = claims(&small);
+        c.email = "other@example.com";
+        c.tenant_code = None;
+        let second = signer.sign(&c).unwrap();
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_audience(&["django"]);
+        v.validate_exp = false;
+        let key = DecodingKey::from_secret(secret.expose().as_bytes());
+        let a = decode::<serde_json::Value>(first.to_str().unwrap(), &key, &v).unwrap();
+        let b = decode::<serde_json::Value>(second.to_str().unwrap(), &key, &v).unwrap();
+        assert_eq!(a.claims["features"].as_object().map(|m| m.len()), Some(40));
+        assert_eq!(b.claims["email"], "other@example.com");
+        assert_eq!(b.claims["features"], serde_json::json!({}));
+        assert!(b.claims.get("tenant_code").is_none());
+        // The header names HS256 only; a flipped signature byte fails.
+        let token = second.to_str().unwrap();
+        let header = token.split('.').next().unwrap();
+        assert_eq!(URL_SAFE_NO_PAD.decode(header).unwrap(), JOSE_HEADER);
+        let sig_at = token.rfind('.').unwrap() + 1;
+        let flipped = if token.as_bytes()[sig_at] == b'A' { "B" } else { "A" };
+        let forged = format!("{}{flipped}{}", &token[..sig_at], &token[sig_at + 1..]);
+        assert!(decode::<serde_json::Value>(&forged, &key, &v).is_err());
     }
 
     #[test]

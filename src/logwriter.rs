@@ -154,11 +154,94 @@ impl Write for Line<'_> {
     }
 }
 
+impl LogWriter {
+    /// Appends one whole line (the access-line writer's path: no `tracing`).
+    pub fn write_line(&self, line: &[u8]) -> io::Result<()> {
+        Line { shared: &self.shared }.write_all(line)
+    }
+}
+
 impl<'a> MakeWriter<'a> for LogWriter {
     type Writer = Line<'a>;
 
     fn make_writer(&'a self) -> Line<'a> {
         Line { shared: &self.shared }
+    }
+}
+
+/// The timestamp of every log line: RFC 3339, UTC, microseconds
+/// (`2026-11-29T18:00:00.123456Z`), the format `tracing-subscriber`'s default
+/// timer writes. The date and time up to the second are converted once per
+/// second per thread; the rest of each line's stamp is six digits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CachedTime;
+
+thread_local! {
+    /// The second last formatted on this thread and its `YYYY-MM-DDTHH:MM:SS`.
+    static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// `now` as `YYYY-MM-DDTHH:MM:SS.uuuuuuZ` (a clock before 1970 reads as 1970).
+pub fn timestamp(now: std::time::SystemTime) -> [u8; 27] {
+    let since = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let head = SECOND.with(|cell| {
+        let (cached, text) = cell.get();
+        if cached == secs {
+            return text;
+        }
+        let text = format_second(secs);
+        cell.set((secs, text));
+        text
+    });
+    let mut out = [0u8; 27];
+    out[..19].copy_from_slice(&head);
+    out[19] = b'.';
+    let mut micros = since.subsec_micros();
+    for i in (20..26).rev() {
+        out[i] = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    out[26] = b'Z';
+    out
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of Unix seconds (proleptic Gregorian, UTC; years
+/// past 9999 are written as 9999).
+fn format_second(secs: u64) -> [u8; 19] {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since the epoch (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = (yoe + era * 400 + i64::from(month <= 2)).min(9999);
+    let mut out = *b"0000-00-00T00:00:00";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, (rem / 3600) as i64);
+    put(14, 2, (rem / 60 % 60) as i64);
+    put(17, 2, (rem % 60) as i64);
+    out
+}
+
+impl tracing_subscriber::fmt::time::FormatTime for CachedTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let stamp = timestamp(std::time::SystemTime::now());
+        // Always ASCII; an empty stamp rather than a panic if that ever changed.
+        w.write_str(std::str::from_utf8(&stamp).unwrap_or(""))
     }
 }
 
@@ -247,5 +330,23 @@ mod tests {
         }
         drop(guard);
         assert_eq!(slow.0.text().lines().count(), MAX_PENDING / 1024 * 2);
+    }
+
+    #[test]
+    fn timestamps_match_rfc3339_micros() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let secs = [0u64, 59, 951_782_400, 951_868_799, 1_709_164_800, 1_798_761_599, 4_107_542_399, 253_402_300_799];
+        for s in secs {
+            for micros in [0u32, 1, 999_999, 123_456] {
+                let t = UNIX_EPOCH + Duration::new(s, micros * 1000 + 789);
+                let ours = timestamp(t);
+                assert_eq!(std::str::from_utf8(&ours).unwrap(), humantime::format_rfc3339_micros(t).to_string(), "{s}");
+            }
+        }
+        // Same second twice (the cached path), then the next second.
+        let t = UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        assert_eq!(&timestamp(t)[..19], b"2030-03-17T17:46:40");
+        assert_eq!(&timestamp(t + Duration::from_millis(5))[..23], b"2030-03-17T17:46:40.005");
+        assert_eq!(&timestamp(t + Duration::from_secs(1))[..19], b"2030-03-17T17:46:41");
     }
 }

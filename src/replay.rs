@@ -97,6 +97,9 @@ struct Line<'a> {
     auth: Cow<'a, str>,
     #[serde(borrow, default)]
     features: Cow<'a, str>,
+    /// The tenant code the gate's tenant matches compared (empty: none).
+    #[serde(borrow, default)]
+    tenant_code: Cow<'a, str>,
 }
 
 /// A replay in progress.
@@ -167,7 +170,8 @@ impl<'p> Replay<'p> {
             (role, _) => Who::Session { role, features: &features },
         };
         self.totals.replayed += 1;
-        let verdict = self.policy.decide(&method, &path, who);
+        let tenant = Some(&*line.tenant_code).filter(|t| !t.is_empty());
+        let verdict = self.policy.route_for(&method, &path).decide_in(who, tenant);
         if verdict.decision() == line.decision {
             return true;
         }
@@ -308,6 +312,20 @@ mod tests {
             (g[0].key.old_rule.as_str(), g[0].key.new_decision, &*g[0].key.new_rule),
             ("x", "deny", "/api/bol/")
         );
+    }
+
+    #[test]
+    fn tenant_matches_replay_with_the_logged_tenant_code() {
+        let p = policy("[[route]]\npath = \"/tenant/{code}/pigiron/\"\nroles = [\"Office\"]\ntenant = \"{code}\"\n");
+        let mut r = Replay::new(&p, Limits::default());
+        let own = br#"{"target":"access","method":"GET","path":"/tenant/PRT/pigiron/","decision":"allow","rule":"x","role":"Office","auth":"session","features":"","tenant_code":"PRT"}"#;
+        let foreign = br#"{"target":"access","method":"GET","path":"/tenant/ACME/pigiron/","decision":"allow","rule":"x","role":"Office","auth":"session","features":"","tenant_code":"PRT"}"#;
+        assert!(r.line(own));
+        assert!(r.line(foreign));
+        // Only the foreign tenant's request changes (the own one would too if the code
+        // were not read: an unscoped caller is refused by the tenant match).
+        assert_eq!((r.totals.replayed, r.totals.changed), (2, 1));
+        assert_eq!(r.groups()[0].samples, vec!["GET /tenant/ACME/pigiron/".to_string()]);
     }
 
     #[test]

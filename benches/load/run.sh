@@ -36,6 +36,7 @@ usage: bash benches/load/run.sh [options]
   --nice N             run the upstream, the proxies and wrk at this niceness (root may use
                        -20 on a shared machine so that other jobs disturb the numbers less)
   --keep-tmp           keep the temp dir (configs, logs) for inspection
+  --bin PATH           measure this prt-gate binary instead of building target/release/prt-gate
   -h, --help           this text
 EOF
 }
@@ -55,6 +56,7 @@ KEEP_TMP=0
 WAIT_QUIET=0
 NICE=
 POLICY=
+BIN_OVERRIDE=
 
 die_usage() { echo "run.sh: $*" >&2; usage >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
@@ -74,6 +76,7 @@ while [[ $# -gt 0 ]]; do
         --policy) [[ $# -ge 2 ]] || die_usage "--policy needs a value"; POLICY=$2; shift 2 ;;
         --nice) [[ $# -ge 2 ]] || die_usage "--nice needs a value"; NICE=$2; shift 2 ;;
         --keep-tmp) KEEP_TMP=1; shift ;;
+        --bin) [[ $# -ge 2 ]] || die_usage "--bin needs a value"; BIN_OVERRIDE=$(readlink -f "$2"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die_usage "unknown argument: $1" ;;
     esac
@@ -394,8 +397,8 @@ start_nginx() { # name dir url-to-wait-for expected-status; sets LAST_PID
     LAST_PID=$pid
 }
 
-GATE_BIN=$ROOT/target/release/prt-gate
-if ((WITH_GATE)); then
+GATE_BIN=${BIN_OVERRIDE:-$ROOT/target/release/prt-gate}
+if ((WITH_GATE)) && [[ -z $BIN_OVERRIDE ]]; then
     log "building prt-gate (release)"
     (cd "$ROOT" && cargo build --release --bin prt-gate) >&2 || fail "cargo build --release --bin prt-gate failed"
     [[ -x $GATE_BIN ]] || fail "$GATE_BIN missing after build"
@@ -608,6 +611,7 @@ added() { printf '%+d µs' "$(($1 - $2))"; }
 AUTH_NOTE=
 ((WITH_AUTH == 0)) || AUTH_NOTE=" (authenticated row: \`GET $AUTH_PATH\` with the session cookie of $AUTH_USER)"
 gate_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
+[[ -z $BIN_OVERRIDE ]] || gate_rev="$gate_rev (binary $BIN_OVERRIDE)"
 cat <<TABLE
 
 ### Load benchmark — $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc), kernel $(uname -r)

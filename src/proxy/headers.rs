@@ -19,6 +19,7 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 
 /// Standard hop-by-hop headers (RFC 9110 7.6.1, plus the non-standard
 /// `proxy-connection` and `keep-alive`).
+/// `connection` first: [`strip_hop_by_hop`] relies on its index.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "proxy-connection",
@@ -30,6 +31,9 @@ const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
+
+// `strip_hop_by_hop` keeps a bit per name.
+const _: () = assert!(HOP_BY_HOP.len() <= 32);
 
 /// Headers a `Connection` nomination may never remove: message framing and
 /// the headers the gate's security decisions rest on.
@@ -66,23 +70,40 @@ pub fn is_protected(name: &str) -> bool {
 /// Removes `Connection`-nominated headers (unless protected), then the
 /// standard hop-by-hop set.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        // Rare path (HTTP/1.1 keep-alive is the default): small allocation is fine.
+    // One pass over the names (no hashing): which hop-by-hop names are
+    // there at all. Most requests carry none; responses often `Connection`.
+    let mut present = 0u32;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name.as_str()) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        // `Connection` (HOP_BY_HOP[0]) nominating other headers. Nominated
+        // hop-by-hop names go in the loop below; an empty `Vec` (the usual
+        // `keep-alive`) does not allocate.
         let nominated: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(t)))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .filter(|n| !is_protected(n.as_str()))
             .collect();
         for name in nominated {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
-        // no alloc: remove() with a &'static str looks the name up in place.
-        headers.remove(*name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            // no alloc: remove() with a &'static str looks the name up in place.
+            headers.remove(*name);
+        }
     }
 }
 
@@ -98,17 +119,23 @@ pub struct Forwarding<'a> {
 /// copy of the forwarding family is discarded first; from a trusted proxy the
 /// chain is extended with the proxy's address and Proto/Host are kept.
 pub fn set_forwarding(headers: &mut HeaderMap, f: &Forwarding<'_>) {
-    if !f.trusted {
+    if !f.trusted && headers.keys().any(|n| FORWARDING.contains(&n.as_str())) {
         for name in FORWARDING {
             headers.remove(*name);
         }
     }
-    let peer = f.peer.to_string();
-    let xff = match joined(headers, &X_FORWARDED_FOR) {
-        Some(chain) if f.trusted => format!("{chain}, {peer}"),
-        _ => peer,
+    let mut peer = IpText::default();
+    let peer = peer.of(f.peer);
+    let chain = if f.trusted { joined(headers, &X_FORWARDED_FOR) } else { None };
+    let xff = match chain {
+        Some(mut chain) => {
+            chain.push_str(", ");
+            chain.push_str(peer);
+            HeaderValue::from_str(&chain)
+        }
+        None => HeaderValue::from_str(peer),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Ok(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -116,6 +143,47 @@ pub fn set_forwarding(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     }
     if !headers.contains_key(&X_FORWARDED_HOST) {
         headers.insert(X_FORWARDED_HOST, f.host.clone());
+    }
+}
+
+/// An IP address as text without `fmt` for IPv4 (the per-request case);
+/// IPv6 goes through `Display`.
+#[derive(Default)]
+pub struct IpText {
+    buf: [u8; 15],
+    owned: String,
+}
+
+impl IpText {
+    pub fn of(&mut self, ip: IpAddr) -> &str {
+        match ip {
+            IpAddr::V4(v4) => {
+                let mut len = 0;
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.buf[len] = b'.';
+                        len += 1;
+                    }
+                    let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                    let skip = if octet >= 100 {
+                        0
+                    } else if octet >= 10 {
+                        1
+                    } else {
+                        2
+                    };
+                    for d in &digits[skip..] {
+                        self.buf[len] = b'0' + d;
+                        len += 1;
+                    }
+                }
+                std::str::from_utf8(&self.buf[..len]).unwrap_or("")
+            }
+            IpAddr::V6(v6) => {
+                self.owned = v6.to_string();
+                &self.owned
+            }
+        }
     }
 }
 
@@ -204,6 +272,23 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_without_connection_and_keep_alive_nomination() {
+        // No `Connection` header: the others still go.
+        let mut h = map(&[("te", "trailers"), ("keep-alive", "timeout=5"), ("accept", "*/*")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), vec!["accept"]);
+        // `Connection: keep-alive, x-drop` removes x-drop and keep-alive, keeps the rest.
+        let mut h =
+            map(&[("connection", "keep-alive, x-drop"), ("x-drop", "1"), ("keep-alive", "5"), ("accept", "*/*")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), vec!["accept"]);
+        // Nothing hop-by-hop: untouched.
+        let mut h = map(&[("accept", "*/*"), ("cookie", "a=b")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+    }
+
+    #[test]
     fn untrusted_peer_cannot_set_forwarding_headers() {
         let host = HeaderValue::from_static("prt.example");
         let mut h = map(&[
@@ -235,6 +320,16 @@ mod tests {
         assert_eq!(h.get("x-forwarded-for").unwrap(), "203.0.113.9, 10.0.0.2, 10.0.0.3");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "prt.example");
+    }
+
+    #[test]
+    fn peer_addresses_are_written_like_display() {
+        let rows =
+            ["0.0.0.0", "1.2.3.4", "10.0.0.255", "127.0.0.1", "192.168.100.9", "255.255.255.255", "::1", "2001:db8::7"];
+        for ip in rows {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(IpText::default().of(ip), ip.to_string());
+        }
     }
 
     #[test]

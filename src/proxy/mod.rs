@@ -22,6 +22,7 @@
 //! * [`body`] — the response body type: the upstream's stream or a small
 //!   body the gate wrote.
 
+pub mod access_line;
 pub mod answer;
 pub mod auth;
 pub mod body;

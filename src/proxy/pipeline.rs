@@ -19,6 +19,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 
+use super::access_line::AccessLine;
 use super::auth::{self, Caller};
 use super::body::GateBody;
 use super::headers::{self, X_REQUEST_ID};
@@ -59,6 +60,8 @@ struct Ctx {
     auth: &'static str,
     /// The caller's feature permissions, `feature:permission,…` (not secret).
     features: String,
+    /// The tenant code tenant matches compared (`prt-gate replay` decides with it).
+    tenant_code: Option<String>,
     user: Option<String>,
     refusal: Option<Refusal>,
     upstream_latency: Option<Duration>,
@@ -80,6 +83,7 @@ pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<Incoming>
         role: "",
         auth: "",
         features: String::new(),
+        tenant_code: None,
         user: None,
         refusal: None,
         upstream_latency: None,
@@ -189,6 +193,9 @@ async fn run(
     // Tenant matches compare the path with the caller's tenant code.
     let tenant = config.tenant.caller_code(caller.tenant_code());
     let verdict = route.decide_in(caller.who(), tenant);
+    if !matches!(caller, Caller::Anonymous) {
+        ctx.tenant_code = tenant.map(str::to_owned);
+    }
     // shadow: a candidate policy decides too; counted and logged, never enforced.
     if let Some(shadow) = gate.live.shadow.get() {
         shadow_decide(gate, config, &shadow, &parts, &path, &route, &caller, &verdict).await;
@@ -416,23 +423,24 @@ fn log(gate: &Gate, config: &Config, conn: &ConnInfo, ctx: &Ctx, status: u16, to
     // The query as forwarded (OAuth parameters already gone), values kept
     // only for allow-listed names; the whole line then passes the engine.
     let query = ctx.forwarded.as_ref().and_then(|pq| pq.query()).map(crate::redact::query::filter_query);
-    tracing::info!(
-        target: "access",
-        method = ctx.method.as_str(),
-        path = ctx.forwarded.as_ref().map_or("-", |pq| pq.path()),
-        query = query.as_deref(),
+    AccessLine {
+        method: ctx.method.as_str(),
+        path: ctx.forwarded.as_ref().map_or("-", |pq| pq.path()),
+        query: query.as_deref(),
         status,
-        decision = decision.as_str(),
-        rule = ctx.rule.as_deref().unwrap_or(""),
-        role = ctx.role,
-        auth = ctx.auth,
-        features = ctx.features.as_str(),
-        tenant = if ctx.user.is_some() { config.tenant.id.as_str() } else { "" },
-        user = ctx.user.as_deref().unwrap_or(""),
-        request_id = ctx.request_id.to_str().unwrap_or("-"),
-        peer = %conn.peer.ip(),
-        upstream_ms = ctx.upstream_latency.map(|d| d.as_secs_f64() * 1e3),
-        total_ms = total.as_secs_f64() * 1e3,
-        error,
-    );
+        decision: decision.as_str(),
+        rule: ctx.rule.as_deref().unwrap_or(""),
+        role: ctx.role,
+        auth: ctx.auth,
+        features: ctx.features.as_str(),
+        tenant: if ctx.user.is_some() { config.tenant.id.as_str() } else { "" },
+        tenant_code: ctx.tenant_code.as_deref().unwrap_or(""),
+        user: ctx.user.as_deref().unwrap_or(""),
+        request_id: ctx.request_id.to_str().unwrap_or("-"),
+        peer: conn.peer.ip(),
+        upstream_ms: ctx.upstream_latency.map(|d| d.as_secs_f64() * 1e3),
+        total_ms: total.as_secs_f64() * 1e3,
+        error: error.as_deref(),
+    }
+    .write();
 }

@@ -94,7 +94,11 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
                 let service = service_fn(move |req| {
                     let g = g.clone();
                     let c = conn_info.clone();
-                    async move { Ok::<_, Infallible>(pipeline::handle(g, c, req).await) }
+                    // Boxed per request: hyper keeps one allocation of this
+                    // future's size for the connection's whole life, and the
+                    // pipeline's state is kilobytes; boxed, an idle
+                    // keep-alive connection holds a pointer instead.
+                    async move { Ok::<_, Infallible>(Box::pin(pipeline::handle(g, c, req)).await) }
                 });
                 // hyper's header timer starts only once HTTP/1 is detected.
                 let stream = SniffDeadline::new(stream, cfg.header_read_timeout);

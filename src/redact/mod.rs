@@ -237,22 +237,26 @@ impl Redactor {
     /// Secret spans in `text`, sorted and non-overlapping. `hits` is cleared.
     pub fn find(&self, text: &[u8], hits: &mut Vec<Hit>) {
         hits.clear();
-        // Fast path: one DFA scan says whether any anchor occurs at all.
-        if self.next_candidate(text, 0).is_none() {
+        // Fast path: one DFA scan says whether any anchor occurs at all, and
+        // where the first one starts (the anchor scan below resumes there).
+        let Some(first) = self.next_candidate(text, 0) else {
             return;
-        }
-        self.find_anchored(text, hits);
+        };
+        self.find_anchored(text, first, hits);
     }
 
-    /// [`Redactor::find`] for text the caller already knows holds an anchor
-    /// (the line filter found it with [`Redactor::next_candidate`]): skips
-    /// the fast-path scan. Still correct, only slower, without an anchor.
-    pub fn find_anchored(&self, text: &[u8], hits: &mut Vec<Hit>) {
+    /// [`Redactor::find`] for text the caller already scanned with
+    /// [`Redactor::next_candidate`]: `first` is where that found the first
+    /// anchor, so no anchor starts before it and the anchor scan starts
+    /// there instead of rescanning the text before it (`0` when unknown:
+    /// still correct, only slower).
+    pub fn find_anchored(&self, text: &[u8], first: usize, hits: &mut Vec<Hit>) {
         hits.clear();
         // Bitmask of detectors whose anchors occur (the table has < 64 rows;
         // operator patterns are in `always`).
         let mut mask = 0u64;
-        for m in self.anchors.iter().flat_map(|a| a.find_overlapping_iter(text)) {
+        let rest = Input::new(text).span(first.min(text.len())..text.len());
+        for m in self.anchors.iter().flat_map(|a| a.find_overlapping_iter(rest.clone())) {
             if let Some(&d) = self.anchor_owner.get(m.pattern().as_usize()) {
                 if d < 64 {
                     mask |= 1 << d;

@@ -62,11 +62,12 @@ impl LineFilter {
 
     /// One complete line, without its `\n`, redacted onto `out`.
     pub fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
-        self.line_inner(line, out, false);
+        self.line_inner(line, out, None);
     }
 
-    fn line_inner(&mut self, line: &[u8], out: &mut Vec<u8>, anchored: bool) {
-        self.segment(line, out, true, anchored);
+    /// `first`: where the caller found the line's first detector anchor.
+    fn line_inner(&mut self, line: &[u8], out: &mut Vec<u8>, first: Option<usize>) {
+        self.segment(line, out, true, first);
         if self.carry == Carry::Value {
             self.carry = Carry::None;
         }
@@ -82,8 +83,7 @@ impl LineFilter {
         }
         let mut at = 0;
         while at < block.len() {
-            let anchored = self.carry == Carry::None;
-            let (start, p) = if anchored {
+            let (start, p) = if self.carry == Carry::None {
                 match self.redactor.next_candidate(block, at) {
                     None => {
                         out.extend_from_slice(&block[at..]);
@@ -96,7 +96,8 @@ impl LineFilter {
             };
             let end = memchr::memchr(b'\n', &block[p..]).map_or(block.len(), |i| p + i);
             out.extend_from_slice(&block[at..start]);
-            self.line_inner(&block[start..end], out, anchored);
+            let first = (self.carry == Carry::None).then_some(p - start);
+            self.line_inner(&block[start..end], out, first);
             if end < block.len() {
                 out.push(b'\n');
             }
@@ -106,8 +107,8 @@ impl LineFilter {
 
     /// Processes a window of an unfinished line; returns how many bytes of
     /// `w` were consumed (the rest is presented again with more data).
-    /// `anchored`: the caller found a detector anchor in `w`.
-    fn segment(&mut self, w: &[u8], out: &mut Vec<u8>, last: bool, anchored: bool) -> usize {
+    /// `first`: the caller found the first detector anchor of `w` there.
+    fn segment(&mut self, w: &[u8], out: &mut Vec<u8>, last: bool, first: Option<usize>) -> usize {
         if self.off {
             out.extend_from_slice(w);
             return w.len();
@@ -139,8 +140,8 @@ impl LineFilter {
             },
         }
         let text = &w[start..];
-        if anchored && start == 0 {
-            self.redactor.find_anchored(text, &mut self.hits);
+        if let (Some(first), 0) = (first, start) {
+            self.redactor.find_anchored(text, first, &mut self.hits);
         } else {
             self.redactor.find(text, &mut self.hits);
         }
@@ -200,7 +201,7 @@ fn is_value_end(b: u8) -> bool {
 fn continue_windows(f: &mut LineFilter, pending: &mut Vec<u8>, out: &mut Vec<u8>) {
     while pending.len() >= MAX_LINE {
         // `segment` always consumes at least `MAX_LINE - OVERLAP` bytes here.
-        let used = f.segment(pending, out, false, false);
+        let used = f.segment(pending, out, false, None);
         pending.drain(..used.clamp(1, pending.len()));
     }
 }

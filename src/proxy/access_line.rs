@@ -1,0 +1,408 @@
+//! The access line: one JSON object per request, written by a fixed-schema
+//! writer straight into the batched log buffer ([`crate::logwriter`]).
+//!
+//! The line has exactly the shape the `tracing` JSON formatter gave it
+//! (`timestamp`, `level`, the fields in order, `target` = `"access"`; absent
+//! optional fields are left out), so log consumers see no difference; a test
+//! here compares the two field by field. What changes is the cost: no
+//! `fmt` machinery, no per-fragment UTF-8 checks, the timestamp formatted
+//! once per second ([`crate::logwriter::timestamp`]), one buffer per thread.
+//!
+//! The whole line still passes the redaction engine before it is written,
+//! as every other log line does (path, query and user text come from the
+//! client or the SSO).
+//!
+//! To add a field: a member of [`AccessLine`] and one `field` call in
+//! [`AccessLine::render`], in the order the line should show it.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+
+use crate::logwriter::LogWriter;
+use crate::redact::{Hit, Redactor};
+
+/// The facts of one request, as the log phase has them.
+#[derive(Debug, Clone)]
+pub struct AccessLine<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub status: u16,
+    pub decision: &'a str,
+    pub rule: &'a str,
+    pub role: &'a str,
+    /// The credential that authenticated the caller: `session`, `bearer` or empty.
+    pub auth: &'a str,
+    /// The caller's feature permissions, `feature:permission,…` (not secret).
+    pub features: &'a str,
+    pub tenant: &'a str,
+    /// The tenant code the policy's tenant matches compared (empty: none).
+    pub tenant_code: &'a str,
+    pub user: &'a str,
+    pub request_id: &'a str,
+    pub peer: IpAddr,
+    pub upstream_ms: Option<f64>,
+    pub total_ms: f64,
+    pub error: Option<&'a str>,
+}
+
+/// Where access lines go: the log writer and the engine they pass.
+struct Sink {
+    writer: LogWriter,
+    redactor: Option<Arc<Redactor>>,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// Installs the destination (once, when logging starts: `cli`). `redactor`
+/// is `None` only in the debug-build canary switch.
+pub fn install(writer: LogWriter, redactor: Option<Arc<Redactor>>) {
+    let _ = SINK.set(Sink { writer, redactor });
+}
+
+thread_local! {
+    /// The line being rendered, its redacted copy and the engine's hits.
+    static BUFS: RefCell<(Vec<u8>, Vec<u8>, Vec<Hit>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// Buffers that grew past this (a huge path) are released after the line.
+const KEEP: usize = 16 * 1024;
+
+impl AccessLine<'_> {
+    /// Renders, redacts and writes the line. Before [`install`] (a library
+    /// user that never started logging) there is nowhere to write, as with
+    /// `tracing` and no subscriber: the line is dropped, never written
+    /// unredacted.
+    pub fn write(&self) {
+        let Some(sink) = SINK.get() else { return };
+        BUFS.with(|cell| {
+            let Ok(mut bufs) = cell.try_borrow_mut() else { return };
+            let (line, redacted, hits) = &mut *bufs;
+            line.clear();
+            self.render(std::time::SystemTime::now(), line);
+            let mut out: &[u8] = line;
+            if let Some(r) = &sink.redactor {
+                r.find(line, hits);
+                if !hits.is_empty() {
+                    redacted.clear();
+                    r.apply(line, hits, redacted);
+                    out = redacted;
+                }
+            }
+            // A failing stdout cannot be reported anywhere better.
+            let _ = sink.writer.write_line(out);
+            for b in [&mut *line, &mut *redacted] {
+                if b.capacity() > KEEP {
+                    *b = Vec::new();
+                }
+            }
+        });
+    }
+
+    /// The JSON object and its newline, appended to `out`.
+    pub fn render(&self, now: std::time::SystemTime, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        out.extend_from_slice(&crate::logwriter::timestamp(now));
+        out.extend_from_slice(b"\",\"level\":\"INFO\"");
+        str_field(out, "method", self.method);
+        str_field(out, "path", self.path);
+        if let Some(q) = self.query {
+            str_field(out, "query", q);
+        }
+        key(out, "status");
+        uint(out, u64::from(self.status));
+        str_field(out, "decision", self.decision);
+        str_field(out, "rule", self.rule);
+        str_field(out, "role", self.role);
+        str_field(out, "auth", self.auth);
+        str_field(out, "features", self.features);
+        str_field(out, "tenant", self.tenant);
+        str_field(out, "tenant_code", self.tenant_code);
+        str_field(out, "user", self.user);
+        str_field(out, "request_id", self.request_id);
+        key(out, "peer");
+        out.push(b'"');
+        out.extend_from_slice(super::headers::IpText::default().of(self.peer).as_bytes());
+        out.push(b'"');
+        if let Some(ms) = self.upstream_ms {
+            key(out, "upstream_ms");
+            float(out, ms);
+        }
+        key(out, "total_ms");
+        float(out, self.total_ms);
+        if let Some(e) = self.error {
+            str_field(out, "error", e);
+        }
+        out.extend_from_slice(b",\"target\":\"access\"}\n");
+    }
+}
+
+fn key(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn str_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    key(out, name);
+    string(out, value);
+}
+
+/// A JSON string, escaped as `serde_json` escapes it.
+fn string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let b = s.as_bytes();
+    let mut from = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[],
+            _ => continue,
+        };
+        out.extend_from_slice(&b[from..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(c >> 4)], HEX[usize::from(c & 0xf)]]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        from = i + 1;
+    }
+    out.extend_from_slice(&b[from..]);
+    out.push(b'"');
+}
+
+fn uint(out: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// A float as `serde_json` writes it (`null` when not finite).
+fn float(out: &mut Vec<u8>, v: f64) {
+    if serde_json::to_writer(&mut *out, &v).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_types)] // a std `Mutex` around the test buffer, as in `logwriter`
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn full<'a>() -> AccessLine<'a> {
+        AccessLine {
+            method: "POST",
+            path: "/api/bol/\"quoted\"\\back\u{7}/ünï/",
+            query: Some("page=2&q=a\tb"),
+            status: 403,
+            decision: "deny",
+            rule: "office-bol-edit",
+            role: "Office",
+            auth: "session",
+            features: "bol:view,bol:create",
+            tenant: "primetrade",
+            tenant_code: "PRT",
+            user: "office@example.com",
+            request_id: "0123456789abcdef0123456789abcdef",
+            peer: "10.1.2.3".parse().unwrap(),
+            upstream_ms: Some(1.25),
+            total_ms: 2.0,
+            error: Some("forbidden by policy"),
+        }
+    }
+
+    fn bare<'a>() -> AccessLine<'a> {
+        AccessLine {
+            method: "GET",
+            path: "-",
+            query: None,
+            status: 200,
+            decision: "allow",
+            rule: "",
+            role: "",
+            auth: "",
+            features: "",
+            tenant: "",
+            tenant_code: "",
+            user: "",
+            request_id: "-",
+            peer: "2001:db8::1".parse().unwrap(),
+            upstream_ms: None,
+            total_ms: 0.000_123_4,
+            error: None,
+        }
+    }
+
+    fn parse(line: &[u8]) -> serde_json::Value {
+        assert_eq!(line.last(), Some(&b'\n'), "one line, newline-terminated");
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+        serde_json::from_slice(line).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(line)))
+    }
+
+    #[test]
+    fn every_field_parses_back() {
+        let mut out = Vec::new();
+        full().render(std::time::SystemTime::now(), &mut out);
+        let v = parse(&out);
+        let obj = v.as_object().unwrap();
+        let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        let mut expected = vec![
+            "timestamp",
+            "level",
+            "method",
+            "path",
+            "query",
+            "status",
+            "decision",
+            "rule",
+            "role",
+            "auth",
+            "features",
+            "tenant",
+            "tenant_code",
+            "user",
+            "request_id",
+            "peer",
+            "upstream_ms",
+            "total_ms",
+            "error",
+            "target",
+        ];
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(sorted, expected);
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], "access");
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["path"], "/api/bol/\"quoted\"\\back\u{7}/ünï/");
+        assert_eq!(v["query"], "page=2&q=a\tb");
+        assert_eq!(v["status"], 403);
+        assert_eq!(v["decision"], "deny");
+        assert_eq!(v["rule"], "office-bol-edit");
+        assert_eq!(v["role"], "Office");
+        assert_eq!(v["auth"], "session");
+        assert_eq!(v["features"], "bol:view,bol:create");
+        assert_eq!(v["tenant"], "primetrade");
+        assert_eq!(v["tenant_code"], "PRT");
+        assert_eq!(v["user"], "office@example.com");
+        assert_eq!(v["request_id"], "0123456789abcdef0123456789abcdef");
+        assert_eq!(v["peer"], "10.1.2.3");
+        assert_eq!(v["upstream_ms"], 1.25);
+        assert_eq!(v["total_ms"], 2.0);
+        assert_eq!(v["error"], "forbidden by policy");
+        let ts = v["timestamp"].as_str().unwrap();
+        assert!(humantime::parse_rfc3339(ts).is_ok(), "{ts}");
+
+        // Absent optional fields are left out, as `tracing` leaves out `None`.
+        out.clear();
+        bare().render(std::time::SystemTime::now(), &mut out);
+        let v = parse(&out);
+        for absent in ["query", "upstream_ms", "error"] {
+            assert!(v.get(absent).is_none(), "{absent}");
+        }
+        assert_eq!(v["peer"], "2001:db8::1");
+        assert_eq!(v["total_ms"], 0.000_123_4);
+    }
+
+    /// A `MakeWriter` into a shared buffer, for the `tracing` reference.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What the gate's `tracing` JSON subscriber wrote for the same fields
+    /// before this writer existed.
+    fn via_tracing(l: &AccessLine<'_>) -> serde_json::Value {
+        let buf = Buf::default();
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_timer(crate::logwriter::CachedTime)
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(
+                target: "access",
+                method = l.method,
+                path = l.path,
+                query = l.query,
+                status = l.status,
+                decision = l.decision,
+                rule = l.rule,
+                role = l.role,
+                auth = l.auth,
+                features = l.features,
+                tenant = l.tenant,
+                tenant_code = l.tenant_code,
+                user = l.user,
+                request_id = l.request_id,
+                peer = %l.peer,
+                upstream_ms = l.upstream_ms,
+                total_ms = l.total_ms,
+                error = l.error,
+            );
+        });
+        let bytes = buf.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        parse(&bytes)
+    }
+
+    #[test]
+    fn same_line_as_the_tracing_json_formatter() {
+        for line in [full(), bare()] {
+            let mut ours = Vec::new();
+            line.render(std::time::SystemTime::now(), &mut ours);
+            let mut ours = parse(&ours);
+            let mut theirs = via_tracing(&line);
+            for v in [&mut ours, &mut theirs] {
+                let ts = v.as_object_mut().unwrap().remove("timestamp").unwrap();
+                assert_eq!(ts.as_str().map(str::len), Some(27));
+            }
+            assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn json_strings_escape_like_serde_json() {
+        let samples =
+            ["plain", "", "q\"uote", "back\\slash", "ctl\u{0}\u{1f}\u{7f}", "nl\n\r\t\u{8}\u{c}", "ünïcødé ✓"];
+        for s in samples {
+            let mut ours = Vec::new();
+            string(&mut ours, s);
+            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+        let mut n = Vec::new();
+        for v in [0u64, 7, 10, 404, u64::from(u16::MAX), u64::MAX] {
+            n.clear();
+            uint(&mut n, v);
+            assert_eq!(n, v.to_string().into_bytes());
+        }
+    }
+}
