@@ -155,6 +155,13 @@ pub async fn send(
         }
     };
     gate.metrics.upstream_latency(latency);
+    // The gate strips `Upgrade` from every request, so a `101 Switching Protocols` is an
+    // upstream that switched on its own: never hand the client a raw tunnel.
+    if upstream_resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        gate.metrics.upstream_error(UpstreamError::Protocol);
+        tracing::warn!(request_id = ?request_id, "upstream answered 101 Switching Protocols; refused");
+        return Sent { result: Err(Refusal::UpstreamProtocol), upstream_latency: Some(latency) };
+    }
 
     // respond: stream the upstream body back; hop-by-hop headers are the
     // upstream's business, and the gate's cookie is the gate's alone.

@@ -9,6 +9,7 @@ mod cluster;
 mod config;
 mod demo;
 mod devsso;
+mod edges;
 mod django;
 mod faults;
 mod limits;
