@@ -45,6 +45,11 @@ pub struct RawGate {
     pub upstream_pool_max_idle: usize,
     pub drain_timeout: String,
     pub workers: Option<usize>,
+    pub allowed_hosts: Vec<String>,
+    pub h2_first_request_timeout: String,
+    pub h2_idle_timeout: String,
+    pub h2_header_block_timeout: String,
+    pub hide_upstream_headers: Vec<String>,
 }
 
 impl Default for RawGate {
@@ -66,6 +71,11 @@ impl Default for RawGate {
             upstream_pool_max_idle: 256,
             drain_timeout: "30s".into(),
             workers: None,
+            allowed_hosts: Vec::new(),
+            h2_first_request_timeout: "10s".into(),
+            h2_idle_timeout: "60s".into(),
+            h2_header_block_timeout: "5s".into(),
+            hide_upstream_headers: vec!["server".into(), "x-powered-by".into()],
         }
     }
 }

@@ -700,7 +700,8 @@ fn check_warns_about_literals_that_need_care() {
     .unwrap();
     let care: Vec<&String> = warnings.iter().filter(|w| w.contains("requests may spell it encoded")).collect();
     assert_eq!(care.len(), 3, "{warnings:#?}");
-    assert!(care[0].starts_with("policy.toml:2:8: route.0.path: rule `ANY /api/reports/q1+q2/`: segment `q1+q2` contains `+`"));
+    assert!(care[0]
+        .starts_with("policy.toml:2:8: route.0.path: rule `ANY /api/reports/q1+q2/`: segment `q1+q2` contains `+`"));
     assert!(care[1].contains("segment `ops:tools` contains `:`"), "{}", care[1]);
     assert!(care[2].contains("segment `caf%C3%A9` contains a percent-escape"), "{}", care[2]);
 }

@@ -167,6 +167,10 @@ pub async fn send(
     // upstream's business, and the gate's cookie is the gate's alone.
     let (mut rparts, rbody) = upstream_resp.into_parts();
     headers::strip_hop_by_hop(&mut rparts.headers);
+    // `Server`, `X-Powered-By` (configurable): the upstream's software is nobody's business.
+    for name in &config.gate.hide_upstream_headers {
+        rparts.headers.remove(name);
+    }
     strip_set_cookie(&mut rparts.headers, gate.cookie.name);
     rparts.headers.insert(X_REQUEST_ID, request_id.clone());
     Sent { result: Ok(Response::from_parts(rparts, GateBody::upstream(rbody))), upstream_latency: Some(latency) }

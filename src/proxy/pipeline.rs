@@ -102,6 +102,11 @@ async fn run(
     }
     let public = config.gate.public_url.as_ref();
     let host = check_target(public.map(|p| &p.authority), &parts)?;
+    // Only the hosts this gate serves: a request for another name is never forwarded
+    // (Django's ALLOWED_HOSTS is not the only check).
+    if !config.gate.serves_host(host.as_bytes()) {
+        return Err(Refusal::Request("Host not served by this gate"));
+    }
 
     // normalize: once, first. This one path is what routing, policy, logs and
     // the upstream request line all see (SPEC 3 step 2).
@@ -126,6 +131,7 @@ async fn run(
     // client copy of identity headers and underscore names — before any
     // phase reads headers, so nothing downstream can see a forged one.
     headers::strip_hop_by_hop(&mut parts.headers);
+    headers::strip_never_forwarded(&mut parts.headers);
     gate.metrics.stripped(identity::strip_inbound(&mut parts.headers));
 
     // gate-owned routes: login, callback, logout never reach Django.
