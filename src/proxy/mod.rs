@@ -3,11 +3,14 @@
 //! * [`server`] accepts connections (HTTP/1.1 and cleartext HTTP/2), applies
 //!   limits and timeouts, and drains on shutdown;
 //! * [`pipeline`] is the per-request path, readable top to bottom;
-//! * [`headers`], [`respond`], [`upstream`], [`body`] are its helpers.
+//! * [`headers`], [`respond`], [`upstream`], [`body`] are its helpers;
+//! * [`tap`] reads along with hyper on each connection and tells [`conn_watch`] what hyper
+//!   does not report (HTTP/2 frames and streams, a raw `#` in an HTTP/1 request line).
 
 pub mod answer;
 pub mod auth;
 pub mod body;
+pub mod conn_watch;
 pub mod forward;
 pub mod headers;
 pub mod owned;
@@ -15,6 +18,7 @@ pub mod pipeline;
 pub mod respond;
 pub mod server;
 pub mod sniff_deadline;
+pub mod tap;
 pub mod upstream;
 
 use std::sync::atomic::AtomicBool;

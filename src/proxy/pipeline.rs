@@ -38,6 +38,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The peer is in `gate.trusted_proxies` (the platform edge).
     pub trusted: bool,
+    /// What the connection's bytes showed (raw `#` in a request line, HTTP/2 streams).
+    pub watch: Arc<super::conn_watch::ConnWatch>,
 }
 
 /// Per-request state carried between phases and into the log phase.
@@ -92,6 +94,12 @@ async fn run(
     req: Request<Incoming>,
 ) -> Result<Response<GateBody>, Refusal> {
     let (mut parts, body) = req.into_parts();
+
+    // A raw `#` in the request target, which the `http` crate dropped while hyper parsed
+    // the request line (the connection's tap saw it), is a 400 like any malformed path.
+    if conn.watch.take_fragment(&parts.method, &parts.uri) {
+        return Err(Refusal::Path(crate::normalize::NormalizeError::Fragment));
+    }
 
     // parse: the target must be origin-form (or absolute-form naming this
     // gate) and the Host unambiguous, before anything looks at the path.

@@ -164,3 +164,177 @@ async fn h2_get(addr: std::net::SocketAddr, uri: &str) -> u16 {
     let req = hyper::Request::get(uri).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
     send.send_request(req).await.unwrap().status().as_u16()
 }
+
+/// A raw `#` in an HTTP/1 request target is a 400 and never forwarded, also on a
+/// keep-alive connection after a body, while `%23` (an encoded `#`) is an ordinary path
+/// character and a body line that merely looks like a request is not mistaken for one.
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_hash_in_the_request_target_is_a_400() {
+    let up = Upstream::start().await;
+    let gate = Gate::start(up.addr, "", "");
+    for target in [&b"/api/health/#/../../admin/"[..], b"/api/x/?a=1#frag", b"/#", b"/api/x#"] {
+        let before = up.count();
+        let (status, text) = raw_get(gate.addr, target, "");
+        assert_eq!(status, 400, "{}: {text}", String::from_utf8_lossy(target));
+        assert_eq!(up.count(), before, "{} was forwarded", String::from_utf8_lossy(target));
+    }
+    let (status, _) = raw_get(gate.addr, b"/api/a%23b/", "");
+    assert_eq!(status, 200);
+    assert_eq!(up.last().target, "/api/a%23b/");
+
+    // Pipelined on one connection: a POST whose body holds a request-shaped line with `#`,
+    // then a clean GET (answered), then a GET with `#` (refused).
+    let body = "GET /api/c#x HTTP/1.1\r\nab";
+    let pipelined = format!(
+        "POST /api/b/ HTTP/1.1\r\nHost: prt.test\r\nContent-Length: {}\r\n\r\n{body}\
+         GET /api/c HTTP/1.1\r\nHost: prt.test\r\n\r\n\
+         GET /api/d/#x HTTP/1.1\r\nHost: prt.test\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let before = up.count();
+    let (_, text) = raw(gate.addr, pipelined.as_bytes());
+    let statuses: Vec<&str> = text.match_indices("HTTP/1.1 ").map(|(i, _)| &text[i + 9..i + 12]).collect();
+    assert_eq!(statuses, ["200", "200", "400"], "{text}");
+    assert_eq!(up.count(), before + 2);
+    assert_eq!(up.last().target, "/api/c");
+}
+
+// ---------------------------------------------------------------------------
+// HTTP/2 bounds, with a raw client written frame by frame
+// ---------------------------------------------------------------------------
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// HPACK for `GET http://prt.test/api/x/` from static-table names, no Huffman.
+fn get_block() -> Vec<u8> {
+    let mut b = vec![0x82, 0x86]; // :method GET, :scheme http
+    b.push(0x04); // :path, literal value
+    b.push(7);
+    b.extend_from_slice(b"/api/x/");
+    b.push(0x01); // :authority, literal value
+    b.push(8);
+    b.extend_from_slice(b"prt.test");
+    b
+}
+
+/// Connects and sends the preface and an empty SETTINGS frame, as every client does.
+async fn h2_connect(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut hello = H2_PREFACE.to_vec();
+    hello.extend(frame(0x4, 0, 0, &[]));
+    s.write_all(&hello).await.unwrap();
+    s
+}
+
+/// Reads frames like a well-behaved idle client (acknowledging SETTINGS and PINGs) until
+/// the gate closes the connection; the time that took, or `None` if still open at `limit`.
+/// Also returns the status codes of the responses seen (`:status` as an indexed field).
+async fn hold_until_closed(s: &mut tokio::net::TcpStream, limit: Duration) -> (Option<Duration>, Vec<u8>) {
+    let start = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            if s.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            if s.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            match (head[3], head[4] & 1) {
+                (0x4, 0) => {
+                    let _ = s.write_all(&frame(0x4, 1, 0, &[])).await;
+                }
+                (0x6, 0) => {
+                    let _ = s.write_all(&frame(0x6, 1, 0, &payload)).await;
+                }
+                // HEADERS: the first byte of a response block is its indexed `:status`.
+                (0x1, _) => statuses.push(payload.first().copied().unwrap_or(0)),
+                _ => {}
+            }
+        }
+    };
+    let closed = tokio::time::timeout(limit, read).await.is_ok();
+    (closed.then(|| start.elapsed()), statuses)
+}
+
+const H2_LIMITS: &str = "h2_first_request_timeout = \"1s\"\nh2_idle_timeout = \"1s\"\nh2_header_block_timeout = \"1s\"";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_h2_connections_are_closed_after_their_deadlines() {
+    let up = Upstream::start().await;
+    let gate = Gate::start(up.addr, H2_LIMITS, "");
+
+    // Preface and SETTINGS, then nothing: no first request.
+    let mut idle = h2_connect(gate.addr).await;
+    let (closed, _) = hold_until_closed(&mut idle, Duration::from_secs(8)).await;
+    let took = closed.expect("a connection without a first request stayed open");
+    assert!(took >= Duration::from_millis(900), "closed before its deadline: {took:?}");
+
+    // One request answered, then no open stream: closed after the idle timeout, not before
+    // the response (0x88 is `:status 200`).
+    let mut served = h2_connect(gate.addr).await;
+    served.write_all(&frame(0x1, 0x4 | 0x1, 1, &get_block())).await.unwrap();
+    let (closed, statuses) = hold_until_closed(&mut served, Duration::from_secs(8)).await;
+    assert_eq!(statuses, [0x88], "the request was not answered");
+    assert!(closed.is_some(), "an idle connection after its last response stayed open");
+
+    // A HEADERS frame without END_HEADERS, never continued.
+    let mut unfinished = h2_connect(gate.addr).await;
+    unfinished.write_all(&frame(0x1, 0x1, 1, &get_block()[..2])).await.unwrap();
+    let (closed, statuses) = hold_until_closed(&mut unfinished, Duration::from_secs(8)).await;
+    assert!(closed.is_some(), "an unfinished header block kept its connection");
+    assert!(statuses.is_empty());
+    // Positive control: the same block finished by a CONTINUATION is served.
+    let mut finished = h2_connect(gate.addr).await;
+    let block = get_block();
+    let mut frames = frame(0x1, 0x1, 1, &block[..2]);
+    frames.extend(frame(0x9, 0x4, 1, &block[2..]));
+    finished.write_all(&frames).await.unwrap();
+    let (_, statuses) = hold_until_closed(&mut finished, Duration::from_secs(8)).await;
+    assert_eq!(statuses, [0x88]);
+}
+
+/// `gate.max_connections` idle HTTP/2 connections (and one stuck in a header block) no
+/// longer lock everyone out: their slots come free within the deadlines and a waiting
+/// HTTP/1 client is answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_h2_connections_free_their_slots_for_http1_clients() {
+    let up = Upstream::start().await;
+    let gate = Gate::start(up.addr, &format!("{H2_LIMITS}\nmax_connections = 3"), "");
+    let mut holders = Vec::new();
+    for i in 0..3 {
+        let mut s = h2_connect(gate.addr).await;
+        if i == 2 {
+            s.write_all(&frame(0x1, 0x1, 1, &get_block()[..2])).await.unwrap();
+        }
+        holders.push(tokio::spawn(async move { hold_until_closed(&mut s, Duration::from_secs(20)).await.0 }));
+    }
+    // Let the gate accept all three before the HTTP/1 client queues behind them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addr = gate.addr;
+    let answered = tokio::task::spawn_blocking(move || {
+        let t = std::time::Instant::now();
+        (raw_get(addr, b"/api/x/", "").0, t.elapsed())
+    });
+    let (status, waited) = answered.await.unwrap();
+    assert_eq!(status, 200, "the HTTP/1 client was never answered");
+    assert!(waited < Duration::from_secs(8), "{waited:?}");
+    for h in holders {
+        assert!(h.await.unwrap().is_some(), "an idle HTTP/2 connection kept its slot");
+    }
+    // And HTTP/1 keeps being answered.
+    for _ in 0..3 {
+        assert_eq!(raw_get(gate.addr, b"/api/x/", "").0, 200);
+    }
+}
