@@ -242,6 +242,16 @@ async fn h2_connect(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
 /// the gate closes the connection; the time that took, or `None` if still open at `limit`.
 /// Also returns the status codes of the responses seen (`:status` as an indexed field).
 async fn hold_until_closed(s: &mut tokio::net::TcpStream, limit: Duration) -> (Option<Duration>, Vec<u8>) {
+    hold(s, limit, true).await
+}
+
+/// [`hold_until_closed`] for a client inside a header block, which may send nothing but
+/// the block's CONTINUATION frames (an acknowledgement would be a protocol error).
+async fn hold_silently(s: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    hold(s, limit, false).await.0
+}
+
+async fn hold(s: &mut tokio::net::TcpStream, limit: Duration, ack: bool) -> (Option<Duration>, Vec<u8>) {
     let start = std::time::Instant::now();
     let mut statuses = Vec::new();
     let read = async {
@@ -256,6 +266,7 @@ async fn hold_until_closed(s: &mut tokio::net::TcpStream, limit: Duration) -> (O
                 return;
             }
             match (head[3], head[4] & 1) {
+                _ if !ack => {}
                 (0x4, 0) => {
                     let _ = s.write_all(&frame(0x4, 1, 0, &[])).await;
                 }
@@ -274,39 +285,55 @@ async fn hold_until_closed(s: &mut tokio::net::TcpStream, limit: Duration) -> (O
 
 const H2_LIMITS: &str = "h2_first_request_timeout = \"1s\"\nh2_idle_timeout = \"1s\"\nh2_header_block_timeout = \"1s\"";
 
+/// `gate.h2_*` with one deadline at 1 s and the other two far away, so each test below
+/// shows that its own deadline is what closed the connection.
+fn h2_only(which: &str) -> String {
+    ["h2_first_request_timeout", "h2_idle_timeout", "h2_header_block_timeout"]
+        .iter()
+        .map(|k| format!("{k} = \"{}\"\n", if *k == which { "1s" } else { "60s" }))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_h2_connections_are_closed_after_their_deadlines() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, H2_LIMITS, "");
 
     // Preface and SETTINGS, then nothing: no first request.
+    let gate = Gate::start(up.addr, &h2_only("h2_first_request_timeout"), "");
     let mut idle = h2_connect(gate.addr).await;
     let (closed, _) = hold_until_closed(&mut idle, Duration::from_secs(8)).await;
     let took = closed.expect("a connection without a first request stayed open");
     assert!(took >= Duration::from_millis(900), "closed before its deadline: {took:?}");
+    println!("h2 without a first request closed after {took:?} (limit 1 s)");
 
     // One request answered, then no open stream: closed after the idle timeout, not before
     // the response (0x88 is `:status 200`).
+    let gate = Gate::start(up.addr, &h2_only("h2_idle_timeout"), "");
     let mut served = h2_connect(gate.addr).await;
     served.write_all(&frame(0x1, 0x4 | 0x1, 1, &get_block())).await.unwrap();
     let (closed, statuses) = hold_until_closed(&mut served, Duration::from_secs(8)).await;
     assert_eq!(statuses, [0x88], "the request was not answered");
-    assert!(closed.is_some(), "an idle connection after its last response stayed open");
+    let took = closed.expect("an idle connection after its last response stayed open");
+    assert!(took >= Duration::from_millis(900), "closed before its deadline: {took:?}");
+    println!("h2 idle after one response closed after {took:?} (limit 1 s)");
 
     // A HEADERS frame without END_HEADERS, never continued.
+    let gate = Gate::start(up.addr, &h2_only("h2_header_block_timeout"), "");
     let mut unfinished = h2_connect(gate.addr).await;
     unfinished.write_all(&frame(0x1, 0x1, 1, &get_block()[..2])).await.unwrap();
-    let (closed, statuses) = hold_until_closed(&mut unfinished, Duration::from_secs(8)).await;
-    assert!(closed.is_some(), "an unfinished header block kept its connection");
-    assert!(statuses.is_empty());
+    let took = hold_silently(&mut unfinished, Duration::from_secs(8)).await;
+    let took = took.expect("an unfinished header block kept its connection");
+    assert!(took >= Duration::from_millis(900), "closed before its deadline: {took:?}");
+    println!("h2 unfinished header block closed after {took:?} (limit 1 s)");
     // Positive control: the same block finished by a CONTINUATION is served.
     let mut finished = h2_connect(gate.addr).await;
     let block = get_block();
     let mut frames = frame(0x1, 0x1, 1, &block[..2]);
     frames.extend(frame(0x9, 0x4, 1, &block[2..]));
     finished.write_all(&frames).await.unwrap();
-    let (_, statuses) = hold_until_closed(&mut finished, Duration::from_secs(8)).await;
+    let (closed, statuses) = hold_until_closed(&mut finished, Duration::from_secs(3)).await;
     assert_eq!(statuses, [0x88]);
+    assert_eq!(closed, None, "a served connection was closed long before its idle timeout");
 }
 
 /// `gate.max_connections` idle HTTP/2 connections (and one stuck in a header block) no
@@ -319,10 +346,11 @@ async fn idle_h2_connections_free_their_slots_for_http1_clients() {
     let mut holders = Vec::new();
     for i in 0..3 {
         let mut s = h2_connect(gate.addr).await;
-        if i == 2 {
+        let stuck = i == 2;
+        if stuck {
             s.write_all(&frame(0x1, 0x1, 1, &get_block()[..2])).await.unwrap();
         }
-        holders.push(tokio::spawn(async move { hold_until_closed(&mut s, Duration::from_secs(20)).await.0 }));
+        holders.push(tokio::spawn(async move { hold(&mut s, Duration::from_secs(20), !stuck).await.0 }));
     }
     // Let the gate accept all three before the HTTP/1 client queues behind them.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -334,6 +362,8 @@ async fn idle_h2_connections_free_their_slots_for_http1_clients() {
     let (status, waited) = answered.await.unwrap();
     assert_eq!(status, 200, "the HTTP/1 client was never answered");
     assert!(waited < Duration::from_secs(8), "{waited:?}");
+    assert!(waited >= Duration::from_millis(500), "a slot was free: the test holds nothing: {waited:?}");
+    println!("HTTP/1 client behind 3 held slots answered after {waited:?}");
     for h in holders {
         assert!(h.await.unwrap().is_some(), "an idle HTTP/2 connection kept its slot");
     }
