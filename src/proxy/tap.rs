@@ -170,6 +170,17 @@ impl Scanner {
                         self.state = if left == n as u64 { State::LineStart } else { State::Body(left - n as u64) };
                         continue;
                     }
+                    if self.state == State::Skip {
+                        // Most of a chunked body: straight to the next line break.
+                        match memchr::memchr(b'\n', data) {
+                            Some(i) => {
+                                data = data.get(i + 1..).unwrap_or_default();
+                                self.state = State::LineStart;
+                            }
+                            None => data = &[],
+                        }
+                        continue;
+                    }
                     if let Some((&b, rest)) = data.split_first() {
                         self.http1(b);
                         data = rest;
@@ -333,7 +344,9 @@ mod tests {
         let stream: &[u8] = b"GET /a#x HTTP/1.1\r\nHost: h\r\n\r\n\
             POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 24\r\n\r\nGET /fake#x HTTP/1.1\r\nab\
             PUT /c?q=1#frag HTTP/1.1\r\nHost: h\r\n\r\n\
-            GET http://h/d#y HTTP/1.1\r\n\r\n";
+            GET http://h/d#y HTTP/1.1\r\n\r\n\
+            POST /e HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhe#lo\r\n0\r\n\r\n\
+            GET /f#z HTTP/1.1\r\n\r\n";
         for chunk in [stream.len(), 1, 7] {
             let w = watch();
             let mut s = Scanner::new(w.clone(), 8192);
@@ -346,6 +359,8 @@ mod tests {
             assert!(!fragment(&w, http::Method::GET, "/fake"), "chunk {chunk}");
             assert!(fragment(&w, http::Method::PUT, "/c?q=1"), "chunk {chunk}");
             assert!(fragment(&w, http::Method::GET, "http://h/d"), "chunk {chunk}");
+            assert!(!fragment(&w, http::Method::POST, "/e"), "chunk {chunk}");
+            assert!(fragment(&w, http::Method::GET, "/f"), "after a chunked body, chunk {chunk}");
         }
     }
 
