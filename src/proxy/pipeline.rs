@@ -113,6 +113,9 @@ async fn run(
     // Only the hosts this gate serves: a request for another name is never forwarded
     // (Django's ALLOWED_HOSTS is not the only check).
     if !config.gate.serves_host(host.as_bytes()) {
+        // Named so an operator can add a legitimate one (a platform health check) to
+        // `gate.allowed_hosts`; the value passed `Authority` parsing and the line is redacted.
+        tracing::info!(host = host.to_str().unwrap_or("-"), "Host not served by this gate; refused");
         return Err(Refusal::Request("Host not served by this gate"));
     }
 
