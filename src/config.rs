@@ -90,7 +90,7 @@ pub struct GateConfig {
     /// `Host` / `:authority` values served besides `public_url`'s (`pipeline`'s parse phase
     /// refuses the rest). With neither configured, any `Host` is served (local use).
     pub allowed_hosts: Vec<http::uri::Authority>,
-    /// HTTP/2 bounds (`proxy::h2_guard`): no request after the preface, no open stream, a
+    /// HTTP/2 bounds (`proxy::conn_watch`): no request after the preface, no open stream, a
     /// header block left without `END_HEADERS`.
     pub h2_first_request_timeout: Duration,
     pub h2_idle_timeout: Duration,
