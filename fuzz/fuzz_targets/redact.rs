@@ -29,6 +29,11 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(&*r.redact(&once), &*once, "a second pass changed the output");
 
+    // The planted canary must be the only one: libFuzzer learns the literal from the
+    // comparison below and writes it into inputs, in places that are not secrets.
+    if data.windows(12).any(|w| w == b"FUZZCANARY42") {
+        return;
+    }
     let mut planted = data.to_vec();
     planted.extend_from_slice(b" access_token=FUZZCANARY42 ");
     planted.extend_from_slice(data);
