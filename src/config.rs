@@ -109,6 +109,34 @@ pub struct GateConfig {
     /// Login attempts per client address per minute (0: unlimited),
     /// `proxy::ratelimit`.
     pub login_rate_limit: u32,
+    /// `Host` / `:authority` values served besides `public_url`'s (`pipeline`'s parse phase
+    /// refuses the rest). With neither configured, any `Host` is served (local use).
+    pub allowed_hosts: Vec<http::uri::Authority>,
+    /// HTTP/2 bounds (`proxy::conn_watch`): no request after the preface, no open stream, a
+    /// header block left without `END_HEADERS`.
+    pub h2_first_request_timeout: Duration,
+    pub h2_idle_timeout: Duration,
+    pub h2_header_block_timeout: Duration,
+    /// Upstream response headers never passed to the client (`Server`, `X-Powered-By`).
+    pub hide_upstream_headers: Vec<http::HeaderName>,
+}
+
+impl GateConfig {
+    /// Whether a request addressed to `host` (a `Host` or `:authority` value) is this
+    /// gate's: `public_url`'s authority or one of `allowed_hosts`, host compared without
+    /// case, a missing port meaning the public scheme's default.
+    pub fn serves_host(&self, host: &[u8]) -> bool {
+        let Ok(asked) = http::uri::Authority::try_from(host) else { return false };
+        let default_port = if self.public_url.as_ref().is_some_and(|p| !p.https) { 80 } else { 443 };
+        let same = |a: &http::uri::Authority| {
+            a.host().eq_ignore_ascii_case(asked.host())
+                && a.port_u16().unwrap_or(default_port) == asked.port_u16().unwrap_or(default_port)
+        };
+        match &self.public_url {
+            None if self.allowed_hosts.is_empty() => true,
+            public => public.as_ref().is_some_and(|p| same(&p.authority)) || self.allowed_hosts.iter().any(same),
+        }
+    }
 }
 
 /// The gate's external origin (`https://prt.barge2rail.com`).

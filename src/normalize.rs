@@ -11,9 +11,12 @@
 //! 1. The path must start with `/`. Refused outright: a raw `#` (fragment), `\`, `;` (path
 //!    parameters), space, control byte (`< 0x20`, `0x7F`) or non-ASCII byte (those must
 //!    arrive percent-encoded).
-//! 2. Every `%` starts a two-hex-digit escape. Escapes of unreserved characters
-//!    (`A-Z a-z 0-9 - . _ ~`) are decoded once; every other escape stays encoded, with
-//!    upper-case hex. Refused: encoded separators (`%2F`, `%5C`), encoded `;` (`%3B`),
+//! 2. Every `%` starts a two-hex-digit escape. Escapes of the characters a path may carry
+//!    raw are decoded once: unreserved (`A-Z a-z 0-9 - . _ ~`), the sub-delims
+//!    `!$&'()*+,=`, `:` and `@`. Django decodes every escape before it resolves a URL, so
+//!    `/q1%2Bq2/` and `/q1+q2/` are the same view to it and must be the same path here
+//!    (docs/routes.md, "Encoded characters"). Every other escape stays encoded, with
+//!    upper-case hex (those characters cannot appear raw in a path). Refused: encoded separators (`%2F`, `%5C`), encoded `;` (`%3B`),
 //!    encoded control bytes (`%00`–`%1F`, `%7F`), a `%25` whose decoded text continues as
 //!    `%2e`, `%2f` or `%5c` (double encoding, which a second decoder would turn into a dot
 //!    or a separator), and escapes whose decoded bytes are not valid UTF-8.
@@ -143,7 +146,7 @@ pub fn normalize(raw_path: &str) -> Result<NormalizedPath<'_>, NormalizeError> {
 /// What a raw input byte is, as far as the rules are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
-    /// Kept as is: unreserved, sub-delims (without `;`), `:` and `@`.
+    /// Kept as is, and decoded when escaped: unreserved, sub-delims (without `;`), `:`, `@`.
     Plain,
     Slash,
     Percent,
@@ -184,6 +187,11 @@ const fn classify(b: u8) -> Class {
 
 const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Whether an escape of `b` is decoded (rule 2): exactly the characters kept raw.
+fn decodes(b: u8) -> bool {
+    matches!(CLASS[usize::from(b)], Class::Plain)
 }
 
 /// One decoded `%XY`.
@@ -371,8 +379,8 @@ fn scan_token(bytes: &[u8], i: usize, canonical: &mut bool) -> Result<usize, Nor
             if escape.value == b'%' {
                 check_double_encoding(bytes, i + 3)?;
             }
-            // Unreserved escapes get decoded, so they are never canonical.
-            *canonical &= escape.upper && !is_unreserved(escape.value);
+            // Escapes of path characters get decoded, so they are never canonical.
+            *canonical &= escape.upper && !decodes(escape.value);
             Ok(i + 3)
         }
         Class::Reject(err) => Err(err),
@@ -420,7 +428,7 @@ fn pop_segment(out: &mut String) -> Result<(), NormalizeError> {
     Ok(())
 }
 
-/// Appends one segment (without its slash) in canonical form: unreserved escapes decoded,
+/// Appends one segment (without its slash) in canonical form: path-character escapes decoded,
 /// other escapes upper-cased, rule-3 characters encoded.
 fn push_canonical_segment(out: &mut String, segment: &[u8]) -> Result<(), NormalizeError> {
     let mut i = 0;
@@ -437,7 +445,7 @@ fn push_canonical_segment(out: &mut String, segment: &[u8]) -> Result<(), Normal
             Class::Percent => {
                 let escape = read_escape(segment, i)?;
                 check_escaped_value(escape.value)?;
-                if is_unreserved(escape.value) {
+                if decodes(escape.value) {
                     out.push(char::from(escape.value));
                 } else {
                     push_escape(out, escape.value);

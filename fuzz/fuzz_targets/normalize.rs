@@ -1,6 +1,7 @@
 //! Fuzz target for `prt_gate::normalize` (SPEC 6.3): on any input `normalize` returns
 //! without panicking, and whatever it accepts is canonical, idempotent and free of every
-//! construct it must refuse.
+//! construct it must refuse; and the forwarded path is the one spelling of the path Django
+//! resolves after its own decoding (so two requests Django routes alike are checked alike).
 //!
 //!     cd fuzz && cargo +nightly fuzz run normalize -- -dict=normalize.dict
 #![no_main]
@@ -38,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Only path characters (no `\`, `;`, `#`, space, control or non-ASCII byte), and every
-    // escape is two upper-case hex digits of a byte that is not unreserved.
+    // escape is two upper-case hex digits of a byte a path cannot carry raw.
     let bytes = out.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -48,21 +49,36 @@ fuzz_target!(|data: &[u8]| {
             assert!(hex.iter().all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(h)), "{out:?}");
             let text = std::str::from_utf8(hex).expect("hex digits are ASCII");
             let value = u8::from_str_radix(text, 16).expect("two hex digits");
-            let unreserved = value.is_ascii_alphanumeric() || b"-._~".contains(&value);
-            assert!(!unreserved, "unreserved byte left encoded: {out:?}");
+            assert!(!is_path_char(value), "path character left encoded: {out:?}");
             decoded.push(value);
             i += 3;
         } else {
-            let path_char = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@/".contains(&b);
-            assert!(path_char, "byte {b:#04x} in {out:?}");
+            assert!(is_path_char(b), "byte {b:#04x} in {out:?}");
             decoded.push(b);
             i += 1;
         }
     }
-    assert!(String::from_utf8(decoded).is_ok(), "invalid UTF-8 once decoded: {out:?}");
+    // `decoded` is what Django's URL resolver sees (the WSGI server decodes every escape of
+    // PATH_INFO, Django reads UTF-8). Spelled back the one canonical way, it must give the
+    // forwarded path: the decision made on `out` is the decision on Django's path.
+    let django = String::from_utf8(decoded).expect("invalid UTF-8 once decoded");
+    let mut respelled = String::with_capacity(out.len());
+    for b in django.bytes() {
+        if is_path_char(b) {
+            respelled.push(char::from(b));
+        } else {
+            respelled.push_str(&format!("%{b:02X}"));
+        }
+    }
+    assert_eq!(respelled, out, "Django resolves {django:?}, the gate checked {out:?} ({input:?})");
 
     // Segments put back together give the path.
     let joined: Vec<&str> = path.segments().collect();
     assert_eq!(format!("/{}", joined.join("/")), out);
     assert_eq!(path.has_trailing_slash(), out.ends_with('/'));
 });
+
+/// A byte a path carries raw: unreserved, sub-delims but `;`, `:`, `@`, `/`.
+fn is_path_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@/".contains(&b)
+}

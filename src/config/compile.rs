@@ -104,6 +104,23 @@ impl Config {
         let upstream_pool_idle_timeout =
             c.duration("gate.upstream_pool_idle_timeout", &g.upstream_pool_idle_timeout, Duration::from_secs(1), None);
         let drain_timeout = c.duration("gate.drain_timeout", &g.drain_timeout, Duration::ZERO, None);
+        let allowed_hosts = g.allowed_hosts.iter().filter_map(|h| c.host("gate.allowed_hosts", h)).collect();
+        let h2_first_request_timeout =
+            c.duration("gate.h2_first_request_timeout", &g.h2_first_request_timeout, Duration::from_millis(100), None);
+        let h2_idle_timeout = c.duration("gate.h2_idle_timeout", &g.h2_idle_timeout, Duration::from_millis(100), None);
+        let h2_header_block_timeout =
+            c.duration("gate.h2_header_block_timeout", &g.h2_header_block_timeout, Duration::from_millis(100), None);
+        let hide_upstream_headers = g
+            .hide_upstream_headers
+            .iter()
+            .filter_map(|h| match http::HeaderName::from_bytes(h.as_bytes()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    c.error("gate.hide_upstream_headers", format!("invalid header name `{h}`"));
+                    None
+                }
+            })
+            .collect();
         c.range("gate.max_header_bytes", g.max_header_bytes, 8 * 1024, 1024 * 1024);
         c.range("gate.max_headers", g.max_headers, 16, 1000);
         c.range("gate.max_uri_bytes", g.max_uri_bytes, 256, 64 * 1024);
@@ -317,6 +334,11 @@ impl Config {
                 drain_timeout,
                 workers: g.workers,
                 login_rate_limit: g.login_rate_limit,
+                allowed_hosts,
+                h2_first_request_timeout,
+                h2_idle_timeout,
+                h2_header_block_timeout,
+                hide_upstream_headers,
             },
             sso: SsoConfig {
                 base_url: sso_base,
@@ -436,6 +458,17 @@ impl Compiler<'_, '_> {
         }
         self.error(key, format!("invalid CIDR or IP address `{v}`"));
         None
+    }
+
+    /// A `host[:port]` as a `Host` header carries it, no scheme, path or user.
+    fn host(&mut self, key: &str, v: &str) -> Option<http::uri::Authority> {
+        match v.parse::<http::uri::Authority>() {
+            Ok(a) if !a.as_str().contains('@') && !a.host().is_empty() => Some(a),
+            _ => {
+                self.error(key, format!("`{v}` is not a host[:port] (like `prt.example.com` or `10.0.0.5:8080`)"));
+                None
+            }
+        }
     }
 
     fn http_url(&mut self, key: &str, v: &str) -> Option<url::Url> {

@@ -50,6 +50,11 @@ pub struct RawGate {
     /// Attempts per client address per minute on `/auth/login/` and
     /// `/auth/callback/`; 0 disables the limit.
     pub login_rate_limit: u32,
+    pub allowed_hosts: Vec<String>,
+    pub h2_first_request_timeout: String,
+    pub h2_idle_timeout: String,
+    pub h2_header_block_timeout: String,
+    pub hide_upstream_headers: Vec<String>,
 }
 
 impl Default for RawGate {
@@ -72,6 +77,11 @@ impl Default for RawGate {
             drain_timeout: "30s".into(),
             workers: None,
             login_rate_limit: 30,
+            allowed_hosts: Vec::new(),
+            h2_first_request_timeout: "10s".into(),
+            h2_idle_timeout: "60s".into(),
+            h2_header_block_timeout: "5s".into(),
+            hide_upstream_headers: vec!["server".into(), "x-powered-by".into()],
         }
     }
 }

@@ -67,7 +67,7 @@ fn errors_carry_file_line_and_reason() {
     let rows: &[(&str, &str)] = &[
         (
             "[gate]\nlisen = \"127.0.0.1:1\"\n",
-            "policy.toml:2:1: unknown field `lisen`, expected one of `listen`, `admin_listen`, `public_url`, `upstream`, `trusted_proxies`, `header_read_timeout`, `max_header_bytes`, `max_headers`, `max_uri_bytes`, `max_connections`, `upstream_connect_timeout`, `upstream_timeout`, `upstream_pool_idle_timeout`, `upstream_pool_max_idle`, `drain_timeout`, `workers`, `login_rate_limit`",
+            "policy.toml:2:1: unknown field `lisen`, expected one of `listen`, `admin_listen`, `public_url`, `upstream`, `trusted_proxies`, `header_read_timeout`, `max_header_bytes`, `max_headers`, `max_uri_bytes`, `max_connections`, `upstream_connect_timeout`, `upstream_timeout`, `upstream_pool_idle_timeout`, `upstream_pool_max_idle`, `drain_timeout`, `workers`, `login_rate_limit`, `allowed_hosts`, `h2_first_request_timeout`, `h2_idle_timeout`, `h2_header_block_timeout`, `hide_upstream_headers`",
         ),
         ("[gaet]\n", "policy.toml:1:2: unknown field `gaet`, expected one of `gate`, `sso`, `session`, `tenant`, `media`, `assertion`, `roles`, `log`, `policy`, `redact`, `route`"),
         ("[gate]\nlisten = 8080\n", "policy.toml:2:10: invalid type: integer `8080`, expected a string"),
@@ -91,6 +91,9 @@ fn errors_carry_file_line_and_reason() {
         ),
         ("[redact]\npatterns = [{ name = \"a b\", regex = \"x\" }]\n", "policy.toml:2:22: redact.patterns.0.name: invalid name `a b` (letters, digits, `_`, `-`)"),
         ("[redact]\nenabled = false\n", "policy.toml:2:1: unknown field `enabled`, expected `patterns`"),
+        ("[gate]\nallowed_hosts = [\"https://x.example/\"]\n", "policy.toml:2:17: gate.allowed_hosts: `https://x.example/` is not a host[:port] (like `prt.example.com` or `10.0.0.5:8080`)"),
+        ("[gate]\nh2_idle_timeout = \"1ms\"\n", "policy.toml:2:19: gate.h2_idle_timeout: `1ms` is below the minimum of 100ms"),
+        ("[gate]\nhide_upstream_headers = [\"bad name\"]\n", "policy.toml:2:25: gate.hide_upstream_headers: invalid header name `bad name`"),
         ("[gate]\nmax_connections = 0\n", "policy.toml:2:19: gate.max_connections: 0 is out of range (1..=1000000)"),
         ("[gate]\nmax_uri_bytes = 100\n", "policy.toml:2:17: gate.max_uri_bytes: 100 is out of range (256..=65536)"),
     ];

@@ -153,6 +153,21 @@ impl Policy {
             }
         }
 
+        for rule in &rules {
+            if let Some((segment, c)) = rule.pattern.literal_needing_care() {
+                let spelled = if c == '%' { "a percent-escape".to_string() } else { format!("`{c}`") };
+                b.warn(
+                    format!("route.{}.path", rule.index),
+                    format!(
+                        "rule `{}`: segment `{segment}` contains {spelled}; requests may spell it encoded or not, and the \
+                         gate matches the decoded form as Django resolves it: make sure no broader rule is meant to \
+                         catch these paths",
+                        rule.label()
+                    ),
+                );
+            }
+        }
+
         if !b.errors.is_empty() {
             return Err(b.errors);
         }

@@ -121,6 +121,20 @@ impl Pattern {
             })
     }
 
+    /// The first literal segment holding a character other than an unreserved one (a
+    /// sub-delim, `:`, `@` or an escape), with that character. Clients may spell such a
+    /// character encoded or not; normalization decodes the ones a path carries raw, as Django
+    /// does, but `check` points the rule out (docs/routes.md, "Encoded characters").
+    pub fn literal_needing_care(&self) -> Option<(&str, char)> {
+        self.segments.iter().find_map(|seg| match seg {
+            Segment::Exact(text) => text
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')))
+                .map(|c| (&**text, c)),
+            _ => None,
+        })
+    }
+
     /// Whether the pattern can match a path under `/{first}/` (or `/{first}` itself).
     pub fn can_match_under(&self, first: &str) -> bool {
         match self.segments.first() {

@@ -740,3 +740,54 @@ mod trie_vs_reference {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Encoded sub-delimiters (issue 15, item 2)
+// ---------------------------------------------------------------------------
+
+/// Rules whose literals hold a sub-delim or `:` beside broader rules: every spelling of the
+/// literal (encoded or not, any hex case) is decided by the literal's rule, because Django
+/// decodes the path before it resolves the view.
+#[test]
+fn encoded_sub_delims_are_decided_by_the_literal_rule() {
+    let text = "[[route]]\npath = \"/api/reports/{id}/\"\nroles = [\"Admin\", \"Office\", \"Operator\"]\n\
+                [[route]]\npath = \"/api/reports/q1+q2/\"\nroles = [\"Admin\"]\n\
+                [[route]]\npath = \"/ops:tools/\"\nroles = [\"Admin\"]\n\
+                [[route]]\npath = \"/{*page}\"\nroles = [\"Admin\", \"Office\", \"Operator\", \"Client\"]\n";
+    let p = policy(text);
+    // Positive controls: the raw spellings.
+    assert_eq!(ask(&p, "Operator", "GET", "/api/reports/q1+q2/"), "deny 403 /api/reports/q1+q2/");
+    assert_eq!(ask(&p, "Operator", "GET", "/api/reports/7/"), "allow 200 /api/reports/{id}/");
+    assert_eq!(ask(&p, "Operator", "GET", "/ops:tools/"), "redirect 302 /ops:tools/ -> /");
+    for path in ["/api/reports/q1%2Bq2/", "/api/reports/q1%2bq2/", "/api/reports/%71%31%2B%71%32/"] {
+        assert_eq!(ask(&p, "Operator", "GET", path), "deny 403 /api/reports/q1+q2/", "{path}");
+        assert_eq!(ask(&p, "Admin", "GET", path), "allow 200 /api/reports/q1+q2/", "{path}");
+    }
+    for path in ["/ops%3Atools/", "/ops%3atools/", "/%6Fps%3Atools/"] {
+        assert_eq!(ask(&p, "Operator", "GET", path), "redirect 302 /ops:tools/ -> /", "{path}");
+    }
+    // Every escaped sub-delim, `:` and `@` names the same path as the raw character.
+    for c in "!$&'()*+,=:@".chars() {
+        let raw = format!("/a{c}b/");
+        let encoded = format!("/a%{:02X}b/", c as u32);
+        assert_eq!(normalize(&encoded).unwrap().as_str(), raw, "{encoded}");
+    }
+    assert_eq!(normalize("/api/reports/q1%3Bq2/").map(|_| ()), Err(crate::normalize::NormalizeError::PathParameter));
+}
+
+#[test]
+fn check_warns_about_literals_that_need_care() {
+    let (_, warnings) = load(
+        "[[route]]\npath = \"/api/reports/q1+q2/\"\nroles = [\"Admin\"]\n\
+         [[route]]\npath = \"/ops:tools/\"\nroles = [\"Admin\"]\n\
+         [[route]]\npath = \"/caf%C3%A9/\"\nroles = [\"Admin\"]\n\
+         [[route]]\npath = \"/api/plain-x_y.z~/{id}/\"\nroles = [\"Admin\"]\n",
+    )
+    .unwrap();
+    let care: Vec<&String> = warnings.iter().filter(|w| w.contains("requests may spell it encoded")).collect();
+    assert_eq!(care.len(), 3, "{warnings:#?}");
+    assert!(care[0]
+        .starts_with("policy.toml:2:8: route.0.path: rule `ANY /api/reports/q1+q2/`: segment `q1+q2` contains `+`"));
+    assert!(care[1].contains("segment `ops:tools` contains `:`"), "{}", care[1]);
+    assert!(care[2].contains("segment `caf%C3%A9` contains a percent-escape"), "{}", care[2]);
+}

@@ -159,11 +159,22 @@ pub async fn send(
         }
     };
     gate.metrics.upstream_response(upstream_resp.status().as_u16(), latency);
+    // The gate strips `Upgrade` from every request, so a `101 Switching Protocols` is an
+    // upstream that switched on its own: never hand the client a raw tunnel.
+    if upstream_resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        gate.metrics.upstream_error(UpstreamError::Protocol);
+        tracing::warn!(request_id = ?request_id, "upstream answered 101 Switching Protocols; refused");
+        return Sent { result: Err(Refusal::UpstreamProtocol), upstream_latency: Some(latency) };
+    }
 
     // respond: stream the upstream body back; hop-by-hop headers are the
     // upstream's business, and the gate's cookie is the gate's alone.
     let (mut rparts, rbody) = upstream_resp.into_parts();
     headers::strip_hop_by_hop(&mut rparts.headers);
+    // `Server`, `X-Powered-By` (configurable): the upstream's software is nobody's business.
+    for name in &config.gate.hide_upstream_headers {
+        rparts.headers.remove(name);
+    }
     strip_set_cookie(&mut rparts.headers, |name| gate.cookie.is_gate_cookie(name));
     rparts.headers.insert(X_REQUEST_ID, request_id.clone());
     Sent { result: Ok(Response::from_parts(rparts, GateBody::upstream(rbody))), upstream_latency: Some(latency) }

@@ -4,7 +4,9 @@
 //!   `Connection` header nominates — except protected ones, which a client
 //!   must not be able to make the gate drop (framing, identity, forwarding);
 //! * the `X-Forwarded-*` family is believed only from `gate.trusted_proxies`;
-//! * `X-Request-Id` is kept only from a trusted proxy, else generated.
+//! * `X-Request-Id` is kept only from a trusted proxy, else generated;
+//! * headers that make some server reinterpret the request (original-path, HTTPS-flag,
+//!   client-IP and method-override look-alikes) are never forwarded, whoever sends them.
 //!
 //! Pure functions over `HeaderMap`s.
 
@@ -62,6 +64,35 @@ const FORWARDING: &[&str] = &[
     "x-real-ip",
     "forwarded",
 ];
+
+/// Never forwarded, from anyone: a framework or middleware that honours one of these would
+/// route, authorize or log something other than what the gate checked (original path,
+/// method override), believe the request came over HTTPS, or believe another client
+/// address. `X-Real-IP` is in [`FORWARDING`] (kept from trusted proxies only).
+const NEVER_FORWARDED: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-envoy-original-path",
+    "x-forwarded-ssl",
+    "x-forwarded-protocol",
+    "x-forwarded-scheme",
+    "front-end-https",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Removes every [`NEVER_FORWARDED`] header (all copies).
+pub fn strip_never_forwarded(headers: &mut HeaderMap) {
+    for name in NEVER_FORWARDED {
+        // no alloc: remove() with a &'static str looks the name up in place.
+        headers.remove(*name);
+    }
+}
 
 pub fn is_protected(name: &str) -> bool {
     PROTECTED.contains(&name) || crate::identity::is_reserved(name)

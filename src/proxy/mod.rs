@@ -21,11 +21,18 @@
 //!   body, in one place;
 //! * [`body`] — the response body type: the upstream's stream or a small
 //!   body the gate wrote.
+//! * [`tap`] — reads along with hyper on each connection and tells
+//!   [`conn_watch`] what hyper does not report (HTTP/2 frames and streams, a
+//!   raw `#` in an HTTP/1 request line);
+//! * [`conn_watch`] — the per-connection HTTP/2 deadlines (first request,
+//!   idle, unfinished header block);
+//! * [`access_line`] — the access log line, written by a fixed-schema writer.
 
 pub mod access_line;
 pub mod answer;
 pub mod auth;
 pub mod body;
+pub mod conn_watch;
 pub mod forward;
 pub mod headers;
 pub mod owned;
@@ -34,6 +41,7 @@ pub mod ratelimit;
 pub mod respond;
 pub mod server;
 pub mod sniff_deadline;
+pub mod tap;
 pub mod upstream;
 
 use std::sync::atomic::AtomicBool;

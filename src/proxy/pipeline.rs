@@ -41,6 +41,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The peer is in `gate.trusted_proxies` (the platform edge).
     pub trusted: bool,
+    /// What the connection's bytes showed (raw `#` in a request line, HTTP/2 streams).
+    pub watch: Arc<super::conn_watch::ConnWatch>,
 }
 
 /// Per-request state carried between phases and into the log phase.
@@ -114,6 +116,12 @@ async fn run(
 ) -> Result<Response<GateBody>, Refusal> {
     let (mut parts, body) = req.into_parts();
 
+    // A raw `#` in the request target, which the `http` crate dropped while hyper parsed
+    // the request line (the connection's tap saw it), is a 400 like any malformed path.
+    if conn.watch.take_fragment(&parts.method, &parts.uri) {
+        return Err(Refusal::Path(crate::normalize::NormalizeError::Fragment));
+    }
+
     // parse: the target must be origin-form (or absolute-form naming this
     // gate) and the Host unambiguous, before anything looks at the path.
     // An over-long target is refused before anything parses it (SPEC 13);
@@ -123,6 +131,14 @@ async fn run(
     }
     let public = config.gate.public_url.as_ref();
     let host = check_target(public.map(|p| &p.authority), &parts)?;
+    // Only the hosts this gate serves: a request for another name is never forwarded
+    // (Django's ALLOWED_HOSTS is not the only check).
+    if !config.gate.serves_host(host.as_bytes()) {
+        // Named so an operator can add a legitimate one (a platform health check) to
+        // `gate.allowed_hosts`; the value passed `Authority` parsing and the line is redacted.
+        tracing::info!(host = host.to_str().unwrap_or("-"), "Host not served by this gate; refused");
+        return Err(Refusal::Request("Host not served by this gate"));
+    }
 
     // normalize: once, first. This one path is what routing, policy, logs and
     // the upstream request line all see (SPEC 3 step 2).
@@ -147,6 +163,7 @@ async fn run(
     // client copy of identity headers and underscore names — before any
     // phase reads headers, so nothing downstream can see a forged one.
     headers::strip_hop_by_hop(&mut parts.headers);
+    headers::strip_never_forwarded(&mut parts.headers);
     gate.metrics.stripped(identity::strip_inbound(&mut parts.headers));
 
     // gate-owned routes: login, callback, logout never reach Django.

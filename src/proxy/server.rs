@@ -2,8 +2,9 @@
 //!
 //! One hyper-util `auto` builder serves HTTP/1.1 and prior-knowledge HTTP/2
 //! (h2c) on the same port. Limits (SPEC 13): header read timeout, header
-//! buffer size and header count for HTTP/1; header list size and stream
-//! concurrency for HTTP/2. Bodies are streamed, never buffered.
+//! buffer size and header count for HTTP/1; header list size, stream
+//! concurrency, and the first-request, idle and header-block deadlines of
+//! `conn_watch` for HTTP/2. Bodies are streamed, never buffered.
 //!
 //! `gate.max_connections` caps concurrent client connections. At the cap the
 //! gate stops calling `accept`: new connections wait in the kernel's listen
@@ -23,8 +24,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::conn_watch::{ConnWatch, H2Limits, WatchedBody};
 use super::pipeline::{self, ConnInfo};
 use super::sniff_deadline::SniffDeadline;
+use super::tap::Tap;
 use super::Gate;
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to
@@ -50,6 +53,11 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
     let builder = Arc::new(builder);
+    let h2_limits = H2Limits {
+        first_request: cfg.h2_first_request_timeout,
+        idle: cfg.h2_idle_timeout,
+        header_block: cfg.h2_header_block_timeout,
+    };
 
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
@@ -89,26 +97,40 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
                 };
                 let _ = stream.set_nodelay(true);
                 let trusted = gate.live.get().gate.trusted_proxies.iter().any(|n| n.contains(&peer.ip()));
-                let conn_info = Arc::new(ConnInfo { peer, trusted });
+                let watch = ConnWatch::new(h2_limits);
+                let conn_info = Arc::new(ConnInfo { peer, trusted, watch: watch.clone() });
                 let g = gate.clone();
                 let service = service_fn(move |req| {
                     let g = g.clone();
                     let c = conn_info.clone();
-                    // Boxed per request: hyper keeps one allocation of this
-                    // future's size for the connection's whole life, and the
-                    // pipeline's state is kilobytes; boxed, an idle
-                    // keep-alive connection holds a pointer instead.
-                    async move { Ok::<_, Infallible>(Box::pin(pipeline::handle(g, c, req)).await) }
+                    // The stream is open from here until its response body is done.
+                    let open = c.watch.stream();
+                    async move {
+                        // Boxed per request: hyper keeps one allocation of this
+                        // future's size for the connection's whole life, and the
+                        // pipeline's state is kilobytes; boxed, an idle
+                        // keep-alive connection holds a pointer instead.
+                        let resp = Box::pin(pipeline::handle(g, c, req)).await;
+                        Ok::<_, Infallible>(resp.map(|b| WatchedBody::new(b, open)))
+                    }
                 });
-                // hyper's header timer starts only once HTTP/1 is detected.
+                // hyper's header timer starts only once HTTP/1 is detected; the tap reads
+                // along for what hyper does not report (HTTP/2 frames, raw `#`).
                 let stream = SniffDeadline::new(stream, cfg.header_read_timeout);
+                let stream = Tap::new(stream, watch.clone(), cfg.max_uri_bytes);
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
                 let metrics = gate.metrics.clone();
                 metrics.connection_opened();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with error");
+                    tokio::select! {
+                        ended = conn => if let Err(e) = ended {
+                            tracing::debug!(error = %e, "connection ended with error");
+                        },
+                        // HTTP/2 bounds: dropping the connection closes it.
+                        why = watch.expired() => {
+                            tracing::info!(peer = %peer, reason = why.as_str(), "HTTP/2 connection closed");
+                        }
                     }
                     metrics.connection_closed();
                     drop(permit);

@@ -9,7 +9,7 @@
 //! slot) forever. [`SniffDeadline`] fails reads with `TimedOut` once the
 //! deadline passes, until the bytes read so far stop matching the preface
 //! (HTTP/1: hyper's header timer takes over) or the whole preface has been
-//! read (HTTP/2: the h2 keep-alive ping closes silent peers). Used only by
+//! read (HTTP/2: the deadlines of `proxy::conn_watch` take over). Used only by
 //! `proxy::server`.
 
 use std::future::Future;

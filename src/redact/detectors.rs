@@ -46,6 +46,16 @@ macro_rules! secret_key {
     };
 }
 
+/// Keys of OAuth/OIDC login-flow secrets kept in a session between the redirect and the
+/// callback: `state` (bare, or `oauth_state`, `oidc_state`, `sso_state`, `login_state`,
+/// `auth_state`; never `shipping_state`), and anything naming a `nonce`, a PKCE
+/// `code_verifier` / `code_challenge` or `pkce…`.
+macro_rules! oauth_flow_key {
+    () => {
+        r"(?:(?:(?:oauth|oidc|sso|login|auth)[_.-]?)?state|[A-Za-z0-9_.-]*(?:nonce|code[_-]?verifier|code[_-]?challenge|pkce)[A-Za-z0-9_.-]*)"
+    };
+}
+
 /// A quoted string in JSON or Python repr (`"…"` with `\"` escapes, `'…'`,
 /// optionally `b'…'`), each alternative in its own named group.
 macro_rules! quoted_value {
@@ -88,6 +98,33 @@ pub const BUILTINS: &[Builtin] = &[
         name: "oauth",
         anchors: &["code=", "state=", "token=", "secret=", "verifier=", "assertion="],
         regex: r#"(?i-u)(?:^|[?&;#\s"'(,{\[])(?:code|state|session_state|access_token|refresh_token|id_token|id_token_hint|token|client_secret|code_verifier|client_assertion|assertion)=(?P<s>[^&\s"'#;,)<>]+)"#,
+        secret: Secret::Named,
+        check: Some(not_redacted),
+        requires: None,
+    },
+    // Login-flow secrets in session dumps, whatever the key spelling: JSON, dict repr,
+    // `dict_items` pairs, JSON inside JSON (`{\"state\": \"…\"}`).
+    Builtin {
+        name: "oauth",
+        anchors: &["state", "nonce", "verifier", "challenge", "pkce"],
+        regex: concat!(
+            r#"(?i-u)(?:\\?["']"#,
+            oauth_flow_key!(),
+            r#"\\?["'][ \t]*:|\([ \t]*["']"#,
+            oauth_flow_key!(),
+            r#"["'][ \t]*,)[ \t]*"#,
+            quoted_value!()
+        ),
+        secret: Secret::Named,
+        check: Some(not_redacted),
+        requires: None,
+    },
+    // … and as `key=value` / `key: value` (a bare `state` only with `=`, which the URL row
+    // above covers: "state: ready" is prose).
+    Builtin {
+        name: "oauth",
+        anchors: &["nonce", "verifier", "challenge", "pkce", "_state", "-state", ".state"],
+        regex: r#"(?i-u)(?:^|[^A-Za-z0-9_.-])(?:(?:oauth|oidc|sso|login|auth)[_.-]state|[A-Za-z0-9_.-]*(?:nonce|code[_-]?verifier|code[_-]?challenge|pkce)[A-Za-z0-9_.-]*)(?:=|:[ \t]*)(?:"(?P<dq>(?:[^"\\\r\n]|\\.)+)"|'(?P<sq>(?:[^'\\\r\n]|\\.)+)'|(?P<s>[^\s&;,"'<>(){}\[\]]+))"#,
         secret: Secret::Named,
         check: Some(not_redacted),
         requires: None,

@@ -19,6 +19,10 @@
 //!    table names the result), so a byte any detector flagged is never
 //!    written.
 //! 4. **Replace.** Untouched lines are returned borrowed (no allocation).
+//! 5. **Settle.** A line that changed is searched again until a pass finds nothing new
+//!    (usually the second pass): a merged span can change what a detector reads (a cookie
+//!    name losing its `=`), and redaction must be idempotent, since logs are redacted
+//!    again downstream (`prt-gate redact` over the gate's own output).
 //!
 //! Detectors are data: see [`detectors::BUILTINS`].
 
@@ -84,6 +88,9 @@ pub struct PatternError {
     pub field: &'static str,
     pub message: String,
 }
+
+/// Upper bound on the passes of [`Redactor::redact`] over one text (step 5).
+const MAX_PASSES: usize = 8;
 
 /// A byte range of a secret and the detector that found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,7 +291,26 @@ impl Redactor {
         }
         let mut out = Vec::with_capacity(text.len() + 16 * hits.len());
         self.apply(text, &hits, &mut out);
-        Cow::Owned(out)
+        Cow::Owned(self.settle(out, &mut hits))
+    }
+
+    /// Step 5: passes over already redacted text until one changes nothing. Every pass
+    /// only turns bytes into markers, which no detector reads as a new secret
+    /// (`detectors::not_redacted`), so this ends quickly; [`MAX_PASSES`] bounds it anyway.
+    pub(crate) fn settle(&self, mut out: Vec<u8>, hits: &mut Vec<Hit>) -> Vec<u8> {
+        for _ in 1..MAX_PASSES {
+            self.find(&out, hits);
+            if hits.is_empty() {
+                break;
+            }
+            let mut next = Vec::with_capacity(out.len());
+            self.apply(&out, hits, &mut next);
+            if next == out {
+                break;
+            }
+            out = next;
+        }
+        out
     }
 
     /// Like [`Redactor::redact`] for text. Secret spans start and end at

@@ -67,9 +67,15 @@ impl LineFilter {
 
     /// `first`: where the caller found the line's first detector anchor.
     fn line_inner(&mut self, line: &[u8], out: &mut Vec<u8>, first: Option<usize>) {
+        let (mark, fresh) = (out.len(), self.carry == Carry::None);
         self.segment(line, out, true, first);
         if self.carry == Carry::Value {
             self.carry = Carry::None;
+        }
+        // A whole line that changed settles like `Redactor::redact` (idempotence).
+        if fresh && !self.off && self.carry == Carry::None && out.get(mark..) != Some(line) {
+            let tail = out.split_off(mark);
+            out.extend_from_slice(&self.redactor.settle(tail, &mut self.hits));
         }
     }
 

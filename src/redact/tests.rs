@@ -321,3 +321,88 @@ proptest::proptest! {
         proptest::prop_assert!(!text.contains("PROPCANARY77"), "{:?} -> {:?}", input, text);
     }
 }
+
+/// OAuth/OIDC login-flow secrets in session dumps, under any key spelling and in every
+/// dict, JSON and Python-repr form (issue 15, item 7).
+#[test]
+fn login_flow_secrets_in_session_dumps() {
+    let rows: &[(&str, &str)] = &[
+        (
+            "Session data: {'oauth_state': 'af0ifjsldkj', 'next': '/dashboard/'}",
+            "Session data: {'oauth_state': '[REDACTED:oauth]', 'next': '/dashboard/'}",
+        ),
+        (r#"{"state": "af0ifjsldkj", "status": "pending"}"#, r#"{"state": "[REDACTED:oauth]", "status": "pending"}"#),
+        (r#"{"nonce":"n-0S6_WzA2Mj","code_verifier":"dBjftJeZ4CVP"}"#, r#"{"nonce":"[REDACTED:oauth]","code_verifier":"[REDACTED:oauth]"}"#),
+        (
+            "{'pkce_verifier': 'dBjftJeZ4CVP', 'pkce_code_challenge': 'E9Melhoa2Ow', 'code_challenge': 'E9Melhoa'}",
+            "{'pkce_verifier': '[REDACTED:oauth]', 'pkce_code_challenge': '[REDACTED:oauth]', 'code_challenge': '[REDACTED:oauth]'}",
+        ),
+        (
+            "dict_items([('oauth_state', 'af0ifj'), ('oidc_nonce', \"n-0S6\"), ('role', 'Client')])",
+            "dict_items([('oauth_state', '[REDACTED:oauth]'), ('oidc_nonce', \"[REDACTED:oauth]\"), ('role', 'Client')])",
+        ),
+        (r#"{"data":"{\"state\": \"af0ifj\", \"nonce\": \"n0\"}"}"#, r#"{"data":"{\"state\": \"[REDACTED:oauth]\", \"nonce\": \"[REDACTED:oauth]\"}"}"#),
+        ("{'STATE': b'af0ifj', 'Code-Verifier': 'abc'}", "{'STATE': b'[REDACTED:oauth]', 'Code-Verifier': '[REDACTED:oauth]'}"),
+        ("login started oauth_state=af0ifj nonce=n0S6 pkce_verifier: dBjft", "login started oauth_state=[REDACTED:oauth] nonce=[REDACTED:oauth] pkce_verifier: [REDACTED:oauth]"),
+        ("{'sso_state': 'x1', 'login_state': 'x2', 'auth_state': 'x3'}", "{'sso_state': '[REDACTED:oauth]', 'login_state': '[REDACTED:oauth]', 'auth_state': '[REDACTED:oauth]'}"),
+    ];
+    let mut failures = Vec::new();
+    for (input, expected) in rows {
+        let got = red(input);
+        if &got != expected {
+            failures.push(format!("\n  in:   {input}\n  want: {expected}\n  got:  {got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} rows failed:{}", failures.len(), failures.concat());
+    // False positives: `state` and its look-alikes in ordinary fields and prose.
+    for row in [
+        r#"{"status": "pending", "shipping_state": "OH", "statement": "x"}"#,
+        "{'state_code': 'OH', 'estate': 'x', 'stateless': True}",
+        "Connection state: open; the state machine is idle",
+        "INFO release state changed to shipped",
+        "{'state': None, 'nonce': 42}",
+    ] {
+        assert_eq!(red(row), row, "false positive");
+    }
+}
+
+/// A second pass over redacted text changes nothing: the fuzz finding
+/// `fuzz/seeds/redact/reredact-cookie-authorization`, and the same through the line filter.
+#[test]
+fn reredacting_the_cookie_authorization_finding_changes_nothing() {
+    let r = Arc::new(r());
+    let seed = include_bytes!("../../fuzz/seeds/redact/reredact-cookie-authorization");
+    let once = r.redact(seed).into_owned();
+    assert_eq!(r.redact(&once).as_ref(), once.as_slice());
+    assert!(!once.windows(4).any(|w| w == b"Bear"), "{}", String::from_utf8_lossy(&once));
+    let mut filtered = Vec::new();
+    filter(r.clone(), seed.as_slice(), &mut filtered).unwrap();
+    let mut again = Vec::new();
+    filter(r.clone(), filtered.as_slice(), &mut again).unwrap();
+    assert_eq!(again, filtered);
+    assert_eq!(filtered, once);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+    /// Idempotence over mixes of the fragments detectors read (keys, separators, quotes,
+    /// cookie and authorization headers, markers): redacting twice equals redacting once,
+    /// through the engine and through the line filter.
+    #[test]
+    fn redaction_is_idempotent(parts in proptest::collection::vec(proptest::sample::select(vec![
+        "Cookie: ", "Authorization: ", "Bearer ", "Bear", "=", ": ", " ", "'", "\"", "\\\"", ";", ",", "&", "?",
+        "(", ")", "{", "}", "[REDACTED:cookie]", "prt_", "token", "state", "oauth_state", "nonce", "code=",
+        "session", "eyJhbGciOi", ".", "AKIAIOSFODNN7EXAMPLE", "https://u:p@h/", "x", "zy", "\0", "\u{eb}",
+    ]), 0..20)) {
+        let r = Arc::new(r());
+        let input = parts.concat();
+        let once = r.redact(input.as_bytes()).into_owned();
+        let twice = r.redact(&once).into_owned();
+        proptest::prop_assert_eq!(&once, &twice, "{:?}", input);
+        let mut filtered = Vec::new();
+        filter(r.clone(), input.as_bytes(), &mut filtered).unwrap();
+        let mut again = Vec::new();
+        filter(r.clone(), filtered.as_slice(), &mut again).unwrap();
+        proptest::prop_assert_eq!(&filtered, &again, "{:?}", input);
+    }
+}

@@ -13,6 +13,7 @@ mod demo;
 mod deployment;
 mod devsso;
 mod django;
+mod edges;
 mod explain_realapp;
 mod faults;
 mod limits;

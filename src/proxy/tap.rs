@@ -1,0 +1,384 @@
+//! Reads along with hyper: an I/O wrapper that looks at the bytes a client sends, without
+//! changing them, and tells the connection's [`ConnWatch`] what hyper does not.
+//!
+//! * The first bytes decide the protocol, like hyper-util's `auto` builder: the HTTP/2
+//!   preface, or HTTP/1.
+//! * HTTP/2: frame headers are followed (nine bytes, then the payload is skipped) to know
+//!   when a header block is open: a `HEADERS` or `PUSH_PROMISE` frame without
+//!   `END_HEADERS` until the `CONTINUATION` that carries it.
+//! * HTTP/1: request lines are read as they arrive; a line `METHOD SP target SP HTTP/…`
+//!   whose target holds a raw `#` is reported with the target before the `#`. Heads are
+//!   followed to the empty line, and a `Content-Length` body is skipped, so the next
+//!   request line is found where it starts. Only the client's own bodies can hold a line
+//!   that looks like a request; at worst it refuses that client's own later request.
+//!
+//! Memory per connection: the target of the request line being read, up to
+//! `gate.max_uri_bytes` (a longer one gets 414 from the pipeline anyway). Used only by
+//! `proxy::server`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::conn_watch::ConnWatch;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+pin_project_lite::pin_project! {
+    /// An I/O stream whose incoming bytes are followed by a [`Scanner`].
+    pub struct Tap<T> {
+        #[pin]
+        io: T,
+        scanner: Scanner,
+    }
+}
+
+impl<T> Tap<T> {
+    pub fn new(io: T, watch: Arc<ConnWatch>, max_target: usize) -> Tap<T> {
+        Tap { io, scanner: Scanner::new(watch, max_target) }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for Tap<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let polled = this.io.poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            this.scanner.feed(buf.filled().get(before..).unwrap_or_default());
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for Tap<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// Where the scanner is in the byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// This many bytes matched the HTTP/2 preface so far.
+    Sniff(usize),
+    // HTTP/2
+    /// Inside a frame header: this many of its nine bytes read.
+    FrameHeader(usize),
+    /// This many payload bytes left to skip.
+    Payload(u64),
+    // HTTP/1
+    /// At the start of a line (where a request line may start).
+    LineStart,
+    Method,
+    Target,
+    /// After the target's space: this many bytes of `HTTP/` matched.
+    Version(usize),
+    /// The rest of the request line, then the head.
+    Head,
+    /// This many body bytes left to skip.
+    Body(u64),
+    /// Until the end of the line.
+    Skip,
+}
+
+/// The byte-by-byte reader behind [`Tap`] (pure, apart from reporting to the watch).
+pub struct Scanner {
+    watch: Arc<ConnWatch>,
+    state: State,
+    max_target: usize,
+    frame: [u8; 9],
+    method: Vec<u8>,
+    target: Vec<u8>,
+    hash: bool,
+    /// The current head line (first bytes only) and the head's framing facts.
+    line: Vec<u8>,
+    content_length: u64,
+    chunked: bool,
+}
+
+/// Head-line bytes kept: enough for `content-length: <20 digits>` or `transfer-encoding`.
+const HEAD_LINE_KEPT: usize = 64;
+const MAX_METHOD: usize = 32;
+
+impl Scanner {
+    pub fn new(watch: Arc<ConnWatch>, max_target: usize) -> Scanner {
+        Scanner {
+            watch,
+            state: State::Sniff(0),
+            max_target,
+            frame: [0; 9],
+            method: Vec::new(),
+            target: Vec::new(),
+            hash: false,
+            line: Vec::new(),
+            content_length: 0,
+            chunked: false,
+        }
+    }
+
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match self.state {
+                State::Sniff(matched) => {
+                    let rest = H2_PREFACE.get(matched..).unwrap_or_default();
+                    let n = data.len().min(rest.len());
+                    if data.get(..n) == rest.get(..n) {
+                        data = data.get(n..).unwrap_or_default();
+                        if matched + n == H2_PREFACE.len() {
+                            self.watch.h2_started();
+                            self.state = State::FrameHeader(0);
+                        } else {
+                            self.state = State::Sniff(matched + n);
+                        }
+                    } else {
+                        // HTTP/1: replay the bytes that looked like the preface.
+                        self.state = State::LineStart;
+                        for &b in H2_PREFACE.get(..matched).unwrap_or_default() {
+                            self.http1(b);
+                        }
+                    }
+                }
+                State::FrameHeader(_) | State::Payload(_) => data = self.http2(data),
+                _ => {
+                    if let State::Body(left) = self.state {
+                        let n = data.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                        data = data.get(n..).unwrap_or_default();
+                        self.state = if left == n as u64 { State::LineStart } else { State::Body(left - n as u64) };
+                        continue;
+                    }
+                    if self.state == State::Skip {
+                        // Most of a chunked body: straight to the next line break.
+                        match memchr::memchr(b'\n', data) {
+                            Some(i) => {
+                                data = data.get(i + 1..).unwrap_or_default();
+                                self.state = State::LineStart;
+                            }
+                            None => data = &[],
+                        }
+                        continue;
+                    }
+                    if let Some((&b, rest)) = data.split_first() {
+                        self.http1(b);
+                        data = rest;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Consumes frame-header bytes or skips payload; returns what is left.
+    fn http2<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        match self.state {
+            State::Payload(left) => {
+                let n = data.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                self.state = if left == n as u64 { State::FrameHeader(0) } else { State::Payload(left - n as u64) };
+                data.get(n..).unwrap_or_default()
+            }
+            State::FrameHeader(have) => {
+                let n = data.len().min(9 - have);
+                if let (Some(slot), Some(src)) = (self.frame.get_mut(have..have + n), data.get(..n)) {
+                    slot.copy_from_slice(src);
+                }
+                if have + n < 9 {
+                    self.state = State::FrameHeader(have + n);
+                } else {
+                    self.frame_header();
+                }
+                data.get(n..).unwrap_or_default()
+            }
+            _ => data,
+        }
+    }
+
+    fn frame_header(&mut self) {
+        const HEADERS: u8 = 0x1;
+        const PUSH_PROMISE: u8 = 0x5;
+        const CONTINUATION: u8 = 0x9;
+        const END_HEADERS: u8 = 0x4;
+        let [l0, l1, l2, kind, flags, ..] = self.frame;
+        let len = u64::from(l0) << 16 | u64::from(l1) << 8 | u64::from(l2);
+        match kind {
+            HEADERS | PUSH_PROMISE if flags & END_HEADERS == 0 => self.watch.header_block(true),
+            CONTINUATION if flags & END_HEADERS != 0 => self.watch.header_block(false),
+            _ => {}
+        }
+        self.state = if len == 0 { State::FrameHeader(0) } else { State::Payload(len) };
+    }
+
+    fn http1(&mut self, b: u8) {
+        self.state = match (self.state, b) {
+            (State::LineStart, b'\r' | b'\n') => State::LineStart,
+            (State::LineStart, _) if is_tchar(b) => {
+                self.method.clear();
+                self.method.push(b);
+                State::Method
+            }
+            (State::Method, b' ') => {
+                self.target.clear();
+                self.hash = false;
+                State::Target
+            }
+            (State::Method, _) if is_tchar(b) && self.method.len() < MAX_METHOD => {
+                self.method.push(b);
+                State::Method
+            }
+            (State::Target, b' ') if !self.target.is_empty() || self.hash => State::Version(0),
+            (State::Target, b'\r' | b'\n') => self.end_of_line(b),
+            (State::Target, b'#') => {
+                self.hash = true;
+                State::Target
+            }
+            (State::Target, _) if self.hash => State::Target,
+            (State::Target, _) if self.target.len() < self.max_target => {
+                self.target.push(b);
+                State::Target
+            }
+            (State::Version(k), _) if Some(&b) == b"HTTP/".get(k) => {
+                if k + 1 < 5 {
+                    State::Version(k + 1)
+                } else {
+                    if self.hash {
+                        self.watch.fragment_seen(&self.method, &self.target);
+                    }
+                    self.line.clear();
+                    self.content_length = 0;
+                    self.chunked = false;
+                    State::Head
+                }
+            }
+            (State::Head, b'\n') => self.head_line_end(),
+            (State::Head, _) => {
+                if self.line.len() < HEAD_LINE_KEPT {
+                    self.line.push(b);
+                }
+                State::Head
+            }
+            (State::Body(_) | State::Sniff(_) | State::FrameHeader(_) | State::Payload(_), _) => self.state,
+            (_, b'\n') => State::LineStart,
+            _ => State::Skip,
+        };
+    }
+
+    fn end_of_line(&self, b: u8) -> State {
+        if b == b'\n' {
+            State::LineStart
+        } else {
+            State::Skip
+        }
+    }
+
+    /// A head line ended (`self.line` holds its first bytes, maybe with a `\r`).
+    fn head_line_end(&mut self) -> State {
+        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+        if line.is_empty() {
+            // End of the head: skip a `Content-Length` body; a chunked body ends in a line
+            // break, after which the next request line starts anyway.
+            return match self.content_length {
+                n if n > 0 && !self.chunked => State::Body(n),
+                _ => State::LineStart,
+            };
+        }
+        if let Some((_, value)) =
+            line.split_first_chunk::<15>().filter(|(n, _)| n.eq_ignore_ascii_case(b"content-length:"))
+        {
+            let digits = value.iter().skip_while(|c| **c == b' ' || **c == b'\t');
+            let mut n: u64 = 0;
+            for &c in digits.take_while(|c| c.is_ascii_digit()) {
+                n = n.saturating_mul(10).saturating_add(u64::from(c - b'0'));
+            }
+            self.content_length = n;
+        } else if line.len() >= 18 && line.get(..18).is_some_and(|n| n.eq_ignore_ascii_case(b"transfer-encoding:")) {
+            self.chunked = true;
+        }
+        self.line.clear();
+        State::Head
+    }
+}
+
+/// RFC 9110 token characters (a method).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conn_watch::H2Limits;
+    use super::*;
+    use std::time::Duration;
+
+    fn watch() -> Arc<ConnWatch> {
+        let d = Duration::from_secs(1);
+        ConnWatch::new(H2Limits { first_request: d, idle: d, header_block: d })
+    }
+
+    fn fragment(w: &ConnWatch, method: http::Method, target: &str) -> bool {
+        w.take_fragment(&method, &target.parse().unwrap())
+    }
+
+    #[test]
+    fn request_lines_with_a_hash_are_reported_byte_by_byte_or_whole() {
+        let stream: &[u8] = b"GET /a#x HTTP/1.1\r\nHost: h\r\n\r\n\
+            POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 24\r\n\r\nGET /fake#x HTTP/1.1\r\nab\
+            PUT /c?q=1#frag HTTP/1.1\r\nHost: h\r\n\r\n\
+            GET http://h/d#y HTTP/1.1\r\n\r\n\
+            POST /e HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhe#lo\r\n0\r\n\r\n\
+            GET /f#z HTTP/1.1\r\n\r\n";
+        for chunk in [stream.len(), 1, 7] {
+            let w = watch();
+            let mut s = Scanner::new(w.clone(), 8192);
+            for part in stream.chunks(chunk) {
+                s.feed(part);
+            }
+            assert!(fragment(&w, http::Method::GET, "/a"), "chunk {chunk}");
+            assert!(!fragment(&w, http::Method::POST, "/b"), "chunk {chunk}");
+            // The Content-Length body was skipped: its look-alike line is not reported.
+            assert!(!fragment(&w, http::Method::GET, "/fake"), "chunk {chunk}");
+            assert!(fragment(&w, http::Method::PUT, "/c?q=1"), "chunk {chunk}");
+            assert!(fragment(&w, http::Method::GET, "http://h/d"), "chunk {chunk}");
+            assert!(!fragment(&w, http::Method::POST, "/e"), "chunk {chunk}");
+            assert!(fragment(&w, http::Method::GET, "/f"), "after a chunked body, chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn h2_header_blocks_open_and_close() {
+        let w = watch();
+        let mut s = Scanner::new(w.clone(), 8192);
+        s.feed(H2_PREFACE);
+        assert_eq!(s.state, State::FrameHeader(0));
+        // SETTINGS (empty), then HEADERS without END_HEADERS carrying 3 bytes.
+        s.feed(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+        s.feed(&[0, 0, 3, 0x1, 0x1, 0, 0, 0, 1, 0xAA, 0xBB]);
+        assert_eq!(s.state, State::Payload(1));
+        s.feed(&[0xCC]);
+        assert!(w.header_block_open());
+        // CONTINUATION with END_HEADERS closes it.
+        s.feed(&[0, 0, 1, 0x9, 0x4, 0, 0, 0, 1, 0xDD]);
+        assert!(!w.header_block_open());
+        assert_eq!(s.state, State::FrameHeader(0));
+    }
+}
