@@ -121,20 +121,16 @@ async fn run(listen: SocketAddr) -> ExitCode {
         Err(e) => return fail(e),
     };
 
+    // Register the signal handlers before the banner: whoever reads the banner may send
+    // SIGTERM at once, and an unregistered SIGTERM kills the process without cleanup.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
     println!("{}", banner(listen, admin, sso.url(), app_addr, s3_addr, &dir));
 
     let stop = async {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            () = term => {},
+            () = recv(int.as_mut()) => {},
+            () = recv(term.as_mut()) => {},
         }
     };
     tokio::select! {
@@ -243,6 +239,16 @@ async fn start_gate(
         }
     });
     Ok((child, stdin, admin))
+}
+
+/// Waits for a registered signal (forever if it could not be registered).
+async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn banner(listen: SocketAddr, admin: String, sso: &str, app: SocketAddr, s3: SocketAddr, dir: &Path) -> String {
