@@ -6,6 +6,7 @@
 //! * [`normalize`] — the one path canonicalization (pure).
 //! * [`config`] — `policy.toml` + `PRT_GATE_*` environment → typed [`config::Config`].
 //! * [`policy`] — `[[route]]` rules compiled into a matcher; decisions and `explain` (pure).
+//! * [`gate_owned`] — the one list of routes the gate answers itself (login, callback, logout).
 //! * [`media`] — `/media/<key>` → presigned S3 redirect (SigV4, existence check).
 //! * [`identity`] — strip client-supplied identity headers, inject the gate's.
 //! * [`proxy`] — hyper server, upstream pool and the request pipeline.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod devsso;
+pub mod gate_owned;
 pub mod identity;
 pub mod logwriter;
 pub mod media;
