@@ -242,7 +242,8 @@ fn check_refuses_what_serve_refuses() {
     const PUBLIC: &str = "public_url = \"http://127.0.0.1:8080\"\n";
     let client = ("PRT_GATE_SSO__CLIENT_SECRET", DEV_CLIENT_SECRET);
     let assertion = ("PRT_GATE_ASSERTION__SECRET", TEST_ASSERTION_SECRET);
-    let rows: &[(&str, String, Vec<(&str, &str)>, Option<&str>)] = &[
+    type Row<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Option<&'a str>);
+    let rows: &[Row] = &[
         (
             "sso without its client secret",
             format!("{PUBLIC}\n{SSO}"),
