@@ -116,8 +116,9 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
     },
-    /// Run a local OIDC provider with the barge2rail-auth contract (loopback only).
-    #[command(after_help = crate::devsso::USERS_FILE_HELP)]
+    /// Run a local OIDC provider with the barge2rail-auth contract (loopback only;
+    /// development builds only).
+    #[cfg_attr(feature = "dev-tools", command(after_help = crate::devsso::USERS_FILE_HELP))]
     DevSso {
         /// Loopback address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
@@ -127,7 +128,8 @@ pub enum Command {
         users: Option<PathBuf>,
     },
     /// Start a self-contained demo: dev SSO, demo upstream, S3 target with a
-    /// sample PDF, and the gate on the shipped policy (nothing else needed).
+    /// sample PDF, and the gate on the shipped policy (nothing else needed;
+    /// development builds only).
     Demo {
         /// Where the gate listens; the other parts take free loopback ports.
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
@@ -179,7 +181,7 @@ pub fn main() -> ExitCode {
         Command::Sessions { action } => sessions(&cli.config, action),
         Command::Presign { key, expires } => presign(&cli.config, &key, expires.as_deref()),
         Command::DevSso { listen, users } => dev_sso(listen, users.as_deref()),
-        Command::Demo { listen } => crate::demo::main(listen),
+        Command::Demo { listen } => demo(listen),
     }
 }
 
@@ -509,8 +511,35 @@ fn serve(path: &Path, child: Option<&[String]>, exit_on_stdin_eof: bool) -> Exit
     })
 }
 
+/// `prt-gate demo` (development builds).
+#[cfg(feature = "dev-tools")]
+fn demo(listen: SocketAddr) -> ExitCode {
+    crate::demo::main(listen)
+}
+
+#[cfg(not(feature = "dev-tools"))]
+fn demo(_listen: SocketAddr) -> ExitCode {
+    not_in_this_build("demo")
+}
+
+#[cfg(not(feature = "dev-tools"))]
+fn dev_sso(_listen: SocketAddr, _users_file: Option<&Path>) -> ExitCode {
+    not_in_this_build("dev-sso")
+}
+
+/// A production build (`--no-default-features`) has no development servers.
+#[cfg(not(feature = "dev-tools"))]
+fn not_in_this_build(command: &str) -> ExitCode {
+    eprintln!(
+        "prt-gate {command}: not available: this is a production build without development servers \
+         (built without the `dev-tools` feature)"
+    );
+    exit::usage()
+}
+
 /// `prt-gate dev-sso`: serves until SIGTERM/SIGINT. The first stderr line is
 /// `prt-gate dev-sso: listening on http://127.0.0.1:PORT` (scripts parse it).
+#[cfg(feature = "dev-tools")]
 fn dev_sso(listen: SocketAddr, users_file: Option<&Path>) -> ExitCode {
     use crate::devsso::{self, DevSso, DevSsoError};
     if !listen.ip().is_loopback() {

@@ -13,6 +13,9 @@
 //! * [`admin`] — `/healthz`, `/readyz`, `/metrics`, `/status` (page: [`status`]).
 //! * [`demo`] — `prt-gate demo`: dev SSO, demo upstream, S3 target and the gate, one command.
 //! * [`devsso`] — `prt-gate dev-sso`, a local OIDC provider with the SSO's contract.
+//!
+//! `demo` and `devsso` are development servers, built only with the default `dev-tools`
+//! feature; a production build (`--no-default-features`) answers their commands with exit 2.
 //! * [`metrics`] — counters and histograms (per rule × role × decision), OpenMetrics text.
 //! * [`session`] — session ids, records and the memory / Redis stores.
 //! * [`redact`] — the secret-redaction engine (logs, `redact`, `run`; pure).
@@ -23,7 +26,9 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "dev-tools")]
 pub mod demo;
+#[cfg(feature = "dev-tools")]
 pub mod devsso;
 pub mod gate_owned;
 pub mod identity;
