@@ -19,6 +19,21 @@ use crate::reload::Live;
 mod policy_change;
 mod run;
 
+/// Exit codes, in one place: 0 ok, 1 runtime failure, 2 usage or invalid configuration.
+pub mod exit {
+    use std::process::ExitCode;
+
+    /// A runtime failure (cannot listen, cannot start a runtime, I/O error).
+    pub fn failure() -> ExitCode {
+        ExitCode::from(1)
+    }
+
+    /// A usage error or an invalid configuration: nothing was started.
+    pub fn usage() -> ExitCode {
+        ExitCode::from(2)
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "prt-gate",
@@ -101,8 +116,9 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
     },
-    /// Run a local OIDC provider with the barge2rail-auth contract (loopback only).
-    #[command(after_help = crate::devsso::USERS_FILE_HELP)]
+    /// Run a local OIDC provider with the barge2rail-auth contract (loopback only;
+    /// development builds only).
+    #[cfg_attr(feature = "dev-tools", command(after_help = crate::devsso::USERS_FILE_HELP))]
     DevSso {
         /// Loopback address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
@@ -112,7 +128,8 @@ pub enum Command {
         users: Option<PathBuf>,
     },
     /// Start a self-contained demo: dev SSO, demo upstream, S3 target with a
-    /// sample PDF, and the gate on the shipped policy (nothing else needed).
+    /// sample PDF, and the gate on the shipped policy (nothing else needed;
+    /// development builds only).
     Demo {
         /// Where the gate listens; the other parts take free loopback ports.
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
@@ -164,14 +181,14 @@ pub fn main() -> ExitCode {
         Command::Sessions { action } => sessions(&cli.config, action),
         Command::Presign { key, expires } => presign(&cli.config, &key, expires.as_deref()),
         Command::DevSso { listen, users } => dev_sso(listen, users.as_deref()),
-        Command::Demo { listen } => crate::demo::main(listen),
+        Command::Demo { listen } => demo(listen),
     }
 }
 
 fn load(path: &Path) -> Result<(Config, Vec<crate::config::Diagnostic>), ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("prt-gate: invalid configuration:\n{e}");
-        ExitCode::from(2)
+        exit::usage()
     })
 }
 
@@ -190,6 +207,10 @@ fn check(path: &Path) -> ExitCode {
             Ok((_, ws)) => ws.iter().for_each(|w| eprintln!("warning: shadow policy: {w}")),
             Err(e) => eprintln!("warning: shadow policy {} is invalid; serve runs without it:\n{e}", shadow.display()),
         }
+    }
+    // Everything `serve` refuses at start-up, refused here with the same message.
+    if let Err(code) = prepare(&config) {
+        return code;
     }
     let g = &config.gate;
     let store = match &config.session.store {
@@ -219,9 +240,25 @@ fn check(path: &Path) -> ExitCode {
     )
     .and_then(|()| write_route_table(&mut out, &config.policy));
     match result {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitCode::from(1),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => exit::failure(),
         _ => ExitCode::SUCCESS,
     }
+}
+
+/// Builds what `serve` builds from the configuration before it listens (`proxy::Prepared`)
+/// and drops it: the one error path for start-up refusals that `check` shares with `serve`.
+fn prepare(config: &Config) -> Result<(), ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        eprintln!("prt-gate: cannot start runtime: {e}");
+        exit::failure()
+    })?;
+    rt.block_on(proxy::Prepared::new(config)).map(drop).map_err(|e| refused(&e))
+}
+
+/// The message and exit code of a configuration `serve` and `check` refuse.
+fn refused(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("prt-gate: invalid configuration: {e}");
+    exit::usage()
 }
 
 /// `prt-gate presign KEY [--expires 1h]`: the URL the gate would redirect to.
@@ -233,7 +270,7 @@ fn presign(path: &Path, key: &str, expires: Option<&str>) -> ExitCode {
     };
     let fail = |msg: String| {
         eprintln!("prt-gate presign: {msg}");
-        ExitCode::from(2)
+        exit::usage()
     };
     let m = &config.media;
     let expires = match expires.map(humantime::parse_duration) {
@@ -274,13 +311,13 @@ fn sessions(path: &Path, action: SessionsAction) -> ExitCode {
             "prt-gate: session.store is `memory`: sessions live inside the running gate process; \
              point --config at a configuration with a redis:// store"
         );
-        return ExitCode::from(2);
+        return exit::usage();
     }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("prt-gate: cannot start runtime: {e}");
-            return ExitCode::from(1);
+            return exit::failure();
         }
     };
     rt.block_on(async {
@@ -288,7 +325,7 @@ fn sessions(path: &Path, action: SessionsAction) -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("prt-gate: {e}");
-                return ExitCode::from(2);
+                return exit::usage();
             }
         };
         let mut out = std::io::stdout().lock();
@@ -321,7 +358,7 @@ fn sessions(path: &Path, action: SessionsAction) -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("prt-gate: {e}");
-                    return ExitCode::from(1);
+                    return exit::failure();
                 }
             },
             SessionsAction::Revoke { user, all } => {
@@ -334,13 +371,13 @@ fn sessions(path: &Path, action: SessionsAction) -> ExitCode {
                     Ok(n) => writeln!(out, "revoked {n} session(s)").map(|()| 0u8),
                     Err(e) => {
                         eprintln!("prt-gate: {e}");
-                        return ExitCode::from(1);
+                        return exit::failure();
                     }
                 }
             }
         };
         match result {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitCode::from(1),
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => exit::failure(),
             _ => ExitCode::SUCCESS,
         }
     })
@@ -383,7 +420,7 @@ fn serve(path: &Path, child: Option<&[String]>, exit_on_stdin_eof: bool) -> Exit
     };
     // No log writer, no gate: an access log that silently goes nowhere is not an option.
     let Some(_log_guard) = init_logging(&config) else {
-        return ExitCode::from(1);
+        return exit::failure();
     };
     for w in &warnings {
         tracing::warn!("{w}");
@@ -397,13 +434,12 @@ fn serve(path: &Path, child: Option<&[String]>, exit_on_stdin_eof: bool) -> Exit
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("prt-gate: cannot start runtime: {e}");
-            return ExitCode::from(1);
+            return exit::failure();
         }
     };
     if child.is_some() {
         if let Err(e) = crate::media::Media::check_own_credentials(&config.media) {
-            eprintln!("prt-gate: invalid configuration: {e}");
-            return ExitCode::from(2);
+            return refused(&e);
         }
     }
     let live = Arc::new(Live::new(config));
@@ -413,10 +449,7 @@ fn serve(path: &Path, child: Option<&[String]>, exit_on_stdin_eof: bool) -> Exit
         live.shadow.poll(config.shadow.as_deref(), &metrics, true);
         let gate = match Gate::new(live.clone(), metrics.clone()).await {
             Ok(g) => Arc::new(g),
-            Err(e) => {
-                eprintln!("prt-gate: invalid configuration: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return refused(&e),
         };
         // SIGHUP's default action is to terminate: install the handler
         // before the gate says it is listening.
@@ -426,18 +459,18 @@ fn serve(path: &Path, child: Option<&[String]>, exit_on_stdin_eof: bool) -> Exit
             Ok(l) => l,
             Err(e) => {
                 eprintln!("prt-gate: cannot listen on {}: {e}", config.gate.listen);
-                return ExitCode::from(1);
+                return exit::failure();
             }
         };
         let admin = match tokio::net::TcpListener::bind(config.gate.admin_listen).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("prt-gate: cannot listen on {} (admin): {e}", config.gate.admin_listen);
-                return ExitCode::from(1);
+                return exit::failure();
             }
         };
         let (Ok(addr), Ok(admin_addr)) = (listener.local_addr(), admin.local_addr()) else {
-            return ExitCode::from(1);
+            return exit::failure();
         };
         tracing::info!(%addr, admin = %admin_addr, upstream = %config.gate.upstream.authority, "listening");
         tokio::spawn(crate::admin::serve(gate.clone(), admin));
@@ -448,7 +481,7 @@ fn serve(path: &Path, child: Option<&[String]>, exit_on_stdin_eof: bool) -> Exit
                 Ok(s) => Arc::new(s),
                 Err(e) => {
                     eprintln!("prt-gate run: cannot start `{}`: {e}", cmd.first().map_or("", String::as_str));
-                    return ExitCode::from(1);
+                    return exit::failure();
                 }
             };
             let shutdown = sup.shutdown(signals);
@@ -473,32 +506,59 @@ fn serve(path: &Path, child: Option<&[String]>, exit_on_stdin_eof: bool) -> Exit
         if drained {
             ExitCode::SUCCESS
         } else {
-            ExitCode::from(1)
+            exit::failure()
         }
     })
 }
 
+/// `prt-gate demo` (development builds).
+#[cfg(feature = "dev-tools")]
+fn demo(listen: SocketAddr) -> ExitCode {
+    crate::demo::main(listen)
+}
+
+#[cfg(not(feature = "dev-tools"))]
+fn demo(_listen: SocketAddr) -> ExitCode {
+    not_in_this_build("demo")
+}
+
+#[cfg(not(feature = "dev-tools"))]
+fn dev_sso(_listen: SocketAddr, _users_file: Option<&Path>) -> ExitCode {
+    not_in_this_build("dev-sso")
+}
+
+/// A production build (`--no-default-features`) has no development servers.
+#[cfg(not(feature = "dev-tools"))]
+fn not_in_this_build(command: &str) -> ExitCode {
+    eprintln!(
+        "prt-gate {command}: not available: this is a production build without development servers \
+         (built without the `dev-tools` feature)"
+    );
+    exit::usage()
+}
+
 /// `prt-gate dev-sso`: serves until SIGTERM/SIGINT. The first stderr line is
 /// `prt-gate dev-sso: listening on http://127.0.0.1:PORT` (scripts parse it).
+#[cfg(feature = "dev-tools")]
 fn dev_sso(listen: SocketAddr, users_file: Option<&Path>) -> ExitCode {
     use crate::devsso::{self, DevSso, DevSsoError};
     if !listen.ip().is_loopback() {
         eprintln!("prt-gate dev-sso: {}", DevSsoError::NotLoopback(listen));
-        return ExitCode::from(2);
+        return exit::usage();
     }
     let users = match users_file.map(devsso::load_users) {
         None => devsso::builtin_users(),
         Some(Ok(u)) => u,
         Some(Err(e)) => {
             eprintln!("prt-gate dev-sso: invalid users file: {e}");
-            return ExitCode::from(2);
+            return exit::usage();
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("prt-gate dev-sso: cannot start runtime: {e}");
-            return ExitCode::from(1);
+            return exit::failure();
         }
     };
     rt.block_on(async move {
@@ -510,7 +570,7 @@ fn dev_sso(listen: SocketAddr, users_file: Option<&Path>) -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("prt-gate dev-sso: {e}");
-                return ExitCode::from(if e.is_usage() { 2 } else { 1 });
+                return if e.is_usage() { exit::usage() } else { exit::failure() };
             }
         };
         eprintln!("prt-gate dev-sso: listening on {}", sso.url());
@@ -580,7 +640,11 @@ fn write_route_table(out: &mut impl Write, policy: &Policy) -> std::io::Result<(
     writeln!(out, "  /api/* without a rule      deny everyone (403, rule `no_rule`)")?;
     writeln!(out, "  path rules, other method   deny everyone (403)")?;
     writeln!(out, "  other paths without rule   any logged-in role (rule `default`); anonymous → login")?;
-    writeln!(out, "  gate-owned                 /login/, /logout/, /auth/* (never consult the rules)")?;
+    writeln!(
+        out,
+        "  gate-owned                 {} (with or without the trailing slash; never consult the rules)",
+        crate::gate_owned::listing()
+    )?;
     writeln!(out, "roles:")?;
     for role in Role::ALL {
         let pages = match policy.pages(role) {
@@ -595,7 +659,7 @@ fn write_route_table(out: &mut impl Write, policy: &Policy) -> std::io::Result<(
 fn explain(config_path: &Path, args: &ExplainArgs) -> ExitCode {
     let usage = |msg: String| {
         eprintln!("prt-gate explain: {msg}");
-        ExitCode::from(2)
+        exit::usage()
     };
     let Ok(method) = http::Method::from_bytes(args.method.as_bytes()) else {
         return usage(format!("invalid method `{}`", args.method));
@@ -628,20 +692,47 @@ fn explain(config_path: &Path, args: &ExplainArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let mut out = std::io::stdout().lock();
+    // The gate answers its own routes before the policy: say so, as the pipeline does.
+    if let Some(owned) = crate::gate_owned::Owned::of(path.as_str()) {
+        let result = match args.format {
+            Format::Json => writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "decision": "gate",
+                    "rule": owned.rule(),
+                    "normalized_path": path.as_str(),
+                    "answer": owned.what(),
+                })
+            ),
+            Format::Text => writeln!(
+                out,
+                "decision: gate\nrule:     {}\npath:     {}\nwhy:      gate-owned route, answered before the policy ({})",
+                owned.rule(),
+                path.as_str(),
+                owned.what()
+            ),
+        };
+        return match result {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => exit::failure(),
+            _ => ExitCode::SUCCESS,
+        };
+    }
     let tenant = args.tenant.as_deref().or(config.tenant.caller_code(None));
     let x = crate::policy::explain::explain_in(&config.policy, &method, &path, caller, tenant);
-    let mut out = std::io::stdout().lock();
+    let origin = config.gate.public_url.as_ref().map(|p| p.origin.as_str());
     let result = match args.format {
-        Format::Json => writeln!(out, "{}", x.to_json()),
-        Format::Text => write_explanation(&mut out, &x),
+        Format::Json => writeln!(out, "{}", x.to_json_at(origin)),
+        Format::Text => write_explanation(&mut out, &x, origin),
     };
     match result {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitCode::from(1),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => exit::failure(),
         _ => ExitCode::SUCCESS,
     }
 }
 
-fn write_explanation(out: &mut impl Write, x: &Explanation) -> std::io::Result<()> {
+fn write_explanation(out: &mut impl Write, x: &Explanation, origin: Option<&str>) -> std::io::Result<()> {
     writeln!(out, "decision: {}", x.verdict.decision())?;
     writeln!(out, "status:   {}", x.status)?;
     match &x.at {
@@ -666,7 +757,7 @@ fn write_explanation(out: &mut impl Write, x: &Explanation) -> std::io::Result<(
             }
         }
     }
-    if let Some(loc) = x.location() {
+    if let Some(loc) = x.location_at(origin) {
         writeln!(out, "location: {loc}")?;
     }
     Ok(())

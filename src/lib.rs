@@ -6,12 +6,16 @@
 //! * [`normalize`] — the one path canonicalization (pure).
 //! * [`config`] — `policy.toml` + `PRT_GATE_*` environment → typed [`config::Config`].
 //! * [`policy`] — `[[route]]` rules compiled into a matcher; decisions and `explain` (pure).
+//! * [`gate_owned`] — the one list of routes the gate answers itself (login, callback, logout).
 //! * [`media`] — `/media/<key>` → presigned S3 redirect (SigV4, existence check).
 //! * [`identity`] — strip client-supplied identity headers, inject the gate's.
 //! * [`proxy`] — hyper server, upstream pool and the request pipeline.
 //! * [`admin`] — `/healthz`, `/readyz`, `/metrics`, `/status` (page: [`status`]).
 //! * [`demo`] — `prt-gate demo`: dev SSO, demo upstream, S3 target and the gate, one command.
 //! * [`devsso`] — `prt-gate dev-sso`, a local OIDC provider with the SSO's contract.
+//!
+//! `demo` and `devsso` are development servers, built only with the default `dev-tools`
+//! feature; a production build (`--no-default-features`) answers their commands with exit 2.
 //! * [`metrics`] — counters and histograms (per rule × role × decision), OpenMetrics text.
 //! * [`session`] — session ids, records and the memory / Redis stores.
 //! * [`redact`] — the secret-redaction engine (logs, `redact`, `run`; pure).
@@ -22,8 +26,11 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "dev-tools")]
 pub mod demo;
+#[cfg(feature = "dev-tools")]
 pub mod devsso;
+pub mod gate_owned;
 pub mod identity;
 pub mod logwriter;
 pub mod media;

@@ -14,7 +14,6 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use crate::devsso::web::esc;
 use crate::metrics::rules::ROLE_LABELS;
 use crate::metrics::{Decision, LOGIN_OUTCOMES};
 use crate::proxy::Gate;
@@ -189,4 +188,21 @@ fn recent(h: &mut String, gate: &Gate) {
         );
     }
     h.push_str("</table>");
+}
+
+/// Escapes text for HTML (element content and quoted attributes). The dev SSO's pages use
+/// it too.
+pub(crate) fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }

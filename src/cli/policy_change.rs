@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
+use super::exit;
 use super::Format;
 use crate::config::Config;
 use crate::policy::diff::{self, Change};
@@ -49,15 +50,15 @@ fn load(what: &str, path: &Path) -> Result<Policy, ExitCode> {
         Ok((policy, _warnings)) => Ok(policy),
         Err(e) => {
             eprintln!("prt-gate {what}: invalid policy:\n{e}");
-            Err(ExitCode::from(2))
+            Err(exit::usage())
         }
     }
 }
 
 fn finish(result: std::io::Result<()>, changed: bool) -> ExitCode {
     match result {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitCode::from(2),
-        _ if changed => ExitCode::from(1),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => exit::usage(),
+        _ if changed => exit::failure(),
         _ => ExitCode::SUCCESS,
     }
 }
@@ -131,7 +132,7 @@ struct ReplayJson<'a> {
 pub fn replay(args: &ReplayArgs) -> ExitCode {
     if args.max_groups == 0 {
         eprintln!("prt-gate replay: --max-groups must be at least 1");
-        return ExitCode::from(2);
+        return exit::usage();
     }
     let policy = match load("replay", &args.policy) {
         Ok(p) => p,
@@ -147,7 +148,7 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         };
         if let Err(e) = read {
             eprintln!("prt-gate replay: {}: {e}", log.display());
-            return ExitCode::from(2);
+            return exit::usage();
         }
     }
     let t = r.totals;

@@ -28,6 +28,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::exit;
 use crate::config::AssertionConfig;
 use crate::redact::stream::filter;
 use crate::redact::Redactor;
@@ -73,7 +74,7 @@ pub fn redact(config: &Path) -> ExitCode {
             Ok((c, _)) => c.redactor,
             Err(e) => {
                 eprintln!("prt-gate: invalid configuration:\n{e}");
-                return ExitCode::from(2);
+                return exit::usage();
             }
         }
     } else {
@@ -84,7 +85,7 @@ pub fn redact(config: &Path) -> ExitCode {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("prt-gate redact: {e}");
-            ExitCode::from(1)
+            exit::failure()
         }
     }
 }
@@ -215,9 +216,9 @@ pub fn exit_code(status: Option<&ExitStatus>) -> ExitCode {
         Some(s) => match (s.code(), s.signal()) {
             (Some(c), _) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
             (None, Some(sig)) => ExitCode::from(u8::try_from(128 + sig).unwrap_or(1)),
-            (None, None) => ExitCode::from(1),
+            (None, None) => exit::failure(),
         },
-        None => ExitCode::from(1),
+        None => exit::failure(),
     }
 }
 

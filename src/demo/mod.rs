@@ -24,6 +24,7 @@ use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::cli::exit;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
@@ -50,7 +51,7 @@ pub fn main(listen: SocketAddr) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("prt-gate demo: cannot start runtime: {e}");
-            return ExitCode::from(1);
+            return exit::failure();
         }
     };
     rt.block_on(run(listen))
@@ -59,7 +60,7 @@ pub fn main(listen: SocketAddr) -> ExitCode {
 async fn run(listen: SocketAddr) -> ExitCode {
     let fail = |msg: String| {
         eprintln!("prt-gate demo: {msg}");
-        ExitCode::from(1)
+        exit::failure()
     };
     let listen = match public_listen(listen) {
         Ok(l) => l,

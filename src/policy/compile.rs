@@ -33,9 +33,6 @@ pub struct PolicyDiag {
     pub message: String,
 }
 
-/// Paths the gate answers itself before the policy is consulted (SPEC 3 step 3).
-const GATE_OWNED: &[&str] = &["/login/", "/logout/", "/auth/"];
-
 struct Builder<'a> {
     at: &'a dyn Fn(&str) -> Option<String>,
     errors: Vec<PolicyDiag>,
@@ -142,12 +139,14 @@ impl Policy {
         let pages = compile_pages(&mut b, input.pages);
 
         for rule in &rules {
-            if let Some(owned) = GATE_OWNED.iter().find(|o| covers_only(&rule.pattern, o)) {
+            if let Some(owned) = only_gate_owned(&rule.pattern) {
                 b.warn(
                     format!("route.{}.path", rule.index),
                     format!(
-                        "rule `{}` is never consulted: the gate answers `{owned}…` itself before the policy",
-                        rule.label()
+                        "rule `{}` is never consulted: the gate answers `{}` itself before the policy ({})",
+                        rule.label(),
+                        rule.pattern.as_str(),
+                        owned.rule()
                     ),
                 );
             }
@@ -439,15 +438,12 @@ fn sample_path(p: &Pattern) -> String {
     s
 }
 
-/// Whether every path the pattern matches lies under the gate-owned prefix `owned`
-/// (`/auth/`) or is that route itself without its slash.
-fn covers_only(p: &Pattern, owned: &str) -> bool {
-    let first = owned.trim_matches('/');
-    match p.segments().first() {
-        Some(Segment::Exact(s)) if &**s == first => {
-            // `/auth/…` is wholly gate-owned; `/login/` and `/logout/` only themselves.
-            first == "auth" || p.segments().len() == 1
-        }
-        _ => false,
+/// The gate-owned route every path the pattern matches names, if it names only one
+/// (an exact pattern such as `/auth/login/`): a rule the policy can never consult. A
+/// pattern with a parameter also matches paths the gate forwards, so it is consulted.
+fn only_gate_owned(p: &Pattern) -> Option<crate::gate_owned::Owned> {
+    if !p.segments().iter().all(|s| matches!(s, Segment::Exact(_))) {
+        return None;
     }
+    crate::gate_owned::Owned::of(p.as_str())
 }

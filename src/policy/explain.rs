@@ -70,20 +70,30 @@ impl Explanation {
         self.verdict.rule()
     }
 
-    /// `Location` of a redirect (landing page or login).
+    /// `Location` of a redirect (landing page or login), relative to the gate.
     pub fn location(&self) -> Option<String> {
+        self.location_at(None)
+    }
+
+    /// `Location` of a redirect as the gate answers it behind `public_origin`
+    /// (`gate.public_url`): the login's comes from the function the pipeline's answer uses.
+    pub fn location_at(&self, public_origin: Option<&str>) -> Option<String> {
         match &self.verdict {
-            Verdict::Redirect { to, .. } if self.status == 302 => Some(to.to_string()),
-            Verdict::Login { .. } if self.status == 302 => Some(format!(
-                "/auth/login/?next={}",
-                percent_encoding::utf8_percent_encode(&self.normalized_path, percent_encoding::NON_ALPHANUMERIC)
-            )),
+            Verdict::Redirect { to, .. } if self.status == 302 => Some(format!("{}{to}", public_origin.unwrap_or(""))),
+            Verdict::Login { .. } if self.status == 302 => {
+                Some(crate::gate_owned::login_location(public_origin, &self.normalized_path))
+            }
             _ => None,
         }
     }
 
     pub fn to_json(&self) -> String {
-        let location = self.location();
+        self.to_json_at(None)
+    }
+
+    /// The JSON form with `Location` behind `public_origin` (see [`Self::location_at`]).
+    pub fn to_json_at(&self, public_origin: Option<&str>) -> String {
+        let location = self.location_at(public_origin);
         let j = ExplainJson {
             decision: self.verdict.decision(),
             status: self.status,

@@ -622,7 +622,7 @@ fn every_rule_error_is_reported() {
 fn warnings_for_unreachable_grants_landing_and_secrets() {
     let (_, warnings) = load(
         "[roles]\npages = { Client = [\"/client.html\"] }\n\
-         [[route]]\npath = \"/auth/extra/\"\nroles = [\"Admin\"]\n\
+         [[route]]\npath = \"/auth/login/\"\nroles = [\"Admin\"]\n\
          [[route]]\npath = \"/reports/\"\nroles = [\"Client\"]\n\
          [[route]]\npath = \"/\"\nroles = [\"Admin\", \"Office\"]\n\
          [[route]]\npath = \"/x/\"\nroles = [\"Admin\"]\ncomment = \"key AKIAIOSFODNN7EXAMPLE\"\n\
@@ -630,13 +630,34 @@ fn warnings_for_unreachable_grants_landing_and_secrets() {
     )
     .unwrap();
     let want = [
-        "policy.toml:4:8: route.0.path: rule `ANY /auth/extra/` is never consulted: the gate answers `/auth/…` itself before the policy",
+        "policy.toml:4:8: route.0.path: rule `ANY /auth/login/` is never consulted: the gate answers `/auth/login/` itself before the policy (gate:login)",
         "policy.toml:8:9: route.1.roles: rule `ANY /reports/` grants Client, but roles.pages.Client does not include it: Client is sent to /client.html instead",
         "policy.toml:1:1: roles.landing.Operator: the landing page `/` of Operator is not open to Operator (rule `/`): it gets 403 there",
         "policy.toml:15:16: looks like an AWS access key id in the file; secrets belong in the environment, never in policy.toml",
         "policy.toml:16:3: looks like a Bearer token in the file; secrets belong in the environment, never in policy.toml",
     ];
     assert_eq!(warnings, want, "{warnings:#?}");
+}
+
+/// Only the gate-owned list's paths are unreachable: other `/auth/` paths, and patterns
+/// that also match forwarded paths, are consulted and draw no warning.
+#[test]
+fn only_gate_owned_paths_warn_as_never_consulted() {
+    for (path, warns) in [
+        ("/auth/login/", true),
+        ("/auth/login", true),
+        ("/login/", true),
+        ("/auth/callback/", true),
+        ("/logout/", true),
+        ("/auth/extra/", false),
+        ("/auth/{*rest}", false),
+        ("/{page}/", false),
+        ("/auth/", false),
+    ] {
+        let (_, warnings) = load(&format!("[[route]]\npath = \"{path}\"\nroles = [\"Admin\"]\n")).unwrap();
+        let never = warnings.iter().any(|w| w.contains("is never consulted"));
+        assert_eq!(never, warns, "{path}: {warnings:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -51,9 +51,7 @@ pub fn media(location: &str, rid: &HeaderValue) -> Response<GateBody> {
 /// Unauthenticated. `next` is the normalized path and query of the request.
 pub fn login(browser: bool, next: &str, public_origin: Option<&str>, rid: &HeaderValue) -> Response<GateBody> {
     if browser {
-        let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
-        let location = format!("{}/auth/login/?next={next}", public_origin.unwrap_or(""));
-        return redirect(&location, rid);
+        return redirect(&crate::gate_owned::login_location(public_origin, next), rid);
     }
     let mut resp = base(
         StatusCode::UNAUTHORIZED,

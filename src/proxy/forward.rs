@@ -19,7 +19,7 @@ use super::auth::Caller;
 use super::body::GateBody;
 use super::headers::{self, Forwarding, X_REQUEST_ID};
 use super::pipeline::ConnInfo;
-use super::respond::Refusal;
+use super::respond::{Internal, Refusal};
 use super::{upstream, Gate};
 use crate::config::Config;
 use crate::identity::{self, AssertionClaims, ASSERTION_ISSUER, ASSERTION_TTL_SECS};
@@ -34,14 +34,14 @@ pub fn path_and_query(target: &Uri, path: &NormalizedPath<'_>) -> Result<PathAnd
     let query_unchanged = matches!(query, None | Some(Cow::Borrowed(_)));
     if path.is_unchanged() && query_unchanged {
         // no alloc: the target is already canonical; reuse its bytes.
-        return target.path_and_query().cloned().ok_or(Refusal::Request("missing path"));
+        return target.path_and_query().cloned().ok_or(Refusal::Internal(Internal::MissingPath));
     }
     let text = match query.as_deref() {
         Some("") => path.as_str().to_owned(),
         Some(q) => format!("{}?{q}", path.as_str()),
         None => path.as_str().to_owned(),
     };
-    PathAndQuery::try_from(text).map_err(|_| Refusal::Request("unrepresentable path"))
+    PathAndQuery::try_from(text).map_err(|_| Refusal::Internal(Internal::UnrepresentablePath))
 }
 
 /// Query parameters the gate never forwards: the OAuth authorization
@@ -116,7 +116,7 @@ pub async fn send(
     uri.path_and_query = Some(up.path_and_query);
     parts.uri = match Uri::from_parts(uri) {
         Ok(u) => u,
-        Err(_) => return Sent { result: Err(Refusal::Request("unrepresentable target")), upstream_latency: None },
+        Err(_) => return Sent { result: Err(Refusal::Internal(Internal::UpstreamTarget)), upstream_latency: None },
     };
     parts.version = Version::HTTP_11;
     let h = &mut parts.headers;
@@ -196,7 +196,7 @@ fn inject(
         }
         Caller::Bearer(b) => (b.subject.as_str(), b.email.as_str(), &b.features, b.tenant_code.as_deref()),
         // A permit is only issued to an authenticated caller.
-        Caller::Anonymous => return Err(Refusal::Request("permit without caller")),
+        Caller::Anonymous => return Err(Refusal::Internal(Internal::PermitWithoutCaller)),
     };
     let role = id.permit.role().as_str();
     // The tenant fixed at login (session) or resolved now (Bearer); a caller
@@ -211,7 +211,7 @@ fn inject(
         identity::inject_tenant(h, &config.tenant);
     } else {
         let (Ok(i), Ok(n)) = (HeaderValue::from_str(tenant_id), HeaderValue::from_str(tenant_name)) else {
-            return Err(Refusal::Request("tenant not representable"));
+            return Err(Refusal::Internal(Internal::TenantHeader));
         };
         h.insert(identity::X_TENANT_ID, i);
         h.insert(identity::X_TENANT_NAME, n);
@@ -238,7 +238,7 @@ fn inject(
             method,
             path,
         };
-        let v = signer.sign(&claims).map_err(|_| Refusal::Request("cannot sign assertion"))?;
+        let v = signer.sign(&claims).map_err(|_| Refusal::Internal(Internal::AssertionSign))?;
         h.insert(identity::X_PRT_ASSERTION, v);
     }
     Ok(())

@@ -90,12 +90,23 @@ pub enum GateBuildError {
     NoAssertionSecret,
 }
 
-impl Gate {
-    pub async fn new(live: Arc<Live>, metrics: Arc<Metrics>) -> Result<Gate, GateBuildError> {
-        let config = live.get();
-        let store = Arc::new(Store::from_config(&config.session).await?);
+/// What `serve` builds from the configuration and its environment (`PRT_GATE_*` secrets,
+/// `AWS_*` credentials) before it binds anything: the session store client (no connection
+/// yet), the login flow, the assertion signer and the media presigner. `check` builds it
+/// too and drops it, so `check` refuses everything `serve` refuses at start-up, with the
+/// same message.
+pub struct Prepared {
+    store: Store,
+    oidc: Option<Arc<Oidc>>,
+    assertion: Option<AssertionSigner>,
+    media: Option<Media>,
+}
+
+impl Prepared {
+    pub async fn new(config: &crate::config::Config) -> Result<Prepared, GateBuildError> {
+        let store = Store::from_config(&config.session).await?;
         let oidc = match config.sso.endpoints {
-            Some(_) => Some(Arc::new(Oidc::from_config(&config)?)),
+            Some(_) => Some(Arc::new(Oidc::from_config(config)?)),
             None => None,
         };
         let assertion = match (&config.assertion.secret, &oidc) {
@@ -104,6 +115,15 @@ impl Gate {
             (None, None) => None,
         };
         let media = Media::from_config(&config.media)?;
+        Ok(Prepared { store, oidc, assertion, media })
+    }
+}
+
+impl Gate {
+    pub async fn new(live: Arc<Live>, metrics: Arc<Metrics>) -> Result<Gate, GateBuildError> {
+        let config = live.get();
+        let Prepared { store, oidc, assertion, media } = Prepared::new(&config).await?;
+        let store = Arc::new(store);
         metrics.adopt(&config);
         metrics.watch_store(store.clone());
         Ok(Gate {

@@ -1,6 +1,7 @@
-//! Gate-owned routes (SPEC 3 step 3): login, callback, logout. These never
-//! reach Django. (`/media/*` is gate-owned too, but only after the policy
-//! has allowed the caller: see the pipeline.)
+//! Answers the gate-owned routes: login, callback, logout (the list and
+//! `Owned::of` live in `crate::gate_owned`). These never reach Django.
+//! (`/media/*` is gate-owned too, but only after the policy has allowed the
+//! caller: see the pipeline.)
 //!
 //! * Login and callback are rate-limited per client address
 //!   (`proxy::ratelimit`): 429 with `Retry-After`.
@@ -23,37 +24,9 @@ use http::{Method, Request, Response, StatusCode};
 use super::body::GateBody;
 use super::Gate;
 use crate::config::Config;
+pub use crate::gate_owned::Owned;
 use crate::oidc::flow::LoginOutcome;
 use crate::session::{SessionId, SessionStore};
-
-/// Which gate-owned route a normalized path names, if any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owned {
-    Login,
-    Callback,
-    Logout,
-}
-
-impl Owned {
-    /// Exact paths, with or without the trailing slash (Django's APPEND_SLASH
-    /// would have redirected; the gate answers both directly).
-    pub fn of(path: &str) -> Option<Owned> {
-        match path.strip_suffix('/').unwrap_or(path) {
-            "/auth/login" | "/login" => Some(Owned::Login),
-            "/auth/callback" => Some(Owned::Callback),
-            "/auth/logout" | "/logout" => Some(Owned::Logout),
-            _ => None,
-        }
-    }
-
-    pub fn rule(self) -> &'static str {
-        match self {
-            Owned::Login => "gate:login",
-            Owned::Callback => "gate:callback",
-            Owned::Logout => "gate:logout",
-        }
-    }
-}
 
 /// Answers a gate-owned route for a request from `client` (its address as
 /// `ratelimit::client_ip` determined it).
@@ -229,27 +202,8 @@ fn too_many(retry_after_secs: u64) -> Response<GateBody> {
 
 #[cfg(test)]
 mod tests {
-    use super::{same_origin, Owned};
+    use super::same_origin;
     use http::header::{HeaderMap, HeaderValue};
-
-    #[test]
-    fn owned_paths() {
-        let rows = [
-            ("/auth/login/", Some(Owned::Login)),
-            ("/auth/login", Some(Owned::Login)),
-            ("/login/", Some(Owned::Login)),
-            ("/auth/callback/", Some(Owned::Callback)),
-            ("/auth/logout/", Some(Owned::Logout)),
-            ("/logout/", Some(Owned::Logout)),
-            ("/auth/loginx/", None),
-            ("/auth/", None),
-            ("/api/auth/me/", None),
-            ("/auth/login/x", None),
-        ];
-        for (p, o) in rows {
-            assert_eq!(Owned::of(p), o, "{p}");
-        }
-    }
 
     #[test]
     fn logout_post_only_from_the_gate_origin() {

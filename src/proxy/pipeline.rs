@@ -24,7 +24,7 @@ use super::auth::{self, Caller};
 use super::body::GateBody;
 use super::headers::{self, X_REQUEST_ID};
 use super::owned::{self, Owned};
-use super::respond::{self, Refusal};
+use super::respond::{self, Malformed, Refusal};
 use super::{answer, forward, Gate};
 use crate::config::Config;
 use crate::identity;
@@ -334,12 +334,12 @@ fn target_len(uri: &http::Uri) -> usize {
 
 fn check_target(public_authority: Option<&Authority>, parts: &http::request::Parts) -> Result<HeaderValue, Refusal> {
     if parts.method == Method::CONNECT {
-        return Err(Refusal::Request("CONNECT is not supported"));
+        return Err(Refusal::Request(Malformed::Connect));
     }
     let mut hosts = parts.headers.get_all(header::HOST).iter();
     let host_header = hosts.next();
     if hosts.next().is_some() {
-        return Err(Refusal::Request("multiple Host headers"));
+        return Err(Refusal::Request(Malformed::MultipleHost));
     }
     if let Some(h) = host_header {
         parse_authority(h)?;
@@ -349,44 +349,44 @@ fn check_target(public_authority: Option<&Authority>, parts: &http::request::Par
         Version::HTTP_2 | Version::HTTP_3 => {
             // :authority is the Host of HTTP/2; both present must agree.
             let Some(a) = target_authority else {
-                return host_header.cloned().ok_or(Refusal::Request("missing :authority"));
+                return host_header.cloned().ok_or(Refusal::Request(Malformed::MissingAuthority));
             };
             if host_header.is_some_and(|h| !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())) {
-                return Err(Refusal::Request("Host and :authority disagree"));
+                return Err(Refusal::Request(Malformed::HostAuthorityDisagree));
             }
-            HeaderValue::from_str(a.as_str()).map_err(|_| Refusal::Request("invalid :authority"))
+            HeaderValue::from_str(a.as_str()).map_err(|_| Refusal::Request(Malformed::InvalidAuthority))
         }
         _ => {
             if let Some(a) = target_authority {
                 // absolute-form: only for this gate, never a forward-proxy request.
                 if !matches!(parts.uri.scheme_str(), Some("http" | "https")) || a.as_str().contains('@') {
-                    return Err(Refusal::Request("absolute-form target with foreign scheme"));
+                    return Err(Refusal::Request(Malformed::ForeignScheme));
                 }
                 let expected: Option<&[u8]> = match public_authority {
                     Some(p) => Some(p.as_str().as_bytes()),
                     None => host_header.map(HeaderValue::as_bytes),
                 };
                 if !expected.is_some_and(|e| e.eq_ignore_ascii_case(a.as_str().as_bytes())) {
-                    return Err(Refusal::Request("absolute-form target names another host"));
+                    return Err(Refusal::Request(Malformed::ForeignHost));
                 }
-                return HeaderValue::from_str(a.as_str()).map_err(|_| Refusal::Request("invalid authority"));
+                return HeaderValue::from_str(a.as_str()).map_err(|_| Refusal::Request(Malformed::InvalidAuthority));
             }
             match host_header {
                 Some(h) => Ok(h.clone()),
                 None if parts.version == Version::HTTP_10 => match public_authority {
-                    Some(p) => HeaderValue::from_str(p.as_str()).map_err(|_| Refusal::Request("missing Host")),
-                    None => Err(Refusal::Request("missing Host")),
+                    Some(p) => HeaderValue::from_str(p.as_str()).map_err(|_| Refusal::Request(Malformed::MissingHost)),
+                    None => Err(Refusal::Request(Malformed::MissingHost)),
                 },
-                None => Err(Refusal::Request("missing Host")),
+                None => Err(Refusal::Request(Malformed::MissingHost)),
             }
         }
     }
 }
 
 fn parse_authority(h: &HeaderValue) -> Result<Authority, Refusal> {
-    let a = Authority::try_from(h.as_bytes()).map_err(|_| Refusal::Request("invalid Host"))?;
+    let a = Authority::try_from(h.as_bytes()).map_err(|_| Refusal::Request(Malformed::InvalidHost))?;
     if a.as_str().contains('@') || a.as_str().is_empty() {
-        return Err(Refusal::Request("invalid Host"));
+        return Err(Refusal::Request(Malformed::InvalidHost));
     }
     Ok(a)
 }
@@ -414,6 +414,7 @@ fn wants_html(req: &Request<Incoming>) -> bool {
 fn log(gate: &Gate, config: &Config, conn: &ConnInfo, ctx: &Ctx, status: u16, total: Duration) {
     let decision = match (ctx.refusal, ctx.decision) {
         (Some(Refusal::Path(_) | Refusal::Request(_) | Refusal::UriTooLong), _) => Decision::Reject,
+        (Some(Refusal::Internal(_)), _) => Decision::Error,
         (_, Some(d)) => d,
         (Some(_), None) => Decision::Error,
         (None, None) => Decision::Allow,

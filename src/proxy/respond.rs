@@ -9,13 +9,58 @@ use super::body::GateBody;
 use super::headers::X_REQUEST_ID;
 use crate::normalize::NormalizeError;
 
+/// Why a request is malformed (400): the client sent something the gate will not guess at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("CONNECT is not supported")]
+    Connect,
+    #[error("multiple Host headers")]
+    MultipleHost,
+    #[error("missing :authority")]
+    MissingAuthority,
+    #[error("Host and :authority disagree")]
+    HostAuthorityDisagree,
+    #[error("invalid authority")]
+    InvalidAuthority,
+    #[error("absolute-form target with foreign scheme")]
+    ForeignScheme,
+    #[error("absolute-form target names another host")]
+    ForeignHost,
+    #[error("missing Host")]
+    MissingHost,
+    #[error("invalid Host")]
+    InvalidHost,
+}
+
+/// A failure inside the gate (500): building the upstream request from data the gate
+/// owns or checked (the normalized target, the upstream URI, the caller's identity
+/// headers, the assertion) failed. The client is not to blame, so never a 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Internal {
+    #[error("normalized target has no path")]
+    MissingPath,
+    #[error("normalized path and query not representable")]
+    UnrepresentablePath,
+    #[error("upstream URI not representable")]
+    UpstreamTarget,
+    #[error("permit without an authenticated caller")]
+    PermitWithoutCaller,
+    #[error("tenant id or name not representable as a header value")]
+    TenantHeader,
+    #[error("cannot sign the assertion")]
+    AssertionSign,
+}
+
 /// Why the gate answered instead of the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("malformed path: {0}")]
     Path(NormalizeError),
     #[error("malformed request: {0}")]
-    Request(&'static str),
+    Request(Malformed),
+    /// A failure inside the gate: nothing the client sent is wrong (500).
+    #[error("internal failure: {0}")]
+    Internal(Internal),
     #[error("request target longer than gate.max_uri_bytes")]
     UriTooLong,
     #[error("upstream refused the connection")]
@@ -53,6 +98,7 @@ impl Refusal {
             Refusal::BearerInvalid => StatusCode::UNAUTHORIZED,
             Refusal::BearerNoRole => StatusCode::FORBIDDEN,
             Refusal::MediaMissing => StatusCode::NOT_FOUND,
+            Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -67,6 +113,7 @@ impl Refusal {
             Refusal::BearerInvalid => "invalid_token",
             Refusal::BearerNoRole => "forbidden",
             Refusal::MediaMissing => "not_found",
+            Refusal::Internal(_) => "internal",
         }
     }
 }
@@ -126,5 +173,33 @@ fn human(r: Refusal) -> &'static str {
         Refusal::MediaKey => "This document address is not valid.",
         Refusal::MediaMissing => "This document is not available.",
         Refusal::MediaStore => "Documents are temporarily unavailable; please retry shortly.",
+        Refusal::Internal(_) => "The gate could not handle this request; please retry or report the request id.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{rescue, Internal, Malformed, Refusal};
+    use http::header::HeaderValue;
+
+    /// Internal failures answer 500 and name no cause; malformed requests stay 400.
+    #[test]
+    fn internal_is_500_malformed_is_400() {
+        let rid = HeaderValue::from_static("rid-1");
+        let rows = [
+            (Refusal::Internal(Internal::TenantHeader), 500, "internal"),
+            (Refusal::Internal(Internal::UpstreamTarget), 500, "internal"),
+            (Refusal::Internal(Internal::AssertionSign), 500, "internal"),
+            (Refusal::Request(Malformed::MultipleHost), 400, "bad_request"),
+            (Refusal::Request(Malformed::MissingHost), 400, "bad_request"),
+        ];
+        for (refusal, status, code) in rows {
+            let resp = rescue(refusal, false, &rid);
+            assert_eq!(resp.status().as_u16(), status, "{refusal}");
+            assert_eq!(refusal.code(), code, "{refusal}");
+            assert_eq!(resp.headers()["x-request-id"], "rid-1");
+        }
+        // The cause stays in the gate's log, never in the body.
+        assert!(!super::human(Refusal::Internal(Internal::TenantHeader)).contains("tenant"));
     }
 }

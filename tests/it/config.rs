@@ -231,3 +231,97 @@ async fn hundred_reloads_under_load_fail_no_request() {
     let (parts, _) = send(&client(), get(&gate.url("/api/reload-99/"))).await;
     assert_eq!(parts.status, 200);
 }
+
+/// `check` refuses everything `serve` refuses at start-up, with the same message and exit
+/// code 2: one row per refusal, each run through both commands with a clean environment.
+/// The last row is a positive control: complete, both accept (serve is stopped once it
+/// listens).
+#[test]
+fn check_refuses_what_serve_refuses() {
+    const SSO: &str = "[sso]\nbase_url = \"http://127.0.0.1:9\"\nclient_id = \"prt-gate-dev\"\n";
+    const PUBLIC: &str = "public_url = \"http://127.0.0.1:8080\"\n";
+    let client = ("PRT_GATE_SSO__CLIENT_SECRET", DEV_CLIENT_SECRET);
+    let assertion = ("PRT_GATE_ASSERTION__SECRET", TEST_ASSERTION_SECRET);
+    type Row<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Option<&'a str>);
+    let rows: &[Row] = &[
+        (
+            "sso without its client secret",
+            format!("{PUBLIC}\n{SSO}"),
+            vec![assertion],
+            Some("PRT_GATE_SSO__CLIENT_SECRET"),
+        ),
+        (
+            "sso without an assertion secret",
+            format!("{PUBLIC}\n{SSO}"),
+            vec![client],
+            Some("PRT_GATE_ASSERTION__SECRET is required"),
+        ),
+        (
+            "a short assertion secret",
+            format!("{PUBLIC}\n{SSO}"),
+            vec![client, ("PRT_GATE_ASSERTION__SECRET", "short")],
+            Some("at least 32 bytes"),
+        ),
+        ("sso without public_url", SSO.to_string(), vec![client, assertion], Some("public_url")),
+        (
+            "a media bucket without credentials",
+            "\n[media]\nbucket = \"prt-media\"\n".to_string(),
+            vec![],
+            Some("PRT_GATE_MEDIA__ACCESS_KEY_ID"),
+        ),
+        ("complete", format!("{PUBLIC}\n{SSO}"), vec![client, assertion], None),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (what, extra, env, refusal) in rows {
+        let p = tmpfile(
+            &dir,
+            "policy.toml",
+            &format!("[gate]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}\n[session]\ncookie_secure = false\n"),
+        );
+        let command = |sub: &str| {
+            let mut cmd = Command::new(BIN);
+            cmd.arg(sub).arg("--config").arg(&p).stdin(std::process::Stdio::null());
+            for (k, _) in std::env::vars_os() {
+                let k = k.to_string_lossy().into_owned();
+                if k.starts_with("PRT_GATE_") || k.starts_with("AWS_") {
+                    cmd.env_remove(k);
+                }
+            }
+            cmd.envs(env.iter().copied());
+            cmd
+        };
+        let check = command("check").output().unwrap();
+        let check_err = String::from_utf8_lossy(&check.stderr).into_owned();
+        let mut serve =
+            command("serve").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let mut serve_err = String::new();
+        let mut lines = std::io::BufReader::new(serve.stderr.take().unwrap());
+        std::io::BufRead::read_line(&mut lines, &mut serve_err).unwrap();
+        let listening = serve_err.starts_with("prt-gate: listening on ");
+        if listening {
+            serve.kill().unwrap();
+        } else {
+            std::io::Read::read_to_string(&mut lines, &mut serve_err).unwrap();
+        }
+        let serve_code = serve.wait().unwrap().code();
+        match refusal {
+            Some(reason) => {
+                assert!(!listening, "{what}: serve started");
+                assert_eq!(serve_code, Some(2), "{what}: {serve_err}");
+                assert!(
+                    serve_err.starts_with("prt-gate: invalid configuration:") && serve_err.contains(reason),
+                    "{what}: {serve_err}"
+                );
+                assert_eq!(check.status.code(), Some(2), "{what}: check said\n{check_err}");
+                assert!(
+                    check_err.contains(serve_err.trim_end()),
+                    "{what}: check said\n{check_err}\nserve said\n{serve_err}"
+                );
+            }
+            None => {
+                assert!(listening, "{what}: {serve_err}");
+                assert_eq!(check.status.code(), Some(0), "{what}: {check_err}");
+            }
+        }
+    }
+}

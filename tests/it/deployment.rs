@@ -360,17 +360,32 @@ fn run_refuses_a_bucket_without_the_gates_own_credentials() {
 #[test]
 fn deployment_config_checks_and_carries_the_shipped_rules() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut cmd = Command::new(BIN);
-    cmd.arg("check").arg(format!("{root}/deploy/prt-gate.toml"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PRT_GATE_") {
-            cmd.env_remove(k);
+    // The secrets arrive through the environment (deploy/ENVIRONMENT.md); `check`, like
+    // `serve`, refuses the file without them.
+    let secrets = [
+        ("PRT_GATE_SSO__CLIENT_SECRET", DEV_CLIENT_SECRET),
+        ("PRT_GATE_ASSERTION__SECRET", TEST_ASSERTION_SECRET),
+        ("PRT_GATE_MEDIA__ACCESS_KEY_ID", "AKIDEXAMPLETESTONLY"),
+        ("PRT_GATE_MEDIA__SECRET_ACCESS_KEY", "test-only-secret-access-key"),
+    ];
+    let check = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("check").arg(format!("{root}/deploy/prt-gate.toml"));
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("PRT_GATE_") || k.starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
         }
-    }
-    let out = cmd.output().unwrap();
+        cmd.envs(env.iter().copied()).output().unwrap()
+    };
+    let out = check(&secrets);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
+    let out = check(&secrets[1..]);
+    assert_eq!(out.status.code(), Some(2), "without the SSO client secret");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PRT_GATE_SSO__CLIENT_SECRET"));
 
     let deploy = std::fs::read_to_string(format!("{root}/deploy/prt-gate.toml")).unwrap();
     let policy = std::fs::read_to_string(format!("{root}/policy.toml")).unwrap();
@@ -408,6 +423,12 @@ fn check_refuses_strip_prefixes_that_could_change_the_allow_list() {
         );
     }
     let cfg = tmpfile(&dir, "ok.toml", "[media]\nbucket = \"prt-media\"\nstrip_prefixes = [\"media/\"]\n");
-    let out = Command::new(BIN).arg("check").arg(&cfg).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(&cfg)
+        .env("PRT_GATE_MEDIA__ACCESS_KEY_ID", "AKIDEXAMPLETESTONLY")
+        .env("PRT_GATE_MEDIA__SECRET_ACCESS_KEY", "test-only-secret-access-key")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }

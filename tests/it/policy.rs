@@ -136,3 +136,56 @@ fn explain_exit_2_on_bad_input() {
         assert!(err.contains(msg), "{args:?}: {err}");
     }
 }
+
+/// `explain`'s login `Location` is the live gate's, byte for byte, for a path whose
+/// characters the `next` parameter must encode (`/`, `%`, `'`, `(`) or must leave alone
+/// (`-`, `_`, `.`): both come from one function.
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_login_location_is_the_live_gates() {
+    let upstream = Upstream::start().await;
+    let more = "[[route]]\npath = \"/private/{*rest}\"\nroles = [\"Admin\"]\n";
+    let gate = Gate::start(upstream.addr, "", more);
+    let path = "/private/my-file_v2.pdf/a%20b/it's(1)/";
+    let (parts, _) = send(&client(), get_with(&gate.url(path), None, Some("text/html"))).await;
+    assert_eq!(parts.status, 302);
+    let live = parts.headers["location"].to_str().unwrap();
+    assert_eq!(live, "/auth/login/?next=%2Fprivate%2Fmy-file_v2.pdf%2Fa%2520b%2Fit%27s%281%29%2F");
+    let cfg = gate.dir.path().join("policy.toml");
+    let (code, out, err) = run(&["explain", "--config", cfg.to_str().unwrap(), "--anonymous", "GET", path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("\nlocation: {live}\n")), "explain:\n{out}\nlive: {live}");
+}
+
+/// The gate-owned routes are one list: `check` prints it, `explain` answers from it, and
+/// a rule for another `/auth/` path is consulted (no warning) while one for a gate-owned
+/// path is not (warning).
+#[test]
+fn gate_owned_routes_are_one_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tmpfile(
+        &dir,
+        "policy.toml",
+        "[[route]]\npath = \"/auth/extra/\"\nroles = [\"Admin\"]\n\n[[route]]\npath = \"/auth/logout/\"\nroles = [\"Admin\"]\n",
+    );
+    let cfg = p.to_str().unwrap();
+    let (code, out, err) = run(&["check", cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("gate-owned                 /auth/login/, /login/, /auth/callback/, /auth/logout/, /logout/"),
+        "{out}"
+    );
+    assert!(!err.contains("/auth/extra/"), "/auth/extra/ is consulted: {err}");
+    assert!(err.contains("rule `ANY /auth/logout/` is never consulted"), "{err}");
+
+    let (code, out, err) = run(&["explain", "--config", cfg, "--role", "Admin", "GET", "/auth/extra/"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("decision: allow\n"), "{out}");
+    for (path, rule) in
+        [("/auth/login/", "gate:login"), ("/logout", "gate:logout"), ("/auth/callback/", "gate:callback")]
+    {
+        let (code, out, err) = run(&["explain", "--config", cfg, "--anonymous", "GET", path, "--format", "json"]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!((v["decision"].as_str(), v["rule"].as_str()), (Some("gate"), Some(rule)), "{path}: {out}");
+    }
+}

@@ -477,3 +477,47 @@ async fn open_releases_forwards_the_verified_bearer_token() {
     assert_eq!(send(&client(), req).await.0.status, 200);
     assert!(up.last().all("authorization").is_empty(), "consumed header forwarded");
 }
+
+/// A failure inside the gate answers 500, not 400: a session whose tenant name cannot be a
+/// header value (a control character, as a damaged record in the gate's own session store
+/// could hold) cannot be sent upstream, and that is the gate's fault, not the caller's.
+/// Controls: an intact session is let through (200), and a malformed request (two `Host`
+/// headers) is still a 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_internal_failure_answers_500_and_a_malformed_request_400() {
+    use rand::RngCore as _;
+    let prefix = format!("prt-gate-test:{:016x}:", rand::rng().next_u64());
+    let up = Upstream::start().await;
+    let sso = sso().await;
+    let env = [
+        ("PRT_GATE_SESSION__STORE", "redis://127.0.0.1:6379"),
+        ("PRT_GATE_SESSION__KEY_PREFIX", prefix.as_str()),
+        ("PRT_GATE_SESSION__CACHE_TTL", "0s"),
+    ];
+    let gate = start_shipped_gate_plus(up.addr, sso.url(), &env, CLAIM_TENANTS);
+    let acme = login(&gate, "acme-office@example.com", "", None).await.cookie.unwrap();
+    // Damage the one session record in place (same TTL).
+    let mut con = redis::Client::open("redis://127.0.0.1:6379").unwrap().get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}s:*")).query(&mut con).unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let record: String = redis::cmd("GET").arg(&keys[0]).query(&mut con).unwrap();
+    let damaged = record.replace("\"Acme Metals\"", "\"Acme\\nMetals\"");
+    assert_ne!(damaged, record, "{record}");
+    let () = redis::cmd("SET").arg(&keys[0]).arg(&damaged).arg("KEEPTTL").query(&mut con).unwrap();
+    let prt = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
+
+    let before = up.count();
+    let req = Request::get(gate.url("/tenant/ACME/pigiron/releases/"))
+        .header("cookie", &acme)
+        .header("accept", "application/json")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (parts, body) = send(&client(), req).await;
+    assert_eq!(parts.status, 500, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("\"error\":\"internal\""), "{body:?}");
+    assert_eq!(up.count(), before, "nothing reaches the upstream");
+    assert_eq!(probe(&gate, &up, "GET", "/tenant/PRT/pigiron/releases/", &prt).await, (200, true));
+    let (status, _) =
+        raw(gate.addr, b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 400);
+}
