@@ -1,4 +1,4 @@
-//! Cost of one presigned media URL (SPEC 7, SPEC 15: ≥ 50,000 redirects/s on
+//! Cost of one presigned media URL (docs/design.md §7, §15: ≥ 50,000 redirects/s on
 //! one worker thread leaves 20 µs per redirect for everything; the signature
 //! must be a small part of it).
 //!

@@ -1,4 +1,4 @@
-//! Path normalization cost (SPEC 15: ≤ 100 ns for typical paths).
+//! Path normalization cost (docs/design.md §15: ≤ 100 ns for typical paths).
 //!
 //! Groups: `canonical` (the fast path every ordinary request takes: one scan, borrowed
 //! result), `rewrite` (decoding, upper-casing and dot segments: the allocating slow path)

@@ -1,4 +1,4 @@
-//! Policy decision cost (SPEC 15: ≤ 200 ns at 1,000 rules).
+//! Policy decision cost (docs/design.md §15: ≤ 200 ns at 1,000 rules).
 //!
 //! Generated policies of 10, 100 and 1,000 rules shaped like the real one: per resource
 //! `GET`/`POST /api/resN/`, `GET`/`PATCH /api/resN/{id}/` and `POST /api/resN/{id}/actN/`,

@@ -1,4 +1,4 @@
-//! Redaction engine cost (SPEC 15: `redact` ≥ 300 MB/s with all built-in
+//! Redaction engine cost (docs/design.md §15: `redact` ≥ 300 MB/s with all built-in
 //! detectors). Per line kind (clean access line, Django request log, a line
 //! with a session dict, a cookie header) and for a mixed 1 MiB block run
 //! through the line filter. The end-to-end CLI number against `sed -E` comes

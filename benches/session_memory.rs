@@ -1,5 +1,5 @@
 //! Memory of 100,000 sessions in the in-memory store (the session half of
-//! the SPEC 15 memory row; `benches/idle/run.sh` adds the connections).
+//! the docs/design.md §15 memory row; `benches/idle/run.sh` adds the connections).
 //!
 //! Creates the sessions the way logins do (`create` with a full record: the
 //! Office user's seeded features, tenant, a refresh token) and prints the

@@ -2,7 +2,7 @@
 //!
 //! Django reads identity from request headers, and Django's WSGI layer maps
 //! `X-Tenant-Id`, `X-Tenant_Id` and `x-tenant-id` to the same
-//! `HTTP_X_TENANT_ID`. So the gate (SPEC 8, 6.3):
+//! `HTTP_X_TENANT_ID`. So the gate (design §8, §6.3):
 //!
 //! * drops every header whose name contains `_` (no legitimate client needs
 //!   one, and it is the classic way to smuggle a second identity);
@@ -57,7 +57,7 @@ pub fn inject_tenant(headers: &mut HeaderMap, tenant: &crate::config::TenantConf
     headers.insert(X_TENANT_NAME, tenant.name_header.clone());
 }
 
-/// Claims of `X-Prt-Assertion` (SPEC 8): a short-lived HS256 JWT by which
+/// Claims of `X-Prt-Assertion` (design §8): a short-lived HS256 JWT by which
 /// Django can prove a request came through the gate.
 #[derive(Debug, serde::Serialize, PartialEq, Eq)]
 pub struct AssertionClaims<'a> {
@@ -81,7 +81,7 @@ pub struct AssertionClaims<'a> {
 
 /// Issuer of every assertion.
 pub const ASSERTION_ISSUER: &str = "prt-gate";
-/// Lifetime of an assertion; SPEC 8 caps it at 60 s.
+/// Lifetime of an assertion; design §8 caps it at 60 s.
 pub const ASSERTION_TTL_SECS: u64 = 30;
 /// Shortest accepted `PRT_GATE_ASSERTION__SECRET`.
 pub const MIN_SECRET_BYTES: usize = 32;

@@ -1,7 +1,8 @@
 //! prt-gate: a security sidecar in front of the PrimeTrade Django application.
 //!
 //! The crate is shaped around the gate's duties; each module opens with a doc
-//! comment naming what it does and which neighbours it talks to:
+//! comment naming what it does and which neighbours it talks to. A comment's
+//! `design §n` is section n of `docs/design.md`, the product contract.
 //!
 //! * [`normalize`] — the one path canonicalization (pure).
 //! * [`config`] — `policy.toml` + `PRT_GATE_*` environment → typed [`config::Config`].

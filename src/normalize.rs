@@ -1,4 +1,4 @@
-//! Path normalization (SPEC 6.3): turns the path of a request target into the one canonical
+//! Path normalization (design §6.3): turns the path of a request target into the one canonical
 //! path that routing, policy, logs and the upstream request line all use, or refuses it.
 //!
 //! The pipeline's first phase (`proxy`) calls [`normalize`] on `uri.path()` (never the

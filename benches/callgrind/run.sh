@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Instructions, syscalls and context switches per request (SPEC section 15's repeatable measure):
+# Instructions, syscalls and context switches per request (docs/design.md §15's repeatable measure):
 # nginx proxy_pass (access log on), nginx auth_request, and prt-gate's public and authenticated
 # routes, each under `valgrind --tool=callgrind` (counters zeroed after a warm-up, then a fixed
 # number of keep-alive requests from a fixed client), then natively under

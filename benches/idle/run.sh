@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Memory per idle keep-alive connection (SPEC section 15): N clients that each made one request
+# Memory per idle keep-alive connection (docs/design.md §15): N clients that each made one request
 # and keep their connection open, against prt-gate and against nginx proxy_pass (same upstream).
 # RSS is read from /proc/PID/status (nginx: master + worker) after one request and again with
-# the N connections idle. Then the session half of SPEC 15's memory row: `cargo bench --bench
+# the N connections idle. Then the session half of docs/design.md §15's memory row: `cargo bench --bench
 # session_memory` (100,000 sessions in the in-memory store). Markdown on stdout.
 #
 #   bash benches/idle/run.sh [--connections 10000] [--bin PATH] [--no-sessions]
@@ -152,5 +152,5 @@ if ((WITH_SESSIONS)); then
     SESS=$(cd "$ROOT" && cargo bench --bench session_memory 2>/dev/null | awk '/^SESSIONS_KB/ {print $2}')
     [[ -n $SESS ]] || fail "cargo bench --bench session_memory printed no SESSIONS_KB line"
     awk -v s="$SESS" -v a="${AFTER[prt-gate]}" -v n="$N" 'BEGIN{
-        printf "\nSPEC 15 memory row: gate RSS with %d idle connections (%.1f MB) + 100,000 in-memory sessions (%.1f MB, measured in one process by benches/session_memory.rs) = **%.1f MB** (target ≤ 150 MB).\n", n, a / 1024, s / 1024, (a + s) / 1024 }'
+        printf "\ndocs/design.md §15 memory row: gate RSS with %d idle connections (%.1f MB) + 100,000 in-memory sessions (%.1f MB, measured in one process by benches/session_memory.rs) = **%.1f MB** (target ≤ 150 MB).\n", n, a / 1024, s / 1024, (a + s) / 1024 }'
 fi

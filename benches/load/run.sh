@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load benchmark for prt-gate (SPEC section 15): the gate against nginx `proxy_pass` and nginx
+# Load benchmark for prt-gate (docs/design.md §15): the gate against nginx `proxy_pass` and nginx
 # `auth_request`, side by side, in one run, on one machine, behind the same upstream and driven
 # by the same load generator (wrk). Prints a markdown table on stdout; progress goes to stderr.
 #
@@ -452,7 +452,7 @@ $SSO_SECTION
 cookie_secure = false
 
 EOF
-    # Secrets come only from the environment (SPEC 9): the dev SSO's client secret and a
+    # Secrets come only from the environment (docs/design.md §9): the dev SSO's client secret and a
     # per-run assertion key.
     export PRT_GATE_SSO__CLIENT_SECRET=dev-secret
     PRT_GATE_ASSERTION__SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `prt-gate redact` throughput on a realistic Django log corpus, side by side
-# with `sed -E` running the same detectors as substitutions (SPEC 15:
+# with `sed -E` running the same detectors as substitutions (docs/design.md §15:
 # ≥ 300 MB/s with all built-in detectors). Generates the corpus at run time
 # in a temporary directory (nothing large is committed), prints a markdown
 # table on stdout, progress on stderr.

@@ -1,4 +1,4 @@
-//! `next` validation (SPEC 4 "`next` safety"): whatever `safe_next` accepts stays on the
+//! `next` validation (docs/design.md §4 "`next` safety"): whatever `safe_next` accepts stays on the
 //! gate's origin, however a browser resolves it — as the absolute `Location` the gate
 //! builds (origin + value), as a relative reference against a page of the origin, and
 //! after one more round of percent-decoding.

@@ -1,4 +1,4 @@
-//! Fuzz target for `prt_gate::normalize` (SPEC 6.3): on any input `normalize` returns
+//! Fuzz target for `prt_gate::normalize` (docs/design.md §6.3): on any input `normalize` returns
 //! without panicking, and whatever it accepts is canonical, idempotent and free of every
 //! construct it must refuse; and the forwarded path is the one spelling of the path Django
 //! resolves after its own decoding (so two requests Django routes alike are checked alike).

@@ -1,7 +1,7 @@
 //! Route insert + match: arbitrary rule patterns (with varied roles, methods, public and
 //! bearer flags) compiled into a policy, then arbitrary request paths normalized and
 //! decided. Nothing may panic, a decision is deterministic, `explain` (the CLI and
-//! the SPEC 14 table test) agrees with the live decision for every caller, and the decision
+//! the docs/design.md §14 table test) agrees with the live decision for every caller, and the decision
 //! on the forwarded path equals the decision on the path Django resolves after its own
 //! percent-decoding (modelled below, spelled back in the policy's canonical form).
 #![no_main]

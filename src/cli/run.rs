@@ -1,4 +1,4 @@
-//! `prt-gate redact` and the child side of `prt-gate run` (SPEC 9).
+//! `prt-gate redact` and the child side of `prt-gate run` (design §9).
 //!
 //! `run` is `serve` plus a supervised upstream: the command after `--` is
 //! started once the gate listens; its stdout and stderr go through the

@@ -1,4 +1,4 @@
-//! Warnings about secrets written into `policy.toml` (SPEC 6.2, 11): the file is committed
+//! Warnings about secrets written into `policy.toml` (design §6.2, §11): the file is committed
 //! and shipped; secrets belong in `PRT_GATE_*` environment variables.
 //!
 //! Two scans, neither of which ever echoes the value it found:

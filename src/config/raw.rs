@@ -92,7 +92,7 @@ pub struct RawSso {
     pub base_url: Option<String>,
     pub client_id: Option<String>,
     pub app: String,
-    /// Overrides of the endpoints derived from `base_url` (SPEC 4).
+    /// Overrides of the endpoints derived from `base_url` (design §4).
     pub issuer: Option<String>,
     pub authorize_url: Option<String>,
     pub token_url: Option<String>,

@@ -18,7 +18,7 @@ use crate::identity::ASSERTION_ISSUER;
 
 const PAGE: &str = include_str!("page.html");
 
-/// Headers the gate sets (SPEC 8); the page shows exactly these.
+/// Headers the gate sets (design §8); the page shows exactly these.
 const IDENTITY: [&str; 6] =
     ["x-auth-email", "x-auth-role", "x-tenant-id", "x-tenant-name", "x-request-id", "x-prt-assertion"];
 

@@ -1,5 +1,5 @@
 //! `prt-gate demo`: the whole picture on one machine, with nothing but this
-//! binary (SPEC 10, issue 8).
+//! binary (design §10, issue 8).
 //!
 //! * the dev SSO ([`crate::devsso`]) with the built-in users, in process;
 //! * a demo upstream ([`app`]) that shows the identity it received, in process;
@@ -7,7 +7,7 @@
 //! * the gate itself: this binary's `serve`, as a child process, on the
 //!   shipped `policy.toml` rules with a configuration written to a fresh
 //!   temporary directory, secrets generated for this run and passed through
-//!   the environment only (SPEC 9).
+//!   the environment only (design §9).
 //!
 //! The gate listens on `127.0.0.1:8080` unless `--listen` says otherwise;
 //! everything else takes a free loopback port, so the demo never collides

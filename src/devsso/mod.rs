@@ -1,5 +1,5 @@
 //! `prt-gate dev-sso`: a local OIDC provider with the barge2rail-auth contract
-//! (SPEC 4 and 10), for local development, the demo and tests.
+//! (design §4 and §10), for local development, the demo and tests.
 //!
 //! Same paths, claims and token shapes as the production SSO (Django OAuth
 //! Toolkit), with `{sso}` the base URL `http://127.0.0.1:PORT`:

@@ -1,4 +1,4 @@
-//! `/media/<path>` → S3 object key (SPEC 7), pure.
+//! `/media/<path>` → S3 object key (design §7), pure.
 //!
 //! The key is `media.key_prefix` + the percent-decoded remainder of the
 //! normalized path after `/media/`. Refused (400), before anything is signed:

@@ -1,4 +1,4 @@
-//! Media (SPEC 7): `/media/<key>` is answered by the gate with a redirect to
+//! Media (design §7): `/media/<key>` is answered by the gate with a redirect to
 //! a presigned S3 `GET`, so documents are never public and never pass
 //! through Django.
 //!

@@ -1,4 +1,4 @@
-//! AWS Signature Version 4 query presigning for S3 `GET`/`HEAD` (SPEC 7).
+//! AWS Signature Version 4 query presigning for S3 `GET`/`HEAD` (design §7).
 //!
 //! The URL is built exactly as botocore's `generate_presigned_url` builds it
 //! (`tests/it/media.rs` compares them byte for byte): the object key is

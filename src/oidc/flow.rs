@@ -68,7 +68,7 @@ impl CookieSpec {
     pub fn from_config(config: &Config) -> CookieSpec {
         let secure = config.session.cookie_secure;
         CookieSpec {
-            // `__Host-` requires Secure, Path=/ and no Domain (SPEC 5).
+            // `__Host-` requires Secure, Path=/ and no Domain (design §5).
             name: if secure { "__Host-prt_session" } else { "prt_session" },
             secure,
             max_age: config.session.absolute_timeout.as_secs(),
@@ -519,7 +519,7 @@ pub enum Refreshed {
     /// The SSO no longer grants access (role revoked, refresh refused): the
     /// session has been deleted.
     Ended,
-    /// The SSO could not be asked; the session stays as it is (SPEC 13:
+    /// The SSO could not be asked; the session stays as it is (design §13:
     /// existing sessions keep working while the SSO is down).
     Unchanged,
 }

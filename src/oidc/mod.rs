@@ -1,4 +1,4 @@
-//! OIDC relying party against the company SSO (barge2rail-auth, SPEC 4).
+//! OIDC relying party against the company SSO (barge2rail-auth, design §4).
 //!
 //! * [`http`] — the client to the SSO (HTTPS, or HTTP to loopback only);
 //! * [`jwt`] — RS256-pinned verification of ID and Bearer tokens with a JWKS cache;

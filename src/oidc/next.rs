@@ -1,10 +1,10 @@
-//! `next` validation for the login flow (SPEC 4 "`next` safety").
+//! `next` validation for the login flow (design §4 "`next` safety").
 //!
 //! A `next` value is honoured only when it is a same-origin path: it starts
 //! with a single `/`, contains no `\`, no control or whitespace characters,
 //! and — after one more round of percent-decoding — still has no scheme, no
 //! authority (`//host`), no `\` and no control characters. The path part must
-//! normalize (SPEC 6.3) and must not point back into the login machinery.
+//! normalize (design §6.3) and must not point back into the login machinery.
 //! The caller then prefixes the gate's public origin, so the `Location`
 //! header is absolute and can never leave that origin.
 //!

@@ -1,5 +1,5 @@
 //! The decision: a [`Route`] found by the matcher plus the authenticated caller ([`Who`])
-//! gives a [`Verdict`]. Order of the checks (SPEC 6.1):
+//! gives a [`Verdict`]. Order of the checks (design §6.1):
 //!
 //! 1. `/api` path without a rule, or a rule-covered path without a rule for the method:
 //!    [`Verdict::Deny`] for everyone, anonymous included (logging in would not help).

@@ -1,5 +1,5 @@
 //! `prt-gate explain`: what the policy decides for one request and what the gate would
-//! answer. The SPEC 14 table test runs this same function, so the CLI, the tests and the
+//! answer. The route-map table test runs this same function, so the CLI, the tests and the
 //! pipeline (which calls `route_for` → authenticate → `decide` in the same order) agree.
 //!
 //! Page or API: paths under `/api/` are API requests (JSON answers: 401, 403); other
@@ -52,7 +52,7 @@ pub struct TenantCheck {
     pub unscoped_any: bool,
 }
 
-/// The JSON form (`--format json`), field order as in SPEC 6.2.
+/// The JSON form (`--format json`), field order as in design §6.2.
 #[derive(Debug, Serialize)]
 pub struct ExplainJson<'a> {
     pub decision: &'static str,

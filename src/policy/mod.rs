@@ -1,4 +1,4 @@
-//! The route → role policy of `policy.toml` (SPEC 6): which caller may send which request.
+//! The route → role policy of `policy.toml` (design §6): which caller may send which request.
 //!
 //! * [`pattern`] parses rule paths (`/api/bol/{id}/`, `/media/{*key}`);
 //! * [`rule`] holds the rule model (roles, methods, credential kinds, tenant match);
@@ -6,7 +6,7 @@
 //! * [`compile`] validates `[[route]]` and `[roles]` into a [`Policy`], rejecting ties;
 //! * [`decide`] turns a route and a caller into a [`Verdict`];
 //! * [`diff`] compares two policies by asking both the same questions (`prt-gate diff`);
-//! * [`explain`] is what `prt-gate explain` and the SPEC 14 table test run.
+//! * [`explain`] is what `prt-gate explain` and the route-map table test run.
 //!
 //! The pipeline (`proxy`) asks [`Policy::route_for`] before authenticating (does this route
 //! take a Bearer token or the session cookie? is it public?), then [`Route::decide`] with the

@@ -1,4 +1,4 @@
-//! The gate's answers to policy verdicts that do not forward (SPEC 6.1):
+//! The gate's answers to policy verdicts that do not forward (design §6.1):
 //!
 //! * login — API or non-browser: 401 JSON
 //!   `{"error":"unauthenticated","login":"/auth/login/"}`; browser page

@@ -8,7 +8,7 @@
 //!
 //! A missing, malformed, unknown or expired credential is `Anonymous` — the
 //! policy then asks for a login. A store that cannot answer is never
-//! anonymous: it is a 503 (SPEC 13, fail closed).
+//! anonymous: it is a 503 (design §13, fail closed).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -28,7 +28,7 @@ use crate::normalize::NormalizedPath;
 use crate::policy::Permit;
 
 /// The upstream path and query for a normalized path, without OAuth
-/// parameters (SPEC 9: `code`, `state` and tokens never reach Django).
+/// parameters (design §9: `code`, `state` and tokens never reach Django).
 pub fn path_and_query(target: &Uri, path: &NormalizedPath<'_>) -> Result<PathAndQuery, Refusal> {
     let query = target.query().map(strip_oauth_params);
     let query_unchanged = matches!(query, None | Some(Cow::Borrowed(_)));

@@ -1,4 +1,4 @@
-//! Header hygiene between client and upstream (SPEC 3 step 7, SPEC 8).
+//! Header hygiene between client and upstream (design §3, §8).
 //!
 //! * hop-by-hop headers are removed, after removing the headers a
 //!   `Connection` header nominates — except protected ones, which a client

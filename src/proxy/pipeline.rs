@@ -124,7 +124,7 @@ async fn run(
 
     // parse: the target must be origin-form (or absolute-form naming this
     // gate) and the Host unambiguous, before anything looks at the path.
-    // An over-long target is refused before anything parses it (SPEC 13);
+    // An over-long target is refused before anything parses it (design §13);
     // heads beyond `max_header_bytes` never get here (431 from the server).
     if target_len(&parts.uri) > config.gate.max_uri_bytes {
         return Err(Refusal::UriTooLong);
@@ -141,7 +141,7 @@ async fn run(
     }
 
     // normalize: once, first. This one path is what routing, policy, logs and
-    // the upstream request line all see (SPEC 3 step 2).
+    // the upstream request line all see (design §3).
     let target = parts.uri.clone(); // no alloc: `Uri` clones share their bytes.
     let path = normalize(target.path()).map_err(Refusal::Path)?;
     let path_and_query = forward::path_and_query(&target, &path)?;
@@ -149,7 +149,7 @@ async fn run(
     // Page or API is a property of the checked path, not of the raw one.
     ctx.html = ctx.html && !crate::policy::is_api(&path);
     // A media path names an object key: map it now (pure), so a malformed
-    // or out-of-bounds key is a 400 whoever asks (SPEC 7).
+    // or out-of-bounds key is a 400 whoever asks (design §7).
     let media_key = if is_media(path.as_str()) {
         Some(media::object_key(&config.media, target.path(), &path).map_err(|_| {
             gate.metrics.presign("bad_key");
@@ -234,7 +234,7 @@ async fn run(
         }
     };
 
-    // media: `/media/*` is the gate's, never Django's (SPEC 7): the allowed
+    // media: `/media/*` is the gate's, never Django's (design §7): the allowed
     // caller gets a presigned redirect, audited; nothing is forwarded.
     if let Some(key) = media_key {
         return media_grant(gate, config, ctx, key).await;

@@ -1,7 +1,7 @@
 //! The public listener: accept, configure each connection, drain on shutdown.
 //!
 //! One hyper-util `auto` builder serves HTTP/1.1 and prior-knowledge HTTP/2
-//! (h2c) on the same port. Limits (SPEC 13): header read timeout, header
+//! (h2c) on the same port. Limits (design §13): header read timeout, header
 //! buffer size and header count for HTTP/1; header list size, stream
 //! concurrency, and the first-request, idle and header-block deadlines of
 //! `conn_watch` for HTTP/2. Bodies are streamed, never buffered.

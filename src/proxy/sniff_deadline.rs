@@ -1,5 +1,5 @@
 //! A deadline on the bytes the server reads before hyper's own header timer
-//! starts (SPEC 13, slow clients).
+//! starts (design §13, slow clients).
 //!
 //! hyper-util's `auto` builder first reads up to 24 bytes to tell HTTP/1 from
 //! the HTTP/2 preface, with no timeout of its own; hyper's

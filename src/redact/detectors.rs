@@ -1,4 +1,4 @@
-//! The built-in detectors of SPEC 9, as data: one row per detector with its
+//! The built-in detectors of design §9, as data: one row per detector with its
 //! name (the `[REDACTED:name]` label), the case-insensitive literal anchors
 //! that must occur in a line before its regex runs, the regex, and how the
 //! secret part of a match is found.

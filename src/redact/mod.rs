@@ -1,4 +1,4 @@
-//! The redaction engine (SPEC 9): finds secrets in log text and replaces
+//! The redaction engine (design §9): finds secrets in log text and replaces
 //! them with `[REDACTED:<detector>]`, keeping the key so logs stay useful
 //! (`access_token=[REDACTED:oauth]`, `'sso_access_token': '[REDACTED:secret]'`).
 //!

@@ -1,5 +1,5 @@
 //! Query strings in log fields: only allow-listed parameters keep their
-//! values (SPEC 9). `page=2&code=abc&x` → `page=2&code=[REDACTED]&x`; a name
+//! values (design §9). `page=2&code=abc&x` → `page=2&code=[REDACTED]&x`; a name
 //! that does not look like a parameter name (it could be a bare token) is
 //! replaced whole.
 

@@ -1,4 +1,4 @@
-//! Faults under load (SPEC 13): each test starts its own services on their own
+//! Faults under load (docs/design.md §13): each test starts its own services on their own
 //! ports, runs a load generator (several tasks looping requests), injects the
 //! fault while the load runs, and checks every answer: never fail open, no
 //! transport errors from the gate, recovery without a restart of the gate.

@@ -1,4 +1,4 @@
-//! Request limits and slow or numerous clients (SPEC 13): 414 for over-long
+//! Request limits and slow or numerous clients (docs/design.md §13): 414 for over-long
 //! targets, 431 for oversized or crowded heads (boundaries included), slow
 //! clients cut at the header timeout without starving anyone, and the
 //! `gate.max_connections` cap.

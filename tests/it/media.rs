@@ -1,4 +1,4 @@
-//! Media (SPEC 7, issue 5): presigned URLs are byte-identical to botocore's,
+//! Media (docs/design.md §7, issue 5): presigned URLs are byte-identical to botocore's,
 //! and a real S3-compatible server that verifies signatures (`s3s-fs`)
 //! serves the PDF to a logged-in Client who follows the gate's redirect —
 //! and refuses tampered and expired URLs.

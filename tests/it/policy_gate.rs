@@ -1,5 +1,5 @@
 //! The shipped policy through the running gate agrees with `explain` for
-//! every rule of `policy.toml` (SPEC 14), every role, anonymous, and the
+//! every rule of `policy.toml` (docs/design.md §14), every role, anonymous, and the
 //! methods that matter — the same decision code, observed from outside.
 
 use bytes::Bytes;
