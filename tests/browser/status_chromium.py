@@ -49,11 +49,14 @@ def login(gate, email):
     hint = urllib.parse.quote(email)
     status, h = get(f"{gate}/auth/login/?next=/&login_hint={hint}")
     assert status == 302, status
+    # The callback is accepted only from the browser that started the login: carry the
+    # login-binding cookie the gate just set.
+    binding = "; ".join(c.split(";")[0] for c in h.get_all("Set-Cookie") or [] if "Max-Age=0" not in c)
     status, h = get(h["Location"])
     assert status == 302, f"SSO authorize: {status}"
     callback = h["Location"]
     assert callback.startswith(gate + "/auth/callback/"), callback
-    status, h = get(callback)
+    status, h = get(callback, cookie=binding)
     cookies = [c.split(";")[0] for c in h.get_all("Set-Cookie") or [] if c.startswith("prt_session=")]
     assert status == 302 and cookies, f"callback: {status}"
     return cookies[0]
