@@ -137,7 +137,7 @@ async fn run(
         // Named so an operator can add a legitimate one (a platform health check) to
         // `gate.allowed_hosts`; the value passed `Authority` parsing and the line is redacted.
         tracing::info!(host = host.to_str().unwrap_or("-"), "Host not served by this gate; refused");
-        return Err(Refusal::Request("Host not served by this gate"));
+        return Err(Refusal::Request(Malformed::HostNotServed));
     }
 
     // normalize: once, first. This one path is what routing, policy, logs and

@@ -30,6 +30,8 @@ pub enum Malformed {
     MissingHost,
     #[error("invalid Host")]
     InvalidHost,
+    #[error("Host not served by this gate")]
+    HostNotServed,
 }
 
 /// A failure inside the gate (500): building the upstream request from data the gate

@@ -117,7 +117,7 @@ def main():
 
         checks = {
             "GET /api/health/": "public 3 3 0 0 0",
-            "GET /api/balances/": "Admin, Office 7 4 1 2 Client 2 0",
+            "GET /api/balances/": "Admin, Office +reports:view 7 4 1 2 Client 2 0",
             "no_rule": "built-in 1 0 0 1 none 1 0",
         }
         for rule, want in checks.items():
