@@ -67,7 +67,7 @@ fn bench_get<S: SessionStore>(c: &mut Criterion, rt: &tokio::runtime::Runtime, n
 fn session(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
-    let cookie = SessionId::generate().expose_cookie_value().to_string();
+    let cookie = SessionId::generate().unwrap().expose_cookie_value().to_string();
     c.bench_function("session/parse_id", |b| b.iter(|| SessionId::parse(black_box(&cookie))));
 
     let memory = MemoryStore::new(&config(StoreKind::Memory, "unused:", Duration::ZERO));

@@ -22,6 +22,11 @@ pub const ID_LEN: usize = 43;
 /// SHA-256 of a secret (session id, OAuth `state`): what the stores key on.
 pub(crate) type Digest = [u8; 32];
 
+/// The operating system's random source failed: no session id can be minted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("OS random source unavailable: cannot mint a session id")]
+pub struct RandomUnavailable;
+
 /// An opaque session id. `Debug`/`Display` print `[REDACTED]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionId {
@@ -34,16 +39,17 @@ pub struct SessionId {
 impl SessionId {
     /// A fresh id from the OS CSPRNG.
     ///
-    /// # Panics
-    /// If the operating system's random source fails. There is no safe
-    /// fallback for session ids, so the request that needed one fails.
-    pub fn generate() -> SessionId {
+    /// Fails only when the operating system's random source fails: there is no safe
+    /// fallback for session ids, so the caller refuses the login (503) instead.
+    pub fn generate() -> Result<SessionId, RandomUnavailable> {
         let mut raw = [0u8; ID_BYTES];
-        OsRng.try_fill_bytes(&mut raw).expect("OS CSPRNG unavailable: cannot mint session ids");
+        OsRng.try_fill_bytes(&mut raw).map_err(|_| RandomUnavailable)?;
         let mut text = [0u8; ID_LEN];
-        let n = URL_SAFE_NO_PAD.encode_slice(raw, &mut text).expect("43 bytes hold base64 of 32");
-        debug_assert_eq!(n, ID_LEN);
-        SessionId { digest: sha256(&text), text }
+        // 32 bytes are exactly 43 base64url characters; a mismatch is refused, never used.
+        match URL_SAFE_NO_PAD.encode_slice(raw, &mut text) {
+            Ok(ID_LEN) => Ok(SessionId { digest: sha256(&text), text }),
+            _ => Err(RandomUnavailable),
+        }
     }
 
     /// Strict parse of a cookie value: exactly 43 base64url characters that
@@ -68,8 +74,9 @@ impl SessionId {
     /// The cookie value. Call sites are the audit surface: setting the
     /// cookie is the only legitimate one.
     pub fn expose_cookie_value(&self) -> &str {
-        // Only base64url ASCII is ever stored in `text`.
-        std::str::from_utf8(&self.text).expect("session id is ASCII")
+        // Only base64url ASCII is ever stored in `text` (`generate` and `parse` see to
+        // it), so the empty fallback is never taken; it would set no usable cookie.
+        std::str::from_utf8(&self.text).unwrap_or("")
     }
 
     /// Hex SHA-256 of the cookie value: the only form a store sees.

@@ -135,7 +135,7 @@ impl SessionStore for MemoryStore {
         StoreStats::incr(&self.stats.ops);
         let now = now_secs();
         self.timeouts.stamp(&mut rec, now);
-        let id = SessionId::generate();
+        let id = SessionId::generate().map_err(|e| StoreError::unavailable("create", e.to_string()))?;
         let mut inner = self.inner.write().await;
         inner.sweep(now, Instant::now());
         inner.insert(*id.digest(), Arc::new(rec));

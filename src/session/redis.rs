@@ -287,7 +287,7 @@ impl SessionStore for RedisStore {
     async fn create(&self, mut rec: SessionRecord) -> Result<SessionId, StoreError> {
         let now = now_secs();
         self.timeouts.stamp(&mut rec, now);
-        let id = SessionId::generate();
+        let id = SessionId::generate().map_err(|e| StoreError::unavailable("create", e.to_string()))?;
         let hex = id.storage_key();
         let epoch = self.cache.epoch();
         // Index first: a record that exists is always reachable by revoke.

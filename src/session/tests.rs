@@ -36,7 +36,7 @@ fn record(email: &str) -> SessionRecord {
 fn generated_ids_are_43_base64url_chars_and_parse_back() {
     let mut seen = HashSet::new();
     for _ in 0..1000 {
-        let id = SessionId::generate();
+        let id = SessionId::generate().unwrap();
         let v = id.expose_cookie_value();
         assert_eq!(v.len(), ID_LEN);
         assert!(v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{v}");
@@ -51,7 +51,7 @@ fn generated_ids_look_uniform() {
     // time. A broken RNG (zeros, a counter) fails this by a wide margin.
     let mut ones = [0u32; 256];
     for _ in 0..2000 {
-        let id = SessionId::generate();
+        let id = SessionId::generate().unwrap();
         let mut raw = [0u8; 33];
         use base64::Engine as _;
         let n =
@@ -68,7 +68,7 @@ fn generated_ids_look_uniform() {
 
 #[test]
 fn parse_is_strict() {
-    let good = SessionId::generate().expose_cookie_value().to_string();
+    let good = SessionId::generate().unwrap().expose_cookie_value().to_string();
     let rows: &[(&str, String, bool)] = &[
         ("generated", good.clone(), true),
         ("all A", "A".repeat(43), true),
@@ -94,7 +94,7 @@ fn parse_is_strict() {
 
 #[test]
 fn storage_key_is_the_sha256_of_the_cookie_and_never_the_cookie() {
-    let id = SessionId::generate();
+    let id = SessionId::generate().unwrap();
     let key = id.storage_key();
     assert_eq!(key, hex(&sha256(id.expose_cookie_value().as_bytes())));
     assert_eq!(key.len(), 64);
@@ -107,7 +107,7 @@ fn storage_key_is_the_sha256_of_the_cookie_and_never_the_cookie() {
 
 #[test]
 fn debug_and_display_never_print_secrets() {
-    let id = SessionId::generate();
+    let id = SessionId::generate().unwrap();
     assert_eq!(format!("{id:?}"), "SessionId([REDACTED])");
     assert_eq!(format!("{id}"), "[REDACTED]");
     let rec = record("a@x.com");

@@ -157,7 +157,7 @@ async fn store_contract(store: &impl SessionStore) {
     assert_eq!(got.role, "Office");
     assert!(got.created > 0 && got.absolute_expiry > got.created, "the store stamps times: {got:?}");
     assert_eq!(got.tokens.as_ref().unwrap().refresh_token.expose(), "refresh-canary");
-    let unknown = SessionId::generate();
+    let unknown = SessionId::generate().unwrap();
     assert!(store.get(&unknown).await.unwrap().is_none());
     assert!(store.delete(&id).await.unwrap());
     assert!(store.get(&id).await.unwrap().is_none(), "deleted session");
@@ -290,7 +290,7 @@ async fn redis_sees_only_the_hash_of_the_id() {
     let ttl: i64 = redis::cmd("TTL").arg(&session_key).query_async(&mut con).await.unwrap();
     assert!((3590..=3600).contains(&ttl), "TTL = min(idle, absolute left): {ttl}");
     // A cookie whose hash is not stored is no session, whatever Redis holds.
-    assert!(store.get(&SessionId::generate()).await.unwrap().is_none());
+    assert!(store.get(&SessionId::generate().unwrap()).await.unwrap().is_none());
 }
 
 #[tokio::test]
