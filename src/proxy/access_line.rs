@@ -8,9 +8,13 @@
 //! `fmt` machinery, no per-fragment UTF-8 checks, the timestamp formatted
 //! once per second ([`crate::logwriter::timestamp`]), one buffer per thread.
 //!
-//! The whole line still passes the redaction engine before it is written,
-//! as every other log line does (path, query and user text come from the
-//! client or the SSO).
+//! Every field whose text comes from the client or the SSO's user data
+//! (`method`, `path`, `query`, `user`, `request_id`, `rule`, `error`) passes the
+//! redaction engine on its own before the line is rendered; the fields the gate
+//! itself writes from its own vocabulary (`decision`, `role`, `auth`, `features`,
+//! `tenant`, `tenant_code`, numbers, the peer address) do not: they hold no
+//! secret, and scanning them only woke detectors (`"auth":"session"` looks like a
+//! `session*` key to the engine and cost a regex pass per authenticated line).
 //!
 //! To add a field: a member of [`AccessLine`] and one `field` call in
 //! [`AccessLine::render`], in the order the line should show it.
@@ -20,7 +24,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 use crate::logwriter::LogWriter;
-use crate::redact::{Hit, Redactor};
+use crate::redact::Redactor;
 
 /// The facts of one request, as the log phase has them.
 #[derive(Debug, Clone)]
@@ -47,6 +51,35 @@ pub struct AccessLine<'a> {
     pub error: Option<&'a str>,
 }
 
+/// An [`AccessLine`] whose client- and user-supplied fields went through the engine.
+pub struct Redacted<'a> {
+    line: &'a AccessLine<'a>,
+    method: std::borrow::Cow<'a, str>,
+    path: std::borrow::Cow<'a, str>,
+    query: Option<std::borrow::Cow<'a, str>>,
+    rule: std::borrow::Cow<'a, str>,
+    user: std::borrow::Cow<'a, str>,
+    request_id: std::borrow::Cow<'a, str>,
+    error: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl Redacted<'_> {
+    /// Renders the line with the redacted fields in place.
+    pub fn render(&self, now: std::time::SystemTime, out: &mut Vec<u8>) {
+        AccessLine {
+            method: &self.method,
+            path: &self.path,
+            query: self.query.as_deref(),
+            rule: &self.rule,
+            user: &self.user,
+            request_id: &self.request_id,
+            error: self.error.as_deref(),
+            ..self.line.clone()
+        }
+        .render(now, out);
+    }
+}
+
 /// Where access lines go: the log writer and the engine they pass.
 struct Sink {
     writer: LogWriter,
@@ -62,8 +95,8 @@ pub fn install(writer: LogWriter, redactor: Option<Arc<Redactor>>) {
 }
 
 thread_local! {
-    /// The line being rendered, its redacted copy and the engine's hits.
-    static BUFS: RefCell<(Vec<u8>, Vec<u8>, Vec<Hit>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// The line being rendered.
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Buffers that grew past this (a huge path) are released after the line.
@@ -76,28 +109,35 @@ impl AccessLine<'_> {
     /// unredacted.
     pub fn write(&self) {
         let Some(sink) = SINK.get() else { return };
-        BUFS.with(|cell| {
-            let Ok(mut bufs) = cell.try_borrow_mut() else { return };
-            let (line, redacted, hits) = &mut *bufs;
+        BUF.with(|cell| {
+            let Ok(mut line) = cell.try_borrow_mut() else { return };
             line.clear();
-            self.render(std::time::SystemTime::now(), line);
-            let mut out: &[u8] = line;
-            if let Some(r) = &sink.redactor {
-                r.find(line, hits);
-                if !hits.is_empty() {
-                    redacted.clear();
-                    r.apply(line, hits, redacted);
-                    out = redacted;
-                }
+            match &sink.redactor {
+                Some(r) => self.redacted(r).render(std::time::SystemTime::now(), &mut line),
+                None => self.render(std::time::SystemTime::now(), &mut line),
             }
             // A failing stdout cannot be reported anywhere better.
-            let _ = sink.writer.write_line(out);
-            for b in [&mut *line, &mut *redacted] {
-                if b.capacity() > KEEP {
-                    *b = Vec::new();
-                }
+            let _ = sink.writer.write_line(&line);
+            if line.capacity() > KEEP {
+                *line = Vec::new();
             }
         });
+    }
+
+    /// The same facts with every client- or user-supplied text field through the
+    /// engine (borrowed, no allocation, when a field holds nothing to redact).
+    pub fn redacted<'b>(&'b self, r: &Redactor) -> Redacted<'b> {
+        let opt = |v: Option<&'b str>| v.map(|v| r.redact_str(v));
+        Redacted {
+            line: self,
+            method: r.redact_str(self.method),
+            path: r.redact_str(self.path),
+            query: opt(self.query),
+            rule: r.redact_str(self.rule),
+            user: r.redact_str(self.user),
+            request_id: r.redact_str(self.request_id),
+            error: opt(self.error),
+        }
     }
 
     /// The JSON object and its newline, appended to `out`.
@@ -386,6 +426,37 @@ mod tests {
                 assert_eq!(ts.as_str().map(str::len), Some(27));
             }
             assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn client_and_user_fields_are_redacted_and_the_gates_own_fields_kept() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXZhbHVlLWhlcmU";
+        let path = format!("/api/bol/{jwt}/");
+        let query = "page=2&access_token=supersecretvalue123";
+        let error = "Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123";
+        let line = AccessLine { path: &path, query: Some(query), error: Some(error), ..full() };
+        let r = Redactor::builtin();
+        let mut out = Vec::new();
+        line.redacted(&r).render(std::time::SystemTime::now(), &mut out);
+        let v = parse(&out);
+        let text = String::from_utf8_lossy(&out);
+        for secret in [jwt, "supersecretvalue123", "abcdefghijklmnopqrstuvwxyz0123"] {
+            assert!(!text.contains(secret), "{secret} survived: {text}");
+        }
+        assert!(v["path"].as_str().unwrap().contains("[REDACTED"), "{text}");
+        // The gate's own vocabulary is written as is.
+        assert_eq!(
+            (v["auth"].as_str(), v["role"].as_str(), v["decision"].as_str()),
+            (Some("session"), Some("Office"), Some("deny"))
+        );
+        assert_eq!(v["features"], "bol:view,bol:create");
+        // Positive control: without the engine every secret is in the line.
+        out.clear();
+        line.render(std::time::SystemTime::now(), &mut out);
+        let raw = String::from_utf8_lossy(&out);
+        for secret in [jwt, "supersecretvalue123", "abcdefghijklmnopqrstuvwxyz0123"] {
+            assert!(raw.contains(secret), "control: {secret} missing");
         }
     }
 
