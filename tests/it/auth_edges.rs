@@ -205,16 +205,7 @@ async fn bearer_iat_in_the_future_is_refused_and_nbf_honoured() {
         }
         sso.mint(claims)
     };
-    let call = |token: String| {
-        let url = gate.url("/api/open-releases/");
-        async move {
-            let req = Request::get(url)
-                .header("authorization", format!("Bearer {token}"))
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            send(&client(), req).await.0.status.as_u16()
-        }
-    };
+    let call = |token: String| bearer_get(gate.url("/api/open-releases/"), token);
     // Positive controls: now, within the 60 s clock skew, nbf passed.
     let ok = [("iat now", token(0, None)), ("iat +30 s", token(30, None)), ("nbf past", token(0, Some(-10)))];
     for (what, t) in ok {

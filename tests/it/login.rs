@@ -193,16 +193,7 @@ async fn bearer_tokens_are_verified_like_id_tokens() {
                "email": "svc@example.com",
                "application_roles": {"primetrade": {"role": role, "features": {"releases": ["view"]}}}})
     };
-    let call = |token: String| {
-        let url = gate.url("/api/open-releases/");
-        async move {
-            let req = Request::get(url)
-                .header("authorization", format!("Bearer {token}"))
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            send(&client(), req).await.0.status.as_u16()
-        }
-    };
+    let call = |token: String| bearer_get(gate.url("/api/open-releases/"), token);
     // Positive control: a valid Office token passes and Django sees the
     // identity and, on this route (`forward_authorization = true`, the view
     // verifies it again), the same token. The consuming default is checked

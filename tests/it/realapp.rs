@@ -429,16 +429,7 @@ async fn open_releases_forwards_the_verified_bearer_token() {
     let up = Upstream::start().await;
     let sso = sso().await;
     let gate = start_shipped_gate(up.addr, sso.url(), &[]);
-    let call = |token: String| {
-        let url = gate.url("/api/open-releases/");
-        async move {
-            let req = Request::get(url)
-                .header("authorization", format!("Bearer {token}"))
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            send(&client(), req).await.0.status.as_u16()
-        }
-    };
+    let call = |token: String| bearer_get(gate.url("/api/open-releases/"), token);
     let (office, office_access) = tokens(&sso, "office@example.com").await;
     assert_eq!(call(office.clone()).await, 200);
     let seen = up.last();

@@ -275,6 +275,13 @@ pub fn client() -> Client {
 }
 
 /// Sends a request and reads the whole response body.
+/// `GET url` with `Authorization: Bearer token` (a machine client); the status.
+pub async fn bearer_get(url: String, token: String) -> u16 {
+    let req =
+        Request::get(url).header("authorization", format!("Bearer {token}")).body(Full::new(Bytes::new())).unwrap();
+    send(&client(), req).await.0.status.as_u16()
+}
+
 pub async fn send(client: &Client, req: Request<Full<Bytes>>) -> (http::response::Parts, Bytes) {
     let resp = client.request(req).await.expect("request");
     let (parts, body) = resp.into_parts();
