@@ -28,6 +28,50 @@
 //!   idle, unfinished header block);
 //! * [`access_line`] — the access log line, written by a fixed-schema writer.
 
+/// `AsyncWrite` for a read-side I/O wrapper (a pin-projected struct whose inner
+/// stream is the field `io`): every write call goes straight to `io`. One
+/// definition for [`tap::Tap`] and [`sniff_deadline::SniffDeadline`].
+macro_rules! write_passthrough {
+    ($wrapper:ident) => {
+        impl<T: tokio::io::AsyncWrite> tokio::io::AsyncWrite for $wrapper<T> {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.project().io.poll_write(cx, buf)
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                self.project().io.poll_flush(cx)
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                self.project().io.poll_shutdown(cx)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.project().io.poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.io.is_write_vectored()
+            }
+        }
+    };
+}
+pub(crate) use write_passthrough;
+
 pub mod access_line;
 pub mod answer;
 pub mod auth;
