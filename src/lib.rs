@@ -11,6 +11,9 @@
 //! * [`media`] — `/media/<key>` → presigned S3 redirect (SigV4, existence check).
 //! * [`identity`] — strip client-supplied identity headers, inject the gate's.
 //! * [`proxy`] — hyper server, upstream pool and the request pipeline.
+//! * [`response`] — every answer the gate writes itself (verdicts, refusals, login-flow
+//!   pages), each with the same security headers.
+//! * [`cookie`] — the one `Cookie` parser, the session cookie, the gate's cookie names.
 //! * [`admin`] — `/healthz`, `/readyz`, `/metrics`, `/status` (page: [`status`]).
 //! * [`demo`] — `prt-gate demo`: dev SSO, demo upstream, S3 target and the gate, one command.
 //! * [`devsso`] — `prt-gate dev-sso`, a local OIDC provider with the SSO's contract.
@@ -27,6 +30,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod cookie;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
 #[cfg(feature = "dev-tools")]
@@ -43,6 +47,7 @@ pub mod proxy;
 pub mod redact;
 pub mod reload;
 pub mod replay;
+pub mod response;
 pub mod secret;
 pub mod session;
 pub mod shadow;

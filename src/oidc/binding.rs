@@ -18,7 +18,7 @@ use base64::Engine as _;
 use http::header::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use super::flow::{cookie_pairs, CookieSpec};
+use crate::cookie::{pairs, CookieSpec};
 use crate::session::LOGIN_STATE_TTL;
 
 /// Pending logins a browser may have at once.
@@ -28,22 +28,6 @@ pub const MAX_PENDING: usize = 5;
 const ID_CHARS: usize = 12;
 
 impl CookieSpec {
-    /// Name prefix of the per-login cookies.
-    pub fn login_prefix(&self) -> &'static str {
-        // `__Host-` requires Secure, Path=/ and no Domain: a sibling
-        // subdomain cannot plant one.
-        if self.secure {
-            "__Host-prt_login_"
-        } else {
-            "prt_login_"
-        }
-    }
-
-    /// Whether `name` is one of the gate's cookies (session or login).
-    pub fn is_gate_cookie(&self, name: &str) -> bool {
-        name == self.name || name.starts_with(self.login_prefix())
-    }
-
     fn login_name(&self, state: &str) -> String {
         let id = URL_SAFE_NO_PAD.encode(Sha256::digest(state.as_bytes()));
         format!("{}{}", self.login_prefix(), &id[..ID_CHARS])
@@ -51,30 +35,18 @@ impl CookieSpec {
 
     /// `Set-Cookie` binding a new login's `state` to this browser.
     pub fn login_set(&self, state: &str) -> HeaderValue {
-        let secure = if self.secure { "; Secure" } else { "" };
-        let v = format!(
-            "{}={state}; Path=/; HttpOnly{secure}; SameSite=Lax; Max-Age={}",
-            self.login_name(state),
-            LOGIN_STATE_TTL.as_secs()
-        );
-        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+        self.set_cookie(&self.login_name(state), state, LOGIN_STATE_TTL.as_secs())
     }
 
     /// `Set-Cookie` removing the login cookie for `state` (after its callback).
     pub fn login_expire(&self, state: &str) -> HeaderValue {
-        self.expire_named(&self.login_name(state))
-    }
-
-    fn expire_named(&self, name: &str) -> HeaderValue {
-        let secure = if self.secure { "; Secure" } else { "" };
-        let v = format!("{name}=; Path=/; HttpOnly{secure}; SameSite=Lax; Max-Age=0");
-        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+        self.set_cookie(&self.login_name(state), "", 0)
     }
 
     /// The request carries exactly one cookie for `state`, holding `state`.
     pub fn login_bound(&self, headers: &HeaderMap, state: &str) -> bool {
         let name = self.login_name(state);
-        let mut values = cookie_pairs(headers).filter(|(k, _)| *k == name).map(|(_, v)| v);
+        let mut values = pairs(headers).filter(|(k, _)| *k == name).map(|(_, v)| v);
         matches!((values.next(), values.next()), (Some(v), None) if v == state)
     }
 
@@ -83,10 +55,10 @@ impl CookieSpec {
     /// Browsers send older cookies of the same path first.
     pub fn login_excess(&self, headers: &HeaderMap) -> Vec<HeaderValue> {
         let prefix = self.login_prefix();
-        let mut names: Vec<&str> = cookie_pairs(headers).map(|(k, _)| k).filter(|k| k.starts_with(prefix)).collect();
+        let mut names: Vec<&str> = pairs(headers).map(|(k, _)| k).filter(|k| k.starts_with(prefix)).collect();
         names.dedup();
         let excess = (names.len() + 1).saturating_sub(MAX_PENDING);
-        names.into_iter().take(excess).map(|n| self.expire_named(n)).collect()
+        names.into_iter().take(excess).map(|n| self.set_cookie(n, "", 0)).collect()
     }
 }
 

@@ -12,12 +12,16 @@
 //! * The callback is answered only to the browser that started the login
 //!   (a per-login cookie, `oidc::binding`): no login CSRF.
 //! * Nothing here logs a token, code, state or cookie value.
+//!
+//! The endpoints return an [`Answer`] (a redirect or a page, and the cookies to set);
+//! `proxy::owned` writes it with `crate::response`, so these pages carry the same
+//! security headers as every other gate answer.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::header::{self, HeaderValue};
+use http::{Request, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -26,8 +30,9 @@ use super::http::SsoHttp;
 use super::jwt::{SsoClaims, TokenError, Verifier};
 use super::next::safe_next;
 use crate::config::{Config, SsoEndpoints};
+use crate::cookie::CookieSpec;
 use crate::policy::{Policy, Role};
-use crate::proxy::body::GateBody;
+use crate::response::Page;
 use crate::secret::Secret;
 use crate::session::{LoginState, SessionId, SessionRecord, SessionStore, Store, StoredTokens, LOGIN_STATE_TTL};
 
@@ -56,79 +61,79 @@ pub struct Oidc {
     tenant: crate::config::TenantConfig,
 }
 
-/// Name and attributes of the gate's session cookie.
-#[derive(Debug, Clone)]
-pub struct CookieSpec {
-    pub name: &'static str,
-    pub secure: bool,
-    pub max_age: u64,
+/// What a login-flow endpoint answers: `proxy::owned` writes it (`crate::response`).
+#[derive(Debug)]
+pub enum Answer {
+    /// 302 to the SSO, to `next` or the landing page, or to the SSO's logout.
+    Redirect { location: String, cookies: Vec<HeaderValue> },
+    /// A page with a fixed message.
+    Page { page: Page, cookies: Vec<HeaderValue> },
 }
 
-impl CookieSpec {
-    pub fn from_config(config: &Config) -> CookieSpec {
-        let secure = config.session.cookie_secure;
-        CookieSpec {
-            // `__Host-` requires Secure, Path=/ and no Domain (design §5).
-            name: if secure { "__Host-prt_session" } else { "prt_session" },
-            secure,
-            max_age: config.session.absolute_timeout.as_secs(),
+impl Answer {
+    fn page(page: Page) -> Answer {
+        Answer::Page { page, cookies: Vec::new() }
+    }
+
+    /// The `Set-Cookie`s it carries (set or expire).
+    pub fn cookies_mut(&mut self) -> &mut Vec<HeaderValue> {
+        match self {
+            Answer::Redirect { cookies, .. } | Answer::Page { cookies, .. } => cookies,
         }
     }
+}
 
-    pub fn set(&self, id: &SessionId) -> HeaderValue {
-        let secure = if self.secure { "; Secure" } else { "" };
-        let v = format!(
-            "{}={}; Path=/; HttpOnly{secure}; SameSite=Lax; Max-Age={}",
-            self.name,
-            id.expose_cookie_value(),
-            self.max_age
-        );
-        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
-    }
+/// How a callback ended: the answer, the metric label, and the new session (audited).
+pub struct Callback {
+    pub answer: Answer,
+    pub outcome: LoginOutcome,
+    pub session: Option<SessionId>,
+}
 
-    pub fn expire(&self) -> HeaderValue {
-        let secure = if self.secure { "; Secure" } else { "" };
-        let v = format!("{}=; Path=/; HttpOnly{secure}; SameSite=Lax; Max-Age=0", self.name);
-        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
-    }
-
-    /// The session id from the request's cookies, if well-formed. Two or
-    /// more session cookies (one tossed in from a sibling subdomain) are
-    /// never resolved by picking one: the request is unauthenticated.
-    pub fn read(&self, headers: &HeaderMap) -> Option<SessionId> {
-        let mut values = cookie_values(headers, self.name);
-        match (values.next(), values.next()) {
-            (Some(v), None) => SessionId::parse(v),
-            _ => None,
-        }
-    }
-
-    /// Every well-formed session id the request carries (logout and a new
-    /// login end them all).
-    pub fn read_all(&self, headers: &HeaderMap) -> Vec<SessionId> {
-        cookie_values(headers, self.name).filter_map(SessionId::parse).collect()
-    }
-
-    /// More than one session cookie: ambiguous; answered unauthenticated and
-    /// with the cookie expired.
-    pub fn duplicated(&self, headers: &HeaderMap) -> bool {
-        cookie_values(headers, self.name).nth(1).is_some()
+impl Callback {
+    fn refused(page: Page, outcome: LoginOutcome) -> Callback {
+        Callback { answer: Answer::page(page), outcome, session: None }
     }
 }
 
-/// `(name, value)` of every cookie across all `Cookie` headers, in order.
-pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).filter_map(
-        |pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            Some((k.trim(), v.trim()))
-        },
-    )
-}
+/// The sign-in service (or the session store) cannot be used now.
+pub const UNAVAILABLE: Page = Page {
+    status: StatusCode::SERVICE_UNAVAILABLE,
+    title: "Sign-in unavailable",
+    msg: "The sign-in service is temporarily unavailable. Please try again in a moment.",
+};
 
-/// Values of cookie `name` across all `Cookie` headers.
-pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    cookie_pairs(headers).filter_map(move |(k, v)| (k == name).then_some(v))
+/// No SSO is configured: nobody can sign in.
+pub const NO_SSO: Page = Page {
+    status: StatusCode::SERVICE_UNAVAILABLE,
+    title: "Sign-in unavailable",
+    msg: "No SSO is configured for this gate (sso.base_url).",
+};
+
+const MISCONFIGURED: Page = Page {
+    status: StatusCode::SERVICE_UNAVAILABLE,
+    title: "Sign-in unavailable",
+    msg: "The sign-in service is misconfigured.",
+};
+
+const UNBOUND: Page = Page {
+    status: StatusCode::FORBIDDEN,
+    title: "Sign-in not started here",
+    msg: "This sign-in link was not started in this browser, so it was not used. \
+          To sign in, start again from the application.",
+};
+
+const NO_ACCESS: Page = Page {
+    status: StatusCode::FORBIDDEN,
+    title: "No access",
+    msg: "Your account has no access to PrimeTrade. Ask an administrator to grant you a role.",
+};
+
+const SIGNED_OUT: Page = Page { status: StatusCode::OK, title: "Signed out", msg: "You are signed out." };
+
+/// 400 "Sign-in failed" with a fixed reason.
+const fn failed(msg: &'static str) -> Page {
+    Page { status: StatusCode::BAD_REQUEST, title: "Sign-in failed", msg }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +180,7 @@ impl Oidc {
     }
 
     /// `GET /auth/login/?next=…[&login_hint=…]` (and the legacy `/login/`).
-    pub async fn login<B>(&self, store: &Store, req: &Request<B>) -> Response<GateBody> {
+    pub async fn login<B>(&self, store: &Store, req: &Request<B>) -> Answer {
         let q = query_map(req.uri().query());
         let next = q.get("next").and_then(|n| safe_next(n));
         let state = random_token();
@@ -189,22 +194,12 @@ impl Oidc {
         };
         if let Err(e) = store.put_login_state(&state, &st, LOGIN_STATE_TTL).await {
             tracing::warn!(error = %e, "login: cannot store login state");
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in unavailable",
-                "The sign-in service is temporarily unavailable. Please try again in a moment.",
-            );
+            return Answer::page(UNAVAILABLE);
         }
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
         let mut url = match url::Url::parse(&self.endpoints.authorize) {
             Ok(u) => u,
-            Err(_) => {
-                return page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Sign-in unavailable",
-                    "The sign-in service is misconfigured.",
-                )
-            }
+            Err(_) => return Answer::page(MISCONFIGURED),
         };
         {
             let mut qp = url.query_pairs_mut();
@@ -222,40 +217,25 @@ impl Oidc {
                 qp.append_pair("login_hint", hint);
             }
         }
-        let mut resp = redirect(url.as_str());
-        let h = resp.headers_mut();
-        for expired in self.cookie.login_excess(req.headers()) {
-            h.append(header::SET_COOKIE, expired);
-        }
-        h.append(header::SET_COOKIE, self.cookie.login_set(&state));
-        resp
+        let mut cookies = self.cookie.login_excess(req.headers());
+        cookies.push(self.cookie.login_set(&state));
+        Answer::Redirect { location: url.into(), cookies }
     }
 
     /// `GET /auth/callback/?code=…&state=…`, answered only to the browser
     /// that started the login (`binding`): any other gets a 403 page and
     /// keeps its session as it was.
-    pub async fn callback<B>(
-        &self,
-        store: &Store,
-        policy: &Policy,
-        req: &Request<B>,
-    ) -> (Response<GateBody>, LoginOutcome) {
+    pub async fn callback<B>(&self, store: &Store, policy: &Policy, req: &Request<B>) -> Callback {
         let q = query_map(req.uri().query());
         let Some(state) = q.get("state") else {
-            return (bad_login("The sign-in response is incomplete."), LoginOutcome::BadRequest);
+            return Callback::refused(failed("The sign-in response is incomplete."), LoginOutcome::BadRequest);
         };
         if !self.cookie.login_bound(req.headers(), state) {
-            let resp = page(
-                StatusCode::FORBIDDEN,
-                "Sign-in not started here",
-                "This sign-in link was not started in this browser, so it was not used. \
-                 To sign in, start again from the application.",
-            );
-            return (resp, LoginOutcome::Unbound);
+            return Callback::refused(UNBOUND, LoginOutcome::Unbound);
         }
-        let (mut resp, outcome) = self.callback_bound(store, policy, req, &q, state).await;
-        resp.headers_mut().append(header::SET_COOKIE, self.cookie.login_expire(state));
-        (resp, outcome)
+        let mut done = self.callback_bound(store, policy, req, &q, state).await;
+        done.answer.cookies_mut().push(self.cookie.login_expire(state));
+        done
     }
 
     async fn callback_bound<B>(
@@ -265,47 +245,42 @@ impl Oidc {
         req: &Request<B>,
         q: &std::collections::HashMap<String, String>,
         state: &str,
-    ) -> (Response<GateBody>, LoginOutcome) {
+    ) -> Callback {
         let st = match store.take_login_state(state).await {
             Ok(Some(st)) => st,
             Ok(None) => {
-                return (bad_login("This sign-in link has expired or was already used."), LoginOutcome::BadState)
+                let expired = failed("This sign-in link has expired or was already used.");
+                return Callback::refused(expired, LoginOutcome::BadState);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "callback: login state unavailable");
-                return (unavailable(), LoginOutcome::StoreUnavailable);
+                return Callback::refused(UNAVAILABLE, LoginOutcome::StoreUnavailable);
             }
         };
         if q.contains_key("error") {
-            return (bad_login("The sign-in service refused the request."), LoginOutcome::SsoError);
+            return Callback::refused(failed("The sign-in service refused the request."), LoginOutcome::SsoError);
         }
         let Some(code) = q.get("code") else {
-            return (bad_login("The sign-in response is incomplete."), LoginOutcome::BadRequest);
+            return Callback::refused(failed("The sign-in response is incomplete."), LoginOutcome::BadRequest);
         };
         let tokens = match self.exchange(code, st.pkce_verifier.expose()).await {
             Ok(t) => t,
-            Err(ExchangeError::Unavailable) => return (unavailable(), LoginOutcome::SsoUnavailable),
+            Err(ExchangeError::Unavailable) => return Callback::refused(UNAVAILABLE, LoginOutcome::SsoUnavailable),
             Err(ExchangeError::Refused) => {
-                return (bad_login("The sign-in service refused the code."), LoginOutcome::SsoError)
+                return Callback::refused(failed("The sign-in service refused the code."), LoginOutcome::SsoError)
             }
         };
         let claims = match self.verifier.verify_id_token(tokens.id_token.expose(), st.nonce.expose()).await {
             Ok(c) => c,
-            Err(TokenError::KeysUnavailable) => return (unavailable(), LoginOutcome::SsoUnavailable),
+            Err(TokenError::KeysUnavailable) => return Callback::refused(UNAVAILABLE, LoginOutcome::SsoUnavailable),
             Err(e) => {
                 tracing::warn!(error = %e, "callback: ID token refused");
-                return (bad_login("The sign-in response could not be verified."), LoginOutcome::BadToken);
+                let unverified = failed("The sign-in response could not be verified.");
+                return Callback::refused(unverified, LoginOutcome::BadToken);
             }
         };
         let Some(record) = self.record_from(&claims) else {
-            return (
-                page(
-                    StatusCode::FORBIDDEN,
-                    "No access",
-                    "Your account has no access to PrimeTrade. Ask an administrator to grant you a role.",
-                ),
-                LoginOutcome::NoRole,
-            );
+            return Callback::refused(NO_ACCESS, LoginOutcome::NoRole);
         };
         let mut record = record;
         if self.refresh {
@@ -320,19 +295,18 @@ impl Oidc {
             Ok(id) => id,
             Err(e) => {
                 tracing::warn!(error = %e, "callback: cannot create session");
-                return (unavailable(), LoginOutcome::StoreUnavailable);
+                return Callback::refused(UNAVAILABLE, LoginOutcome::StoreUnavailable);
             }
         };
         let landing = Role::parse(&role).map_or("/", |r| policy.landing(r));
         let target = st.next.unwrap_or_else(|| landing.to_string());
-        let mut resp = redirect(&self.absolute(&target));
-        resp.headers_mut().append(header::SET_COOKIE, self.cookie.set(&id));
-        (resp, LoginOutcome::Ok)
+        let answer = Answer::Redirect { location: self.absolute(&target), cookies: vec![self.cookie.set(&id)] };
+        Callback { answer, outcome: LoginOutcome::Ok, session: Some(id) }
     }
 
     /// `/auth/logout/` and `/logout/`: delete server side, expire the cookie,
     /// and send the browser to the SSO's RP-logout.
-    pub async fn logout<B>(&self, store: &Store, req: &Request<B>) -> Response<GateBody> {
+    pub async fn logout<B>(&self, store: &Store, req: &Request<B>) -> Answer {
         for id in self.cookie.read_all(req.headers()) {
             if let Err(e) = store.delete(&id).await {
                 tracing::warn!(error = %e, "logout: session store unavailable; cookie expired anyway");
@@ -340,14 +314,12 @@ impl Oidc {
         }
         let mut url = match url::Url::parse(&self.endpoints.logout) {
             Ok(u) => u,
-            Err(_) => return page(StatusCode::OK, "Signed out", "You are signed out."),
+            Err(_) => return Answer::page(SIGNED_OUT),
         };
         url.query_pairs_mut()
             .append_pair("client_id", &self.client_id)
             .append_pair("post_logout_redirect_uri", &self.absolute("/auth/login/"));
-        let mut resp = redirect(url.as_str());
-        resp.headers_mut().append(header::SET_COOKIE, self.cookie.expire());
-        resp
+        Answer::Redirect { location: url.into(), cookies: vec![self.cookie.expire()] }
     }
 
     /// The session record for verified claims, or `None` if the user has no
@@ -533,40 +505,4 @@ fn random_token() -> String {
 
 fn query_map(q: Option<&str>) -> std::collections::HashMap<String, String> {
     q.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
-}
-
-fn redirect(location: &str) -> Response<GateBody> {
-    let mut resp = Response::new(GateBody::empty());
-    *resp.status_mut() = StatusCode::FOUND;
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-fn bad_login(msg: &'static str) -> Response<GateBody> {
-    page(StatusCode::BAD_REQUEST, "Sign-in failed", msg)
-}
-
-fn unavailable() -> Response<GateBody> {
-    page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Sign-in unavailable",
-        "The sign-in service is temporarily unavailable. Please try again in a moment.",
-    )
-}
-
-/// A small HTML page. `msg` is a fixed string, never request data.
-pub fn page(status: StatusCode, title: &'static str, msg: &'static str) -> Response<GateBody> {
-    let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body>\
-         <h1>{title}</h1><p>{msg}</p><p><a href=\"/auth/login/\">Sign in again</a></p></body></html>\n"
-    );
-    let mut resp = Response::new(GateBody::local(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }

@@ -15,10 +15,11 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
 
-use super::respond::Refusal;
 use super::Gate;
+use crate::cookie::SessionCookie;
 use crate::oidc::flow::{canonical_role, Refreshed};
 use crate::policy::Who;
+use crate::response::Refusal;
 use crate::session::{SessionId, SessionRecord, SessionStore};
 
 /// A verified machine caller.
@@ -75,15 +76,21 @@ impl Caller {
     }
 }
 
-/// Authenticates with the credential the route accepts.
-pub async fn authenticate(gate: &Gate, headers: &HeaderMap, bearer_route: bool) -> Result<Caller, Refusal> {
+/// Authenticates with the credential the route accepts (`session`: the request's session
+/// cookie, as `CookieSpec::lookup` found it).
+pub async fn authenticate(
+    gate: &Gate,
+    headers: &HeaderMap,
+    session: SessionCookie<'_>,
+    bearer_route: bool,
+) -> Result<Caller, Refusal> {
     if bearer_route {
         return Ok(match bearer_token(headers) {
             Some(token) => bearer(gate, token).await?,
             None => Caller::Anonymous,
         });
     }
-    let Some(id) = gate.cookie.read(headers) else {
+    let Some(id) = session.id() else {
         return Ok(Caller::Anonymous);
     };
     match gate.store.get(&id).await {

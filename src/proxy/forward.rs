@@ -16,16 +16,16 @@ use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use super::auth::Caller;
-use super::body::GateBody;
 use super::headers::{self, Forwarding, X_REQUEST_ID};
 use super::pipeline::ConnInfo;
-use super::respond::{Internal, Refusal};
 use super::{upstream, Gate};
 use crate::config::Config;
+use crate::cookie;
 use crate::identity::{self, AssertionClaims, ASSERTION_ISSUER, ASSERTION_TTL_SECS};
 use crate::metrics::UpstreamError;
 use crate::normalize::NormalizedPath;
 use crate::policy::Permit;
+use crate::response::{GateBody, Internal, Refusal};
 
 /// The upstream path and query for a normalized path, without OAuth
 /// parameters (design §9: `code`, `state` and tokens never reach Django).
@@ -120,8 +120,7 @@ pub async fn send(
     };
     parts.version = Version::HTTP_11;
     let h = &mut parts.headers;
-    headers::merge_cookies(h);
-    strip_cookie(h, |name| gate.cookie.is_gate_cookie(name));
+    cookie::for_upstream(h, |name| gate.cookie.is_gate_cookie(name));
     // The identity Django gets is the assertion: a consumed Bearer token, and
     // on cookie routes a browser's own `Authorization` (which the gate did
     // not check), never reach it. Only a bearer rule that forwards its
@@ -175,7 +174,7 @@ pub async fn send(
     for name in &config.gate.hide_upstream_headers {
         rparts.headers.remove(name);
     }
-    strip_set_cookie(&mut rparts.headers, |name| gate.cookie.is_gate_cookie(name));
+    cookie::strip_set_cookie(&mut rparts.headers, |name| gate.cookie.is_gate_cookie(name));
     rparts.headers.insert(X_REQUEST_ID, request_id.clone());
     Sent { result: Ok(Response::from_parts(rparts, GateBody::upstream(rbody))), upstream_latency: Some(latency) }
 }
@@ -244,64 +243,9 @@ fn inject(
     Ok(())
 }
 
-/// Removes the gate's cookies (`is_gate`) from `Cookie`, keeping Django's.
-fn strip_cookie(h: &mut HeaderMap, is_gate: impl Fn(&str) -> bool) {
-    let Some(v) = h.get(header::COOKIE) else { return };
-    let Ok(s) = v.to_str() else {
-        // Not text: drop it whole rather than forward something unparsed.
-        h.remove(header::COOKIE);
-        return;
-    };
-    let gate_pair = |p: &str| p.split('=').next().is_some_and(|k| is_gate(k.trim()));
-    if !s.split(';').any(gate_pair) {
-        return; // no alloc: the common case for Django-only cookies
-    }
-    let kept: Vec<&str> = s.split(';').map(str::trim).filter(|p| !p.is_empty() && !gate_pair(p)).collect();
-    if kept.is_empty() {
-        h.remove(header::COOKIE);
-    } else if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-        h.insert(header::COOKIE, v);
-    }
-}
-
-/// The upstream may not set (or clear) the gate's cookies.
-fn strip_set_cookie(h: &mut HeaderMap, is_gate: impl Fn(&str) -> bool) {
-    let gate = |v: &HeaderValue| set_cookie_name(v).is_some_and(&is_gate);
-    if !h.get_all(header::SET_COOKIE).iter().any(gate) {
-        return;
-    }
-    let kept: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().filter(|v| !gate(v)).cloned().collect();
-    h.remove(header::SET_COOKIE);
-    for v in kept {
-        h.append(header::SET_COOKIE, v);
-    }
-}
-
-fn set_cookie_name(v: &HeaderValue) -> Option<&str> {
-    v.to_str().ok()?.split(';').next()?.split('=').next().map(str::trim)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gate_cookie_is_removed_django_cookies_kept() {
-        let rows = [
-            ("prt_session=abc", None),
-            ("prt_session=abc; csrftoken=x", Some("csrftoken=x")),
-            ("sessionid=s; prt_session=abc; csrftoken=x", Some("sessionid=s; csrftoken=x")),
-            ("sessionid=s", Some("sessionid=s")),
-            ("prt_sessionx=1", Some("prt_sessionx=1")),
-            ("prt_login_abc=st; csrftoken=x; prt_login_def=st2", Some("csrftoken=x")),
-        ];
-        for (input, expected) in rows {
-            let mut h = HeaderMap::new();
-            h.insert(header::COOKIE, HeaderValue::from_static(input));
-            strip_cookie(&mut h, |n| n == "prt_session" || n.starts_with("prt_login_"));
-            assert_eq!(h.get(header::COOKIE).map(|v| v.to_str().unwrap()), expected, "{input}");
-        }
-    }
 
     #[test]
     fn oauth_parameters_are_stripped_from_the_query() {
@@ -317,16 +261,5 @@ mod tests {
             assert_eq!(strip_oauth_params(input), expected, "{input}");
         }
         assert!(matches!(strip_oauth_params("page=2&q=x"), Cow::Borrowed(_)));
-    }
-
-    #[test]
-    fn upstream_cannot_set_gate_cookie() {
-        let mut h = HeaderMap::new();
-        h.append(header::SET_COOKIE, HeaderValue::from_static("prt_session=fixated; Path=/"));
-        h.append(header::SET_COOKIE, HeaderValue::from_static("csrftoken=x; Path=/"));
-        h.append(header::SET_COOKIE, HeaderValue::from_static("prt_login_abc=planted; Path=/"));
-        strip_set_cookie(&mut h, |n| n == "prt_session" || n.starts_with("prt_login_"));
-        let all: Vec<_> = h.get_all(header::SET_COOKIE).iter().collect();
-        assert_eq!(all, vec!["csrftoken=x; Path=/"]);
     }
 }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use crate::response::X_REQUEST_ID;
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -255,20 +255,6 @@ pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
-/// HTTP/2 clients may split `Cookie` into several fields (RFC 9113 8.2.3);
-/// an HTTP/1.1 upstream expects one, joined with "; ".
-pub fn merge_cookies(headers: &mut HeaderMap) {
-    let mut it = headers.get_all(header::COOKIE).iter();
-    if it.next().is_none() || it.next().is_none() {
-        return;
-    }
-    let merged: Vec<&[u8]> = headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes).collect();
-    let merged = merged.join(&b"; "[..]);
-    if let Ok(v) = HeaderValue::from_bytes(&merged) {
-        headers.insert(header::COOKIE, v);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,12 +360,5 @@ mod tests {
             assert_eq!(valid_request_id(&HeaderValue::from_str(v).unwrap()), ok, "{v:?}");
         }
         assert!(!valid_request_id(&HeaderValue::from_str(&"a".repeat(129)).unwrap()));
-    }
-
-    #[test]
-    fn cookies_merged_for_http1_upstream() {
-        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
-        merge_cookies(&mut h);
-        assert_eq!(h.get_all("cookie").iter().collect::<Vec<_>>(), vec!["a=1; b=2"]);
     }
 }

@@ -9,18 +9,15 @@
 //! * [`owned`] — the gate-owned routes: login, callback, logout;
 //! * [`ratelimit`] — the per-client rate limit on login and callback;
 //! * [`auth`] — the `authenticate` phase: session cookie or SSO Bearer JWT;
-//! * [`answer`] — the gate's answers to verdicts that do not forward (login,
-//!   deny, landing redirect, media redirect);
 //! * [`forward`] — the `forward` phase: upstream request, identity
 //!   injection, sending, shaping the response;
 //! * [`headers`] — header hygiene: hop-by-hop, `Connection` nominations,
 //!   `X-Forwarded-*`, `X-Request-Id`;
 //! * [`upstream`] — the pooled keep-alive HTTP/1.1 client to Django and its
 //!   failure mapping;
-//! * [`respond`] — `Refusal` and `rescue`: each failure cause → status and
-//!   body, in one place;
-//! * [`body`] — the response body type: the upstream's stream or a small
-//!   body the gate wrote.
+//!
+//! What the gate answers itself (verdicts, refusals, login-flow pages) is written by
+//! `crate::response`; cookies are read and kept from the upstream by `crate::cookie`.
 //! * [`tap`] — reads along with hyper on each connection and tells
 //!   [`conn_watch`] what hyper does not report (HTTP/2 frames and streams, a
 //!   raw `#` in an HTTP/1 request line);
@@ -73,16 +70,13 @@ macro_rules! write_passthrough {
 pub(crate) use write_passthrough;
 
 pub mod access_line;
-pub mod answer;
 pub mod auth;
-pub mod body;
 pub mod conn_watch;
 pub mod forward;
 pub mod headers;
 pub mod owned;
 pub mod pipeline;
 pub mod ratelimit;
-pub mod respond;
 pub mod server;
 pub mod sniff_deadline;
 pub mod tap;
@@ -91,10 +85,11 @@ pub mod upstream;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::cookie::CookieSpec;
 use crate::identity::{AssertionError, AssertionSigner};
 use crate::media::{Media, MediaBuildError};
 use crate::metrics::Metrics;
-use crate::oidc::flow::{CookieSpec, Oidc, OidcBuildError};
+use crate::oidc::flow::{Oidc, OidcBuildError};
 use crate::reload::Live;
 use crate::session::{Store, StoreError};
 

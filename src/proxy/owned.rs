@@ -10,6 +10,9 @@
 //!   from the gate's own origin (`Sec-Fetch-Site: same-origin` or a matching
 //!   `Origin`). `/logout/` behaves the same.
 //!
+//! The login flow (`oidc::flow`) says what to answer; this module writes it with
+//! `crate::response`, like every other gate answer.
+//!
 //! Every finished login, refused login and logout writes one `audit` line
 //! (`event = "login" | "login_refused" | "logout"`): the user's email, role
 //! and tenant, `sid` (the session's short handle: a hash prefix, never the
@@ -21,12 +24,12 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use super::body::GateBody;
 use super::Gate;
 use crate::config::Config;
 pub use crate::gate_owned::Owned;
-use crate::oidc::flow::LoginOutcome;
-use crate::session::{SessionId, SessionStore};
+use crate::oidc::flow::{Answer, Callback, LoginOutcome, NO_SSO};
+use crate::response::{self, GateBody};
+use crate::session::SessionStore;
 
 /// Answers a gate-owned route for a request from `client` (its address as
 /// `ratelimit::client_ip` determined it).
@@ -41,38 +44,48 @@ pub async fn handle<B>(
     if matches!(owned, Owned::Login | Owned::Callback) {
         if let Err(retry_after) = gate.login_limiter.check(client, config.gate.login_rate_limit) {
             gate.metrics.login_rate_limited();
-            return too_many(retry_after.as_secs());
+            return response::too_many(retry_after.as_secs(), request_id);
         }
     }
     let Some(oidc) = gate.oidc.as_ref() else {
-        return crate::oidc::flow::page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in unavailable",
-            "No SSO is configured for this gate (sso.base_url).",
-        );
+        return response::page(NO_SSO, request_id);
     };
     match owned {
-        Owned::Login => oidc.login(&gate.store, req).await,
+        Owned::Login => write(oidc.login(&gate.store, req).await, request_id),
         Owned::Callback => {
-            let (resp, outcome) = oidc.callback(&gate.store, &config.policy, req).await;
+            let Callback { answer, outcome, session } = oidc.callback(&gate.store, &config.policy, req).await;
             gate.metrics.login(outcome.as_str());
-            audit_callback(gate, config, outcome, &resp, request_id).await;
-            resp
+            audit_callback(gate, config, outcome, session, request_id).await;
+            write(answer, request_id)
         }
         Owned::Logout if req.method() == Method::POST => {
             if same_origin(req.headers(), &oidc.public_origin) {
                 logout(gate, config, oidc, req, request_id).await
             } else {
-                logout_page(StatusCode::FORBIDDEN)
+                response::logout_confirm(StatusCode::FORBIDDEN, request_id)
             }
         }
-        Owned::Logout if matches!(*req.method(), Method::GET | Method::HEAD) => logout_page(StatusCode::OK),
+        Owned::Logout if matches!(*req.method(), Method::GET | Method::HEAD) => {
+            response::logout_confirm(StatusCode::OK, request_id)
+        }
         Owned::Logout => {
-            let mut resp = logout_page(StatusCode::METHOD_NOT_ALLOWED);
+            let mut resp = response::logout_confirm(StatusCode::METHOD_NOT_ALLOWED, request_id);
             resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
             resp
         }
     }
+}
+
+/// The login flow's answer as a response, with the cookies it sets or expires.
+fn write(answer: Answer, request_id: &HeaderValue) -> Response<GateBody> {
+    let (mut resp, cookies) = match answer {
+        Answer::Redirect { location, cookies } => (response::redirect(&location, request_id), cookies),
+        Answer::Page { page, cookies } => (response::page(page, request_id), cookies),
+    };
+    for c in cookies {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
 }
 
 /// Ends the session (the flow's logout) and writes its audit line, naming who left.
@@ -84,11 +97,11 @@ async fn logout<B>(
     request_id: &HeaderValue,
 ) -> http::Response<GateBody> {
     // Who is leaving: read before the flow deletes the session.
-    let leaving = match gate.cookie.read(req.headers()) {
+    let leaving = match gate.cookie.lookup(req.headers()).id() {
         Some(id) => gate.store.get(&id).await.ok().flatten().map(|r| (id.handle(), r)),
         None => None,
     };
-    let resp = oidc.logout(&gate.store, req).await;
+    let resp = write(oidc.logout(&gate.store, req).await, request_id);
     let (handle, email, role, tenant) = match &leaving {
         Some((h, r)) => (h.as_str(), r.email.as_str(), r.role.as_str(), tenant_of(config, r)),
         None => ("", "", "", ""),
@@ -111,12 +124,12 @@ fn tenant_of<'a>(config: &'a Config, r: &'a crate::session::SessionRecord) -> &'
 }
 
 /// The audit line of a callback: who signed in (read back from the session the callback
-/// just created, found through its `Set-Cookie`), or why the login was refused.
+/// just created), or why the login was refused.
 async fn audit_callback(
     gate: &Gate,
     config: &Config,
     outcome: LoginOutcome,
-    resp: &http::Response<GateBody>,
+    id: Option<crate::session::SessionId>,
     request_id: &HeaderValue,
 ) {
     let rid = request_id.to_str().unwrap_or("-");
@@ -124,14 +137,6 @@ async fn audit_callback(
         tracing::info!(target: "audit", event = "login_refused", reason = outcome.as_str(), request_id = rid);
         return;
     }
-    let id = resp
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next()?.split_once('='))
-        .find(|(name, _)| name.trim() == gate.cookie.name)
-        .and_then(|(_, value)| SessionId::parse(value.trim()));
     let record = match &id {
         Some(id) => gate.store.get(id).await.ok().flatten(),
         None => None,
@@ -170,34 +175,6 @@ fn same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
     }
     fetch_site.is_none_or(|v| v == Some("same-origin"))
         && origin.is_none_or(|v| v.is_some_and(|o| o.eq_ignore_ascii_case(public_origin)))
-}
-
-/// The sign-out confirmation: a button that POSTs to `/auth/logout/`.
-fn logout_page(status: StatusCode) -> Response<GateBody> {
-    let body = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign out</title></head><body>\
-                <h1>Sign out</h1><p>Sign out of PrimeTrade on this browser?</p>\
-                <form method=\"post\" action=\"/auth/logout/\"><button type=\"submit\" id=\"confirm-logout\">\
-                Sign out</button></form></body></html>\n";
-    let mut resp = Response::new(GateBody::local(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // Not framable: a click on the button must be the user's own.
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
-    resp
-}
-
-/// 429 for the login endpoints.
-fn too_many(retry_after_secs: u64) -> Response<GateBody> {
-    let mut resp = crate::oidc::flow::page(
-        StatusCode::TOO_MANY_REQUESTS,
-        "Too many sign-in attempts",
-        "Too many sign-in attempts from your network. Please wait a minute and try again.",
-    );
-    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-    resp
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Each phase either continues with what the next one needs or ends the
-//! request with a [`Refusal`], which `respond::rescue` turns into the answer.
+//! request with a [`Refusal`], which `response::rescue` turns into the answer.
 //! The log phase always runs, with the refusal if there was one. Phase names
 //! match `docs/phases.md` and the access log.
 
@@ -21,11 +21,9 @@ use hyper::body::Incoming;
 
 use super::access_line::AccessLine;
 use super::auth::{self, Caller};
-use super::body::GateBody;
 use super::headers::{self, X_REQUEST_ID};
 use super::owned::{self, Owned};
-use super::respond::{self, Malformed, Refusal};
-use super::{answer, forward, Gate};
+use super::{forward, Gate};
 use crate::config::Config;
 use crate::identity;
 use crate::media::{self, MediaError};
@@ -34,6 +32,7 @@ use crate::metrics::rules::{role_index, ROLE_LABELS};
 use crate::metrics::Decision;
 use crate::normalize::{normalize, NormalizedPath};
 use crate::policy::{Auth, Policy, Role, Route, Verdict, Who};
+use crate::response::{self, GateBody, Malformed, Refusal};
 
 /// Facts about the client connection, computed once per connection.
 #[derive(Debug)]
@@ -97,7 +96,7 @@ pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<Incoming>
         Ok(resp) => resp,
         Err(refusal) => {
             ctx.refusal = Some(refusal);
-            respond::rescue(refusal, ctx.html, &ctx.request_id)
+            response::rescue(refusal, ctx.html, &ctx.request_id)
         }
     };
     if ctx.clear_session {
@@ -185,12 +184,13 @@ async fn run(
     // `auth = "bearer"` routes), and only when the decision depends on it.
     // Several session cookies (cookie tossing) authenticate nobody and are
     // expired in the answer.
-    ctx.clear_session = gate.cookie.duplicated(&parts.headers);
+    let session = gate.cookie.lookup(&parts.headers);
+    ctx.clear_session = session.duplicated();
     let route = config.policy.route_for(&parts.method, &path);
     ctx.slot = Some(route.slot());
     let bearer_route = route.auth() == Auth::Bearer;
     let caller = if route.needs_identity() {
-        auth::authenticate(gate, &parts.headers, bearer_route)
+        auth::authenticate(gate, &parts.headers, session, bearer_route)
             .await
             .inspect_err(|_| ctx.decision = Some(Decision::Error))?
     } else {
@@ -227,10 +227,10 @@ async fn run(
     let permit = match verdict {
         Verdict::Allow(permit) => Some(permit),
         Verdict::Public { .. } => None,
-        Verdict::Login { .. } => return Ok(answer::login(browser, path_and_query.as_str(), origin, &ctx.request_id)),
-        Verdict::Deny(denial) => return Ok(answer::deny(ctx.html, &denial, &ctx.request_id)),
+        Verdict::Login { .. } => return Ok(response::login(browser, path_and_query.as_str(), origin, &ctx.request_id)),
+        Verdict::Deny(denial) => return Ok(response::deny(ctx.html, &denial, &ctx.request_id)),
         Verdict::Redirect { to, denial } => {
-            return Ok(answer::landing(browser, &to, &denial, origin, &ctx.request_id));
+            return Ok(response::landing(browser, &to, &denial, origin, &ctx.request_id));
         }
     };
 
@@ -272,7 +272,10 @@ async fn shadow_decide(
     let route = shadow.route_for(&parts.method, path);
     let own;
     let caller = if route.needs_identity() && (!active.needs_identity() || route.auth() != active.auth()) {
-        own = auth::authenticate(gate, &parts.headers, route.auth() == Auth::Bearer).await.unwrap_or(Caller::Anonymous);
+        let session = gate.cookie.lookup(&parts.headers);
+        own = auth::authenticate(gate, &parts.headers, session, route.auth() == Auth::Bearer)
+            .await
+            .unwrap_or(Caller::Anonymous);
         &own
     } else {
         caller
@@ -301,7 +304,7 @@ async fn media_grant(gate: &Gate, config: &Config, ctx: &Ctx, key: String) -> Re
                 expires_at = %humantime::format_rfc3339_seconds(grant.expires_at),
                 request_id = ctx.request_id.to_str().unwrap_or("-"),
             );
-            Ok(answer::media(&grant.url, &ctx.request_id))
+            Ok(response::media(&grant.url, &ctx.request_id))
         }
         Err(MediaError::Missing) => {
             gate.metrics.presign("missing");

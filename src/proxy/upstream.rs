@@ -7,8 +7,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::respond::Refusal;
 use crate::config::GateConfig;
+use crate::response::Refusal;
 
 pub type UpstreamClient = Client<HttpConnector, Incoming>;
 

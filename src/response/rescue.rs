@@ -1,12 +1,11 @@
-//! Responses the gate writes itself, and `rescue`: the one place that maps a
-//! failure cause to a status code and a body (linkerd2-proxy's
-//! `ServerRescue`). Bodies name the problem class, never upstream details.
+//! `Refusal` and `rescue`: the one place that maps a failure cause to a status
+//! code and a body (linkerd2-proxy's `ServerRescue`). Bodies name the problem
+//! class, never upstream details.
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::body::GateBody;
-use super::headers::X_REQUEST_ID;
+use super::{written, GateBody, HTML, JSON};
 use crate::normalize::NormalizeError;
 
 /// Why a request is malformed (400): the client sent something the gate will not guess at.
@@ -128,7 +127,7 @@ pub fn rescue(refusal: Refusal, html: bool, request_id: &HeaderValue) -> Respons
     let (content_type, body) = if html {
         let title = status.canonical_reason().unwrap_or("Error");
         (
-            "text/html; charset=utf-8",
+            HTML,
             format!(
                 "<!doctype html><html><head><meta charset=\"utf-8\"><title>{code} {title}</title></head>\
                  <body><h1>{code} {title}</h1><p>{msg}</p><p><small>Request id: {rid}</small></p></body></html>\n",
@@ -138,7 +137,7 @@ pub fn rescue(refusal: Refusal, html: bool, request_id: &HeaderValue) -> Respons
         )
     } else {
         (
-            "application/json",
+            JSON,
             format!(
                 "{{\"error\":\"{}\",\"message\":\"{}\",\"request_id\":\"{rid}\"}}\n",
                 refusal.code(),
@@ -146,15 +145,9 @@ pub fn rescue(refusal: Refusal, html: bool, request_id: &HeaderValue) -> Respons
             ),
         )
     };
-    let mut resp = Response::new(GateBody::local(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(X_REQUEST_ID, request_id.clone());
+    let mut resp = written(status, content_type, body, request_id);
     if refusal == Refusal::BearerInvalid {
-        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
     }
     resp
 }

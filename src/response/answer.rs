@@ -8,30 +8,17 @@
 //! * redirect — a role outside its page allow-list: 302 to its landing page
 //!   (403 JSON for non-browser clients).
 //!
-//! Every answer carries `Cache-Control: no-store` and the request id.
+//! Every answer carries the gate's security headers (`super::secure`).
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::body::GateBody;
-use super::headers::X_REQUEST_ID;
+use super::{written, GateBody, HTML, JSON};
 use crate::policy::{Denial, Role};
 
-fn base(status: StatusCode, content_type: &'static str, body: String, rid: &HeaderValue) -> Response<GateBody> {
-    let mut resp = Response::new(GateBody::local(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    if !content_type.is_empty() {
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(X_REQUEST_ID, rid.clone());
-    resp
-}
-
+/// 302 to `location` (dropped if not a valid header value: never a half-built `Location`).
 pub fn redirect(location: &str, rid: &HeaderValue) -> Response<GateBody> {
-    let mut resp = base(StatusCode::FOUND, "", String::new(), rid);
+    let mut resp = written(StatusCode::FOUND, "", bytes::Bytes::new(), rid);
     if let Ok(v) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
@@ -53,12 +40,8 @@ pub fn login(browser: bool, next: &str, public_origin: Option<&str>, rid: &Heade
     if browser {
         return redirect(&crate::gate_owned::login_location(public_origin, next), rid);
     }
-    let mut resp = base(
-        StatusCode::UNAUTHORIZED,
-        "application/json",
-        "{\"error\":\"unauthenticated\",\"login\":\"/auth/login/\"}\n".into(),
-        rid,
-    );
+    let body = "{\"error\":\"unauthenticated\",\"login\":\"/auth/login/\"}\n";
+    let mut resp = written(StatusCode::UNAUTHORIZED, JSON, body, rid);
     resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Session realm=\"prt-gate\""));
     resp
 }
@@ -69,7 +52,7 @@ pub fn deny(browser: bool, denial: &Denial, rid: &HeaderValue) -> Response<GateB
         let body = "<!doctype html><html><head><meta charset=\"utf-8\"><title>403 Forbidden</title></head>\
                     <body><h1>403 Forbidden</h1><p>Your role does not give access to this page.</p>\
                     <p><a href=\"/\">Home</a> · <a href=\"/auth/logout/\">Sign out</a></p></body></html>\n";
-        return base(StatusCode::FORBIDDEN, "text/html; charset=utf-8", body.into(), rid);
+        return written(StatusCode::FORBIDDEN, HTML, body, rid);
     }
     let roles: Vec<&str> =
         Role::ALL.into_iter().filter(|r| denial.required_roles().contains(*r)).map(Role::as_str).collect();
@@ -78,7 +61,7 @@ pub fn deny(browser: bool, denial: &Denial, rid: &HeaderValue) -> Response<GateB
         "required_roles": roles,
         "rule": denial.rule().as_ref(),
     });
-    base(StatusCode::FORBIDDEN, "application/json", format!("{body}\n"), rid)
+    written(StatusCode::FORBIDDEN, JSON, format!("{body}\n"), rid)
 }
 
 /// The role may not open this page: its landing page instead.
