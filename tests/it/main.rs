@@ -27,4 +27,5 @@ mod proxy;
 mod realapp;
 mod redact;
 mod run;
+mod security_headers;
 mod session;
