@@ -17,7 +17,8 @@ const ID2: &str = "QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
 
 #[test]
 fn the_parser_reads_every_pair_in_order() {
-    let rows: &[(&[&str], &[(&str, &str)])] = &[
+    type Pairs = &'static [(&'static str, &'static str)];
+    let rows: &[(&[&str], Pairs)] = &[
         (&["a=1"], &[("a", "1")]),
         (&["a=1; b=2", "c=3"], &[("a", "1"), ("b", "2"), ("c", "3")]),
         // Spaces and tabs around names, values and separators.
