@@ -155,7 +155,7 @@ impl CookieSpec {
 /// (`is_gate`). A header that is not text drops `Cookie` whole rather than forward
 /// something unparsed. No allocation when there is one header and no gate cookie.
 pub fn for_upstream(h: &mut HeaderMap, is_gate: impl Fn(&str) -> bool) {
-    let mut headers = 0;
+    let (mut headers, mut len) = (0, 0);
     let mut gate = false;
     for v in h.get_all(header::COOKIE) {
         let Ok(s) = v.to_str() else {
@@ -163,6 +163,7 @@ pub fn for_upstream(h: &mut HeaderMap, is_gate: impl Fn(&str) -> bool) {
             return;
         };
         headers += 1;
+        len += s.len() + 2;
         gate = gate || s.split(';').any(|segment| is_gate(name_of(segment)));
     }
     if !gate {
@@ -177,17 +178,23 @@ pub fn for_upstream(h: &mut HeaderMap, is_gate: impl Fn(&str) -> bool) {
     let mut kept = String::new();
     let segments = h.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|s| s.split(';'));
     for segment in segments.map(str::trim_ascii).filter(|s| !s.is_empty() && !is_gate(name_of(s))) {
-        if !kept.is_empty() {
+        if kept.is_empty() {
+            kept.reserve(len); // one allocation, and none when only gate cookies came
+        } else {
             kept.push_str("; ");
         }
         kept.push_str(segment);
     }
+    if kept.is_empty() {
+        h.remove(header::COOKIE);
+        return;
+    }
     match HeaderValue::from_str(&kept) {
-        Ok(v) if !kept.is_empty() => {
+        Ok(v) => {
             h.insert(header::COOKIE, v);
         }
-        // Nothing left (or, never expected, not representable): no gate cookie passes.
-        _ => {
+        // Never expected (the segments came from text values): no gate cookie passes.
+        Err(_) => {
             h.remove(header::COOKIE);
         }
     }
