@@ -76,7 +76,7 @@ impl Answer {
     }
 
     /// The `Set-Cookie`s it carries (set or expire).
-    pub fn cookies_mut(&mut self) -> &mut Vec<HeaderValue> {
+    fn cookies_mut(&mut self) -> &mut Vec<HeaderValue> {
         match self {
             Answer::Redirect { cookies, .. } | Answer::Page { cookies, .. } => cookies,
         }
@@ -97,7 +97,7 @@ impl Callback {
 }
 
 /// The sign-in service (or the session store) cannot be used now.
-pub const UNAVAILABLE: Page = Page {
+const UNAVAILABLE: Page = Page {
     status: StatusCode::SERVICE_UNAVAILABLE,
     title: "Sign-in unavailable",
     msg: "The sign-in service is temporarily unavailable. Please try again in a moment.",
