@@ -1,12 +1,11 @@
 //! The admin listener: health, readiness, metrics.
 
-use crate::proxy::scrape;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn healthz_readyz_metrics() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     let admin = |p: &str| format!("http://{}{p}", gate.admin);
     let (parts, body) = send(&client(), get(&admin("/healthz"))).await;
     assert_eq!((parts.status.as_u16(), &body[..]), (200, &b"ok\n"[..]));
@@ -31,7 +30,7 @@ async fn healthz_readyz_metrics() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_fails_while_upstream_is_down() {
-    let gate = Gate::start(closed_port(), "", "");
+    let gate = GateBuilder::new(closed_port()).start();
     let (parts, body) = send(&client(), get(&format!("http://{}/readyz", gate.admin))).await;
     assert_eq!(parts.status, 503);
     assert_eq!(&body[..], b"upstream not accepting connections\n");

@@ -20,7 +20,7 @@ fn audit_lines(gate: &Gate) -> Vec<serde_json::Value> {
 async fn login_refusal_and_logout_are_audited_without_secrets() {
     let up = Upstream::start().await;
     let sso = DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap();
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
 
     let l = login(&gate, "office@example.com", "", None).await;
     let cookie = l.cookie.expect("session");

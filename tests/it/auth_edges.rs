@@ -36,7 +36,7 @@ async fn history(gate: &Gate, up: &Upstream, cookie: &str) -> (u16, Option<Strin
 async fn login_csrf_callback_link_from_another_browser_is_refused_and_victim_session_kept() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let victim = login(&gate, "office@example.com", "", None).await.cookie.expect("victim session");
     assert_eq!(history(&gate, &up, &victim).await, (200, Some("office@example.com".into())));
 
@@ -78,7 +78,7 @@ async fn login_csrf_callback_link_from_another_browser_is_refused_and_victim_ses
     send(&client(), get_with(&gate.url("/api/history/"), Some(&jar), None)).await;
     assert_eq!(up.last().all("cookie"), vec!["csrftoken=t"]);
 
-    let metrics = crate::proxy::scrape(&gate).await;
+    let metrics = scrape(&gate).await;
     assert!(metrics.contains("prt_gate_logins_total{outcome=\"unbound\"} 2\n"), "{metrics}");
 }
 
@@ -86,7 +86,7 @@ async fn login_csrf_callback_link_from_another_browser_is_refused_and_victim_ses
 async fn logout_is_not_triggered_cross_site_and_works_same_origin() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let post = |path: &str, headers: &[(&str, String)]| {
         let mut b = Request::post(gate.url(path)).header("cookie", cookie.as_str());
@@ -156,7 +156,7 @@ async fn logout_is_not_triggered_cross_site_and_works_same_origin() {
 async fn two_session_cookies_authenticate_nobody_and_are_cleared() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let victim = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let tossed = login(&gate, "client@example.com", "", None).await.cookie.unwrap();
     // Positive control: each alone is a session.
@@ -193,7 +193,7 @@ async fn two_session_cookies_authenticate_nobody_and_are_cleared() {
 async fn bearer_iat_in_the_future_is_refused_and_nbf_honoured() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let iss = sso.issuer().to_string();
     let token = |iat: i64, nbf: Option<i64>| {
         let t = now() as i64;
@@ -224,7 +224,7 @@ async fn bearer_iat_in_the_future_is_refused_and_nbf_honoured() {
 async fn a_browsers_authorization_header_is_not_forwarded_on_cookie_routes() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let bearer = sso.mint(json!({"sub": "x", "iss": sso.issuer(), "aud": "prt-gate-dev", "exp": now() + 600}));
     for (path, auth) in [
@@ -254,7 +254,7 @@ async fn login_endpoints_are_rate_limited_per_client_address() {
     let up = Upstream::start().await;
     let sso = sso().await;
     let env = [("PRT_GATE_GATE__LOGIN_RATE_LIMIT", "4"), ("PRT_GATE_GATE__TRUSTED_PROXIES", "[\"127.0.0.1\"]")];
-    let gate = start_shipped_gate(up.addr, sso.url(), &env);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().envs(&env).start();
     // A session logged in before (its login counted for 127.0.0.1 itself).
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let attempt = |path: &'static str, client_ip: &'static str| {
@@ -288,7 +288,7 @@ async fn login_endpoints_are_rate_limited_per_client_address() {
             .unwrap();
         assert_eq!(send(&client(), req).await.0.status, 200);
     }
-    let metrics = crate::proxy::scrape(&gate).await;
+    let metrics = scrape(&gate).await;
     assert!(metrics.contains("prt_gate_login_rate_limited_total 3\n"), "{metrics}");
     let limited: Vec<_> = gate.access_lines().into_iter().filter(|l| l["status"] == 429).collect();
     assert_eq!(limited.len(), 3);
@@ -300,7 +300,8 @@ async fn login_rate_limit_is_not_escaped_by_forging_forwarded_for() {
     let up = Upstream::start().await;
     let sso = sso().await;
     // No trusted proxies: X-Forwarded-For is the client's word, not believed.
-    let gate = start_shipped_gate(up.addr, sso.url(), &[("PRT_GATE_GATE__LOGIN_RATE_LIMIT", "3")]);
+    let gate =
+        GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().env("PRT_GATE_GATE__LOGIN_RATE_LIMIT", "3").start();
     let mut statuses = Vec::new();
     for i in 0..5 {
         let req = Request::get(gate.url("/auth/login/"))

@@ -26,7 +26,6 @@ use hyper_util::rt::TokioIo;
 use prt_gate::devsso::{builtin_users, DevSso};
 use serde_json::{json, Value};
 
-use crate::run::RunGate;
 use crate::support::*;
 
 /// The upstream: records every request it receives (target, headers, body)
@@ -175,28 +174,12 @@ async fn scenario(disable_redaction: bool) -> Outcome {
     let sso = DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap();
     let tap = Tap::start(sso.addr()).await;
     let up_port = free_port();
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/policy.toml"), dir.path().join("policy.toml")).unwrap();
-    std::fs::write(dir.path().join("django.py"), DJANGO_PY).unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let public = format!("http://127.0.0.1:{port}");
-    let upstream = format!("http://127.0.0.1:{up_port}");
     let tap_url = format!("http://{}", tap.addr);
     let mut env = vec![
-        ("PRT_GATE_GATE__LISTEN", listen.as_str()),
-        ("PRT_GATE_GATE__ADMIN_LISTEN", "127.0.0.1:0"),
-        ("PRT_GATE_GATE__PUBLIC_URL", &public),
-        ("PRT_GATE_GATE__UPSTREAM", &upstream),
-        ("PRT_GATE_SSO__BASE_URL", &tap_url),
         ("PRT_GATE_SSO__ISSUER", sso.issuer()),
-        ("PRT_GATE_SSO__CLIENT_ID", "prt-gate-dev"),
         ("PRT_GATE_SSO__REFRESH", "true"),
         ("PRT_GATE_SSO__REFRESH_INTERVAL", "1s"),
-        ("PRT_GATE_SESSION__COOKIE_SECURE", "false"),
         ("PRT_GATE_LOG__LEVEL", "trace"),
-        ("PRT_GATE_SSO__CLIENT_SECRET", DEV_CLIENT_SECRET),
-        ("PRT_GATE_ASSERTION__SECRET", TEST_ASSERTION_SECRET),
         // The gate's own S3 names: under `run`, AWS_* would be the child's.
         ("PRT_GATE_MEDIA__ACCESS_KEY_ID", "AKIAIOSFODNN7CANARY1"),
         ("PRT_GATE_MEDIA__SECRET_ACCESS_KEY", AWS_SECRET),
@@ -208,9 +191,12 @@ async fn scenario(disable_redaction: bool) -> Outcome {
     if disable_redaction {
         env.push(("PRT_TEST_DISABLE_REDACTION", "1"));
     }
-    let script = dir.path().join("django.py").display().to_string();
-    let dir_s = dir.path().display().to_string();
-    let mut gate = RunGate::start(dir, &env, &["python3", &script, &up_port.to_string(), &dir_s]);
+    // The tap stands in for the SSO's base URL; the issuer stays the SSO's.
+    let gate = GateBuilder::new(([127, 0, 0, 1], up_port).into()).sso(&tap_url).shipped_policy().envs(&env);
+    let gate = gate.file("django.py", DJANGO_PY);
+    let script = gate.dir().join("django.py").display().to_string();
+    let dir_s = gate.dir().display().to_string();
+    let mut gate = gate.run(&["python3", &script, &up_port.to_string(), &dir_s]).start();
     let ready = format!("http://{}/readyz", gate.admin);
     assert!(
         eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", up_port)).is_ok()).await,
@@ -221,9 +207,9 @@ async fn scenario(disable_redaction: bool) -> Outcome {
 
     // login (Office) and a Client; the callback replayed by a browser that
     // did not start it (403).
-    let office = login_via(&gate, "office@example.com", "/api/releases/open/?page=1").await;
+    let office = login(&gate, "office@example.com", "/api/releases/open/?page=1", None).await;
     let cookie = office.cookie.clone().expect("office session");
-    let client_user = login_via(&gate, "client@example.com", "").await.cookie.expect("client session");
+    let client_user = login(&gate, "client@example.com", "", None).await.cookie.expect("client session");
     let callback = tap
         .log
         .lock()
@@ -320,33 +306,6 @@ async fn scenario(disable_redaction: bool) -> Outcome {
 
 fn gate_dir(s: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(s)
-}
-
-async fn login_via(gate: &RunGate, email: &str, next: &str) -> Login {
-    // `support::login` drives a `Gate`; the same steps against a `RunGate`.
-    let c = client();
-    let start = gate.url(&format!(
-        "/auth/login/?next={}&login_hint={}",
-        url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>(),
-        url::form_urlencoded::byte_serialize(email.as_bytes()).collect::<String>()
-    ));
-    let (parts, _) = send(&c, get(&start)).await;
-    assert_eq!(parts.status, 302, "login start");
-    let login_cookies = cookies_set(&parts).join("; ");
-    let authorize = parts.headers["location"].to_str().unwrap().to_string();
-    let (parts, _) = send(&c, get(&authorize)).await;
-    let callback = parts.headers["location"].to_str().unwrap().to_string();
-    let (parts, _) = send(&c, get_with(&callback, Some(&login_cookies), None)).await;
-    let set_cookie: Vec<String> =
-        parts.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
-    let cookie =
-        set_cookie.iter().find(|c| c.starts_with("prt_session=")).map(|c| c.split(';').next().unwrap().to_string());
-    Login {
-        cookie,
-        status: parts.status.as_u16(),
-        location: parts.headers.get("location").map(|v| v.to_str().unwrap().to_string()),
-        set_cookie,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -98,7 +98,7 @@ async fn cluster_login_use_revoke_logout_and_one_master_down_fails_closed() {
         .unwrap();
     let store = format!("redis+cluster://{}", addrs.join(","));
     let env = [("PRT_GATE_SESSION__STORE", store.as_str()), ("PRT_GATE_SESSION__KEY_PREFIX", PREFIX)];
-    let gate = start_shipped_gate(up.addr, sso.url(), &env);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().envs(&env).start();
     let status = |cookie: &str| {
         let req = get_with(&gate.url("/api/history/"), Some(cookie), None);
         async move { send(&client(), req).await.0.status.as_u16() }

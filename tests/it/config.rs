@@ -105,7 +105,7 @@ fn help_and_usage_errors() {
 async fn reload_swaps_valid_config_and_keeps_old_on_error() {
     use std::time::Duration;
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     let cfg = gate.dir.path().join("policy.toml");
     let public = std::fs::read_to_string(&cfg).unwrap();
     assert!(public.contains("public = true"));
@@ -115,10 +115,8 @@ async fn reload_swaps_valid_config_and_keeps_old_on_error() {
     // A broken edit: old policy stays, requests keep flowing, failure counted.
     let broken = public.replacen("public = true", "public = false\nbogus = 1", 1);
     std::fs::write(&cfg, &broken).unwrap();
-    let failed = eventually(Duration::from_secs(5), || {
-        let m = std::process::Command::new("curl").arg("-s").arg(format!("http://{}/metrics", gate.admin)).output();
-        m.map(|o| String::from_utf8_lossy(&o.stdout).contains("prt_gate_config_reloads_total{result=\"failed\"} 1"))
-            .unwrap_or(false)
+    let failed = eventually_async(Duration::from_secs(5), || async {
+        scrape(&gate).await.contains("prt_gate_config_reloads_total{result=\"failed\"} 1")
     })
     .await;
     assert!(failed, "broken file was not counted as a failed reload: {}", gate.log_text());
@@ -165,7 +163,7 @@ async fn hundred_reloads_under_load_fail_no_request() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     let cfg = gate.dir.path().join("policy.toml");
     let base = std::fs::read_to_string(&cfg).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -199,7 +197,7 @@ async fn hundred_reloads_under_load_fail_no_request() {
         // One reload at a time (signals sent faster than reloads coalesce).
         let t = std::time::Instant::now();
         loop {
-            let m = crate::proxy::scrape(&gate).await;
+            let m = scrape(&gate).await;
             let n: u64 = m
                 .lines()
                 .find_map(|l| l.strip_prefix("prt_gate_config_reloads_total{result=\"ok\"} "))
@@ -219,7 +217,7 @@ async fn hundred_reloads_under_load_fail_no_request() {
     let failed = failed.lock().unwrap().clone();
     assert!(failed.is_empty(), "{} requests failed during reloads: {:?}", failed.len(), &failed[..failed.len().min(5)]);
     assert!(ok.load(Ordering::Relaxed) > 100, "load did not run");
-    let m = crate::proxy::scrape(&gate).await;
+    let m = scrape(&gate).await;
     let reloads: u64 = m
         .lines()
         .find_map(|l| l.strip_prefix("prt_gate_config_reloads_total{result=\"ok\"} "))

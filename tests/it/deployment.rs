@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use prt_gate::devsso::{builtin_users, DevSso};
 
-use crate::media::{find_s3s_fs, random_credentials, S3};
-use crate::run::RunGate;
 use crate::support::*;
 
 const DJANGO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/django");
@@ -42,21 +40,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A second `s3s-fs` over the same files, accepting other credentials.
-fn second_store(s3: &S3) -> (Proc, String, String, String) {
-    let (id, secret) = random_credentials();
-    let port = free_port();
-    let child = Command::new(find_s3s_fs())
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", &id, "--secret-key", &secret])
-        .arg(s3.root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn s3s-fs");
-    wait_port(format!("127.0.0.1:{port}").parse().unwrap());
-    (Proc(child), format!("http://127.0.0.1:{port}"), id, secret)
 }
 
 /// A private redis-server that requires a password.
@@ -94,27 +77,8 @@ fn manage(env: &[(String, String)], args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Logs in through the gate as a browser does; the session cookie.
-async fn login_cookie(base: &str, email: &str) -> String {
-    let c = client();
-    let (parts, _) = send(&c, get(&format!("{base}/auth/login/?next=%2F&login_hint={email}"))).await;
-    assert_eq!(parts.status, 302, "login start");
-    // The callback is accepted only from the browser that started the login.
-    let binding = cookies_set(&parts).join("; ");
-    let (parts, _) = send(&c, get(parts.headers["location"].to_str().unwrap())).await;
-    assert_eq!(parts.status, 302, "authorize");
-    let (parts, _) = send(&c, get_with(parts.headers["location"].to_str().unwrap(), Some(&binding), None)).await;
-    parts
-        .headers
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-        .find(|c| c.starts_with("prt_session="))
-        .expect("session cookie")
-}
-
 /// Every row's links, as the Django view renders them: bol → (pdfUrl, stampedPdfUrl, pdfKey, storedPdfUrl).
-async fn history(gate: &RunGate, cookie: &str) -> BTreeMap<String, [serde_json::Value; 4]> {
+async fn history(gate: &Gate, cookie: &str) -> BTreeMap<String, [serde_json::Value; 4]> {
     let (parts, body) = send(&client(), get_with(&gate.url("/api/history/"), Some(cookie), None)).await;
     assert_eq!(parts.status, 200, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -134,7 +98,7 @@ async fn history(gate: &RunGate, cookie: &str) -> BTreeMap<String, [serde_json::
 
 /// Follows a link from an API answer through the gate: the bytes, or the
 /// gate's refusal status.
-async fn download(gate: &RunGate, cookie: &str, link: &str) -> Result<Vec<u8>, u16> {
+async fn download(gate: &Gate, cookie: &str, link: &str) -> Result<Vec<u8>, u16> {
     assert!(link.starts_with("/media/"), "a link that bypasses the gate: {link}");
     let (parts, _) = send(&client(), get_with(&gate.url(link), Some(cookie), None)).await;
     if parts.status != 302 {
@@ -147,7 +111,7 @@ async fn download(gate: &RunGate, cookie: &str, link: &str) -> Result<Vec<u8>, u
     Ok(body.to_vec())
 }
 
-async fn check_links(gate: &RunGate, cookie: &str, when: &str) -> BTreeMap<String, [serde_json::Value; 4]> {
+async fn check_links(gate: &Gate, cookie: &str, when: &str) -> BTreeMap<String, [serde_json::Value; 4]> {
     let rows = history(gate, cookie).await;
     assert_eq!(rows.len(), TARGETS.len(), "{rows:?}");
     for (bol, target) in TARGETS {
@@ -178,7 +142,9 @@ async fn one_service_run_keeps_the_gates_secrets_from_django_and_every_stored_pd
     let s3 = S3::start();
     std::fs::create_dir_all(s3.root().join(BUCKET)).unwrap();
     let (gate_endpoint, gate_id, gate_secret) = s3.endpoint();
-    let (_django_store, django_endpoint, django_id, django_secret) = second_store(&s3);
+    let django_store = s3.alongside();
+    let (django_endpoint, django_id, django_secret) =
+        (django_store.endpoint().0, django_store.id.clone(), django_store.secret.clone());
     let redis_password = "redisPassCanary7d1e";
     let (_redis, redis_port) = password_redis(redis_password);
     let sso = DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap();
@@ -206,25 +172,11 @@ async fn one_service_run_keeps_the_gates_secrets_from_django_and_every_stored_pd
         pdf_bytes("bols/2025/PRT-2025-0003.pdf")
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    // The shipped deployment file, with the staging differences in the environment.
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prt-gate.toml"), dir.path().join("policy.toml"))
-        .unwrap();
-    let port = free_port();
     let previous = "previous-assertion-secret-0123456789abcdef";
     let redis_url = format!("redis://:{redis_password}@127.0.0.1:{redis_port}/0");
     let mut env: Vec<(String, String)> = [
-        ("PRT_GATE_GATE__LISTEN", format!("127.0.0.1:{port}")),
-        ("PRT_GATE_GATE__ADMIN_LISTEN", "127.0.0.1:0".into()),
-        ("PRT_GATE_GATE__PUBLIC_URL", format!("http://127.0.0.1:{port}")),
-        ("PRT_GATE_GATE__UPSTREAM", format!("http://127.0.0.1:{django_port}")),
-        ("PRT_GATE_SSO__BASE_URL", sso.url().to_string()),
-        ("PRT_GATE_SSO__CLIENT_ID", "prt-gate-dev".into()),
-        ("PRT_GATE_SSO__CLIENT_SECRET", DEV_CLIENT_SECRET.into()),
-        ("PRT_GATE_SESSION__COOKIE_SECURE", "false".into()),
         ("PRT_GATE_SESSION__STORE", redis_url.clone()),
-        ("PRT_GATE_SESSION__KEY_PREFIX", format!("i14-deploy-{port}:")),
-        ("PRT_GATE_ASSERTION__SECRET", TEST_ASSERTION_SECRET.into()),
+        ("PRT_GATE_SESSION__KEY_PREFIX", format!("i14-deploy-{django_port}:")),
         ("PRT_GATE_ASSERTION__PREVIOUS_SECRET", previous.into()),
         ("PRT_GATE_MEDIA__ENDPOINT", gate_endpoint.clone()),
         ("PRT_GATE_MEDIA__PATH_STYLE", "true".into()),
@@ -236,9 +188,14 @@ async fn one_service_run_keeps_the_gates_secrets_from_django_and_every_stored_pd
     .map(|(k, v)| (k.to_string(), v))
     .to_vec();
     env.extend(django_env.iter().cloned());
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let script = format!("{DJANGO_DIR}/tests/e2e_server.py");
-    let gate = RunGate::start(dir, &env_refs, &["python3", &script]);
+    // The shipped deployment file, with the staging differences in the environment.
+    let gate = GateBuilder::new(([127, 0, 0, 1], django_port).into())
+        .sso(sso.url())
+        .config_file(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prt-gate.toml"))
+        .envs(&env)
+        .run(&["python3", &script])
+        .start();
     let readyz = format!("http://{}/readyz", gate.admin);
     assert!(
         eventually_async(Duration::from_secs(30), || async {
@@ -266,8 +223,7 @@ async fn one_service_run_keeps_the_gates_secrets_from_django_and_every_stored_pd
     assert_eq!(child_env.get("AWS_ACCESS_KEY_ID"), Some(&django_id));
 
     // The child still verifies the gate's assertions.
-    let base = gate.url("");
-    let cookie = login_cookie(base.trim_end_matches('/'), "client@example.com").await;
+    let cookie = login(&gate, "client@example.com", "/", None).await.cookie.expect("session cookie");
     let (parts, body) = send(&client(), get_with(&gate.url("/api/auth/me/"), Some(&cookie), None)).await;
     assert_eq!(parts.status, 200);
     let me: serde_json::Value = serde_json::from_slice(&body).unwrap();

@@ -37,7 +37,7 @@ fn start_django() -> (Django, std::net::SocketAddr) {
 async fn client_logs_in_through_the_gate_and_django_sees_who_it_is() {
     let (_django, django) = start_django();
     let sso = DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap();
-    let gate = start_shipped_gate(django, sso.url(), &[]);
+    let gate = GateBuilder::new(django).sso(sso.url()).shipped_policy().start();
     let cookie = login(&gate, "client@example.com", "", None).await.cookie.unwrap();
 
     let (parts, body) = send(&client(), get_with(&gate.url("/api/auth/me/"), Some(&cookie), None)).await;

@@ -40,7 +40,7 @@ async fn switching_upstream() -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_101_switching_protocols_is_a_502() {
     let up = switching_upstream().await;
-    let gate = Gate::start(up, "", "");
+    let gate = GateBuilder::new(up).start();
     // Positive control: the same upstream's ordinary answer passes.
     let (status, text) = raw_get(gate.addr, b"/ok", "");
     assert_eq!(status, 200, "{text}");
@@ -54,14 +54,14 @@ async fn upstream_101_switching_protocols_is_a_502() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_server_and_powered_by_are_dropped_unless_configured() {
     let up = switching_upstream().await;
-    let gate = Gate::start(up, "", "");
+    let gate = GateBuilder::new(up).start();
     let (status, text) = raw_get(gate.addr, b"/ok", "");
     assert_eq!(status, 200, "{text}");
     let lower = text.to_ascii_lowercase();
     assert!(!lower.contains("gunicorn") && !lower.contains("x-powered-by"), "{text}");
     assert!(lower.contains("x-frame-options: deny"), "other upstream headers pass: {text}");
     // Configurable: with an empty list they pass (positive control for the test itself).
-    let open = Gate::start(up, "hide_upstream_headers = []", "");
+    let open = GateBuilder::new(up).gate("hide_upstream_headers = []").start();
     let (_, text) = raw_get(open.addr, b"/ok", "");
     let lower = text.to_ascii_lowercase();
     assert!(lower.contains("server: gunicorn/23.0") && lower.contains("x-powered-by: django"), "{text}");
@@ -73,7 +73,7 @@ async fn upstream_server_and_powered_by_are_dropped_unless_configured() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reinterpretable_request_headers_never_reach_the_upstream() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     let rows = [
         ("X-Original-URL", "/admin/"),
         ("X-Rewrite-URL", "/admin/"),
@@ -107,7 +107,7 @@ async fn reinterpretable_request_headers_never_reach_the_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn real_ip_is_kept_from_a_trusted_proxy_only() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "trusted_proxies = [\"127.0.0.1\"]", "");
+    let gate = GateBuilder::new(up.addr).gate("trusted_proxies = [\"127.0.0.1\"]").start();
     let (status, _) = raw_get(gate.addr, b"/api/x/", "X-Real-IP: 10.9.9.9\r\nTrue-Client-IP: 10.9.9.9\r\n");
     assert_eq!(status, 200);
     let seen = up.last();
@@ -120,11 +120,9 @@ async fn real_ip_is_kept_from_a_trusted_proxy_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn host_must_be_the_public_url_or_an_allowed_host() {
     let up = Upstream::start().await;
-    let gate = Gate::start(
-        up.addr,
-        "public_url = \"https://prt.example.com\"\nallowed_hosts = [\"internal.example:8080\"]",
-        "",
-    );
+    let gate = GateBuilder::new(up.addr)
+        .gate("public_url = \"https://prt.example.com\"\nallowed_hosts = [\"internal.example:8080\"]")
+        .start();
     let ask = |host: &str| {
         let head = format!("GET /api/x/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         raw(gate.addr, head.as_bytes()).0
@@ -171,7 +169,7 @@ async fn h2_get(addr: std::net::SocketAddr, uri: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn raw_hash_in_the_request_target_is_a_400() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     for target in [&b"/api/health/#/../../admin/"[..], b"/api/x/?a=1#frag", b"/#", b"/api/x#"] {
         let before = up.count();
         let (status, text) = raw_get(gate.addr, target, "");
@@ -299,7 +297,7 @@ async fn idle_h2_connections_are_closed_after_their_deadlines() {
     let up = Upstream::start().await;
 
     // Preface and SETTINGS, then nothing: no first request.
-    let gate = Gate::start(up.addr, &h2_only("h2_first_request_timeout"), "");
+    let gate = GateBuilder::new(up.addr).gate(&h2_only("h2_first_request_timeout")).start();
     let mut idle = h2_connect(gate.addr).await;
     let (closed, _) = hold_until_closed(&mut idle, Duration::from_secs(8)).await;
     let took = closed.expect("a connection without a first request stayed open");
@@ -308,7 +306,7 @@ async fn idle_h2_connections_are_closed_after_their_deadlines() {
 
     // One request answered, then no open stream: closed after the idle timeout, not before
     // the response (0x88 is `:status 200`).
-    let gate = Gate::start(up.addr, &h2_only("h2_idle_timeout"), "");
+    let gate = GateBuilder::new(up.addr).gate(&h2_only("h2_idle_timeout")).start();
     let mut served = h2_connect(gate.addr).await;
     served.write_all(&frame(0x1, 0x4 | 0x1, 1, &get_block())).await.unwrap();
     let (closed, statuses) = hold_until_closed(&mut served, Duration::from_secs(8)).await;
@@ -318,7 +316,7 @@ async fn idle_h2_connections_are_closed_after_their_deadlines() {
     println!("h2 idle after one response closed after {took:?} (limit 1 s)");
 
     // A HEADERS frame without END_HEADERS, never continued.
-    let gate = Gate::start(up.addr, &h2_only("h2_header_block_timeout"), "");
+    let gate = GateBuilder::new(up.addr).gate(&h2_only("h2_header_block_timeout")).start();
     let mut unfinished = h2_connect(gate.addr).await;
     unfinished.write_all(&frame(0x1, 0x1, 1, &get_block()[..2])).await.unwrap();
     let took = hold_silently(&mut unfinished, Duration::from_secs(8)).await;
@@ -342,7 +340,7 @@ async fn idle_h2_connections_are_closed_after_their_deadlines() {
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_h2_connections_free_their_slots_for_http1_clients() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, &format!("{H2_LIMITS}\nmax_connections = 3"), "");
+    let gate = GateBuilder::new(up.addr).gate(&format!("{H2_LIMITS}\nmax_connections = 3")).start();
     let mut holders = Vec::new();
     for i in 0..3 {
         let mut s = h2_connect(gate.addr).await;
@@ -384,7 +382,7 @@ async fn encoded_sub_delimiters_are_decided_on_the_path_django_resolves() {
     let policy = "[[route]]\npath = \"/api/reports/{id}/\"\npublic = true\n\n\
                   [[route]]\npath = \"/api/reports/q1+q2/\"\nroles = [\"Admin\"]\n\n\
                   [[route]]\npath = \"/ops:tools/\"\nroles = [\"Admin\"]\n";
-    let gate = Gate::start(up.addr, "", policy);
+    let gate = GateBuilder::new(up.addr).toml(policy).start();
     for target in [
         &b"/api/reports/q1+q2/"[..],
         b"/api/reports/q1%2Bq2/",
@@ -419,7 +417,7 @@ async fn encoded_sub_delimiters_are_decided_on_the_path_django_resolves() {
 #[tokio::test(flavor = "multi_thread")]
 async fn h2_path_fragment_never_splits_the_checked_and_forwarded_path() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, H2_LIMITS, "");
+    let gate = GateBuilder::new(up.addr).gate(H2_LIMITS).start();
     let mut s = h2_connect(gate.addr).await;
     s.write_all(&frame(0x1, 0x4 | 0x1, 1, &get_block_for(b"/api/x/#/../../admin/"))).await.unwrap();
     let (_, statuses) = hold_until_closed(&mut s, Duration::from_secs(8)).await;

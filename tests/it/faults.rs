@@ -20,7 +20,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use prt_gate::devsso::{builtin_users, DevSso};
 
-use crate::limits::metric;
 use crate::support::*;
 
 /// One answer seen by the load generator: when, which worker kind, status
@@ -197,7 +196,11 @@ async fn redis_killed_and_restarted_under_load_never_fails_open() {
     let sso = dev_sso().await;
     let mut redis = DurableRedis::start();
     let store = format!("redis://127.0.0.1:{}", redis.port);
-    let gate = start_shipped_gate(up.addr, sso.url(), &[("PRT_GATE_SESSION__STORE", store.as_str())]);
+    let gate = GateBuilder::new(up.addr)
+        .sso(sso.url())
+        .shipped_policy()
+        .env("PRT_GATE_SESSION__STORE", store.as_str())
+        .start();
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let api = gate.url("/api/history/");
     assert_eq!(send(&client(), get_with(&api, Some(&cookie), None)).await.0.status, 200, "positive control");
@@ -285,7 +288,7 @@ async fn upstream_killed_and_restarted_under_load_recovers_without_leaks() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut upstream = serve_upstream(listener);
-    let mut gate = Gate::start(addr, "upstream_connect_timeout = \"1s\"", "");
+    let mut gate = GateBuilder::new(addr).gate("upstream_connect_timeout = \"1s\"").start();
     let url = gate.url("/api/orders/");
 
     // Warm-up with the same concurrency, then the idle baseline.
@@ -383,7 +386,8 @@ async fn sso_down_under_load_logins_503_sessions_keep_working() {
     let sso_url = format!("http://127.0.0.1:{port}");
     let mut sso = spawn_sso(port);
     // Logins are retried in a loop from one address until the SSO is back.
-    let gate = start_shipped_gate(up.addr, &sso_url, &[("PRT_GATE_GATE__LOGIN_RATE_LIMIT", "0")]);
+    let gate =
+        GateBuilder::new(up.addr).sso(&sso_url).shipped_policy().env("PRT_GATE_GATE__LOGIN_RATE_LIMIT", "0").start();
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let mut pending = Vec::new();
     for _ in 0..5 {
@@ -444,7 +448,6 @@ async fn sso_down_under_load_logins_503_sessions_keep_working() {
 /// never answers for S3.
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_down_under_load_is_503_without_redirect_and_recovers() {
-    use crate::media::S3;
     const OBJECTS: u64 = 20_000;
     let up = Upstream::start().await;
     let sso = dev_sso().await;
@@ -453,7 +456,7 @@ async fn s3_down_under_load_is_503_without_redirect_and_recovers() {
         s3.put(&format!("bols/2025/load-{i}.pdf"), b"%PDF-1.4 load\n");
     }
     let env = s3.env();
-    let gate = start_shipped_gate(up.addr, sso.url(), &crate::media::env_refs(&env));
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().envs(&env).start();
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let base = gate.url("/media/bols/2025/");
     let make: MakeRequest =
@@ -496,7 +499,7 @@ async fn s3_down_under_load_is_503_without_redirect_and_recovers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hundred_alternating_good_and_broken_reloads_under_load_fail_no_request() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     let cfg = gate.dir.path().join("policy.toml");
     let base = std::fs::read_to_string(&cfg).unwrap();
     // Each broken variant would lock every route behind a login if applied.
@@ -535,7 +538,7 @@ async fn hundred_alternating_good_and_broken_reloads_under_load_fail_no_request(
         gate.signal("HUP");
         let t = Instant::now();
         loop {
-            let m = crate::proxy::scrape(&gate).await;
+            let m = scrape(&gate).await;
             if reloads(&m, "ok") + reloads(&m, "failed") > i {
                 break;
             }
@@ -547,7 +550,7 @@ async fn hundred_alternating_good_and_broken_reloads_under_load_fail_no_request(
     let seen = load.stop().await;
     let failed: Vec<&Seen> = seen.iter().filter(|s| s.status != 200).collect();
     assert!(failed.is_empty(), "{} requests failed during reloads: {:?}", failed.len(), &failed[..failed.len().min(5)]);
-    let m = crate::proxy::scrape(&gate).await;
+    let m = scrape(&gate).await;
     assert_eq!((reloads(&m, "ok"), reloads(&m, "failed")), (50, 50), "{m}");
     let last = last_good.unwrap();
     assert_eq!(send(&client(), get(&gate.url(&format!("/api/reload-{last}/")))).await.0.status, 200);

@@ -13,22 +13,12 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::proxy::scrape;
 use crate::support::*;
-
-/// A gauge or counter value from `/metrics`.
-pub async fn metric(gate: &Gate, name: &str) -> i64 {
-    let text = scrape(gate).await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing: {text}"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn over_long_uri_is_414_and_never_reaches_upstream() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "max_uri_bytes = 4096", "");
+    let gate = GateBuilder::new(up.addr).gate("max_uri_bytes = 4096").start();
     // Positive control: just under the limit is served.
     let ok = format!("/x?q={}", "a".repeat(4096 - 5));
     assert_eq!(ok.len(), 4096);
@@ -59,7 +49,7 @@ async fn over_long_uri_is_414_and_never_reaches_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn header_limits_refuse_only_past_the_boundary() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "max_headers = 20\nmax_header_bytes = 8192", "");
+    let gate = GateBuilder::new(up.addr).gate("max_headers = 20\nmax_header_bytes = 8192").start();
     // Host + Connection + 17 = 19 header lines: within max_headers.
     let some: String = (0..17).map(|i| format!("X-H{i}: v\r\n")).collect();
     assert_eq!(raw_get(gate.addr, b"/x", &some).0, 200);
@@ -77,7 +67,7 @@ async fn header_limits_refuse_only_past_the_boundary() {
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_and_preface_trickling_connections_are_closed_at_the_header_timeout() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "header_read_timeout = \"500ms\"", "");
+    let gate = GateBuilder::new(up.addr).gate("header_read_timeout = \"500ms\"").start();
     let closed_within = |prefix: &'static [u8]| {
         let addr = gate.addr;
         std::thread::spawn(move || {
@@ -117,7 +107,7 @@ async fn thousand_slow_clients_do_not_block_others_and_are_closed_at_the_header_
     const SLOW: usize = 1000;
     let up = Upstream::start().await;
     let timeout = Duration::from_secs(10);
-    let gate = Gate::start(up.addr, "header_read_timeout = \"10s\"", "");
+    let gate = GateBuilder::new(up.addr).gate("header_read_timeout = \"10s\"").start();
     let addr = gate.addr;
     let connected = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -201,7 +191,7 @@ async fn thousand_slow_clients_do_not_block_others_and_are_closed_at_the_header_
 #[tokio::test(flavor = "multi_thread")]
 async fn max_connections_holds_new_connections_until_a_slot_frees() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "max_connections = 2\nheader_read_timeout = \"60s\"", "");
+    let gate = GateBuilder::new(up.addr).gate("max_connections = 2\nheader_read_timeout = \"60s\"").start();
     assert_eq!(raw_get(gate.addr, b"/x", "").0, 200, "positive control");
     let idle_a = std::net::TcpStream::connect(gate.addr).unwrap();
     let idle_b = std::net::TcpStream::connect(gate.addr).unwrap();

@@ -21,7 +21,7 @@ fn now() -> u64 {
 async fn every_role_logs_in_and_upstream_sees_its_identity() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let rows = [
         ("admin@example.com", "Admin", "/"),
         ("office@example.com", "Office", "/"),
@@ -68,7 +68,7 @@ async fn every_role_logs_in_and_upstream_sees_its_identity() {
     assert_eq!(parts.status, 403);
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["required_roles"], json!(["Admin", "Office"]));
-    let metrics = crate::proxy::scrape(&gate).await;
+    let metrics = scrape(&gate).await;
     assert!(metrics.contains("prt_gate_logins_total{outcome=\"ok\"} 5\n"), "{metrics}");
 }
 
@@ -76,7 +76,7 @@ async fn every_role_logs_in_and_upstream_sees_its_identity() {
 async fn user_without_primetrade_role_is_refused_without_session() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let l = login(&gate, "nobody@example.com", "/", None).await;
     assert_eq!(l.status, 403);
     // No session cookie (only the used login cookie is expired).
@@ -84,7 +84,7 @@ async fn user_without_primetrade_role_is_refused_without_session() {
         l.cookie.is_none() && l.set_cookie.iter().all(|c| c.starts_with("prt_login_") && c.contains("Max-Age=0")),
         "{l:?}"
     );
-    let metrics = crate::proxy::scrape(&gate).await;
+    let metrics = scrape(&gate).await;
     assert!(metrics.contains("prt_gate_logins_total{outcome=\"no_role\"} 1\n"), "{metrics}");
 }
 
@@ -92,7 +92,7 @@ async fn user_without_primetrade_role_is_refused_without_session() {
 async fn unauthenticated_answers_api_401_page_302() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let (parts, body) = send(&client(), get(&gate.url("/api/history/"))).await;
     assert_eq!(parts.status, 401);
     assert_eq!(&body[..], b"{\"error\":\"unauthenticated\",\"login\":\"/auth/login/\"}\n");
@@ -115,7 +115,7 @@ async fn unauthenticated_answers_api_401_page_302() {
 async fn logout_ends_the_session_and_login_never_reuses_a_cookie() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let first = login(&gate, "office@example.com", "/api/history/", None).await;
     assert_eq!(first.location.as_deref(), Some(gate.url("/api/history/").as_str()));
     let first = first.cookie.unwrap();
@@ -151,7 +151,7 @@ async fn logout_ends_the_session_and_login_never_reuses_a_cookie() {
 async fn parallel_logins_in_two_tabs_both_succeed_and_state_is_single_use() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let c = client();
     let start = |hint: &str| gate.url(&format!("/auth/login/?login_hint={hint}"));
     let (a, _) = send(&c, get(&start("client%40example.com"))).await;
@@ -186,7 +186,7 @@ async fn parallel_logins_in_two_tabs_both_succeed_and_state_is_single_use() {
 async fn bearer_tokens_are_verified_like_id_tokens() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let iss = sso.issuer().to_string();
     let good = |role: &str| {
         json!({"sub": "svc-1", "iss": iss, "aud": "prt-gate-dev", "iat": now(), "exp": now() + 600,
@@ -259,7 +259,8 @@ async fn open_redirect_corpus_never_leaves_the_origin() {
     let up = Upstream::start().await;
     let sso = sso().await;
     // Over a thousand logins from one address: no login rate limit here.
-    let gate = start_shipped_gate(up.addr, sso.url(), &[("PRT_GATE_GATE__LOGIN_RATE_LIMIT", "0")]);
+    let gate =
+        GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().env("PRT_GATE_GATE__LOGIN_RATE_LIMIT", "0").start();
     let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openredirects.txt"))
         .expect("tests/fixtures/openredirects.txt");
     let origin = gate.url("");
@@ -331,8 +332,8 @@ async fn two_gates_share_redis_sessions_and_revocation_reaches_both_within_a_sec
     let _cleanup = PrefixCleanup(prefix.clone());
     let env =
         [("PRT_GATE_SESSION__STORE", "redis://127.0.0.1:6379"), ("PRT_GATE_SESSION__KEY_PREFIX", prefix.as_str())];
-    let a = start_shipped_gate(up.addr, sso.url(), &env);
-    let b = start_shipped_gate(up.addr, sso.url(), &env);
+    let a = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().envs(&env).start();
+    let b = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().envs(&env).start();
     let status = |gate: &Gate, cookie: &str| {
         let req = get_with(&gate.url("/api/history/"), Some(cookie), None);
         async move { send(&client(), req).await.0.status.as_u16() }
@@ -420,7 +421,8 @@ async fn redis_down_fails_closed_with_503_and_recovers() {
     let port = free_port();
     let redis = OwnRedis::start(port);
     let url = format!("redis://127.0.0.1:{port}");
-    let gate = start_shipped_gate(up.addr, sso.url(), &[("PRT_GATE_SESSION__STORE", url.as_str())]);
+    let gate =
+        GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().env("PRT_GATE_SESSION__STORE", url.as_str()).start();
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let status = |cookie: Option<String>, html: bool| {
         let req = get_with(&gate.url("/api/history/"), cookie.as_deref(), html.then_some("text/html"));
@@ -466,7 +468,7 @@ async fn refresh_rereads_roles_so_a_revoked_role_ends_access() {
     let up = Upstream::start().await;
     let sso = sso().await;
     let env = [("PRT_GATE_SSO__REFRESH", "true"), ("PRT_GATE_SSO__REFRESH_INTERVAL", "1s")];
-    let gate = start_shipped_gate(up.addr, sso.url(), &env);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().envs(&env).start();
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let status = |path: &'static str| {
         let req = get_with(&gate.url(path), Some(&cookie), None);
@@ -492,7 +494,8 @@ async fn without_refresh_roles_are_fixed_for_the_session() {
     // Positive control for the test above: refresh is off by default.
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[("PRT_GATE_SSO__REFRESH_INTERVAL", "1s")]);
+    let gate =
+        GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().env("PRT_GATE_SSO__REFRESH_INTERVAL", "1s").start();
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     sso.set_role("office@example.com", Some("Client")).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
@@ -512,7 +515,7 @@ async fn tenant_from_claim_mode_maps_codes_and_refuses_unknown() {
         ("PRT_GATE_TENANT__MODE", "claim"),
         ("PRT_GATE_TENANT__CODES", "{PRT = {id = \"prt-tenant\", name = \"PrimeTrade (claim)\"}}"),
     ];
-    let gate = start_shipped_gate(up.addr, sso.url(), &env);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().envs(&env).start();
     let cookie = login(&gate, "client@example.com", "", None).await.cookie.expect("PRT user logs in");
     let (parts, _) = send(&client(), get_with(&gate.url("/api/history/"), Some(&cookie), None)).await;
     assert_eq!(parts.status, 200);

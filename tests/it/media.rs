@@ -4,8 +4,7 @@
 //! and refuses tampered and expired URLs.
 
 use std::io::Write as _;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -15,21 +14,10 @@ use prt_gate::devsso::{builtin_users, DevSso};
 use prt_gate::media::sigv4::{Credentials, Presigner, Target, Verb};
 use prt_gate::secret::Secret;
 use rand::distr::{Alphanumeric, SampleString};
-use rand::Rng;
 
 use crate::support::*;
 
-pub const BUCKET: &str = "prt-media";
 pub const PDF_KEY: &str = "bols/2025/PRT-2025-0002.pdf";
-
-/// Random credentials in AWS's shapes (a secret with `/` and `+`).
-pub fn random_credentials() -> (String, String) {
-    let mut rng = rand::rng();
-    let id = format!("AKIA{}", Alphanumeric.sample_string(&mut rng, 16).to_uppercase());
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let secret: String = (0..40).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect();
-    (id, secret)
-}
 
 /// A sample PDF generated per test (a minimal valid document plus noise).
 pub fn sample_pdf() -> Vec<u8> {
@@ -146,114 +134,6 @@ fn presigned_urls_match_botocore_byte_for_byte() {
     assert_ne!(other, expected[0]);
 }
 
-/// A running `s3s-fs` (verifies SigV4, including presigned URLs) over a temp dir.
-pub struct S3 {
-    child: Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-    id: String,
-    secret: String,
-}
-
-impl S3 {
-    pub fn start() -> S3 {
-        let (id, secret) = random_credentials();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join(BUCKET).join("bols/2025")).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Self::spawn(addr, &id, &secret, &dir);
-        S3 { child, addr, dir, id, secret }
-    }
-
-    fn spawn(addr: SocketAddr, id: &str, secret: &str, dir: &tempfile::TempDir) -> Child {
-        let child = Command::new(find_s3s_fs())
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &addr.port().to_string(),
-                "--access-key",
-                id,
-                "--secret-key",
-                secret,
-            ])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn s3s-fs");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child
-    }
-
-    /// Kills the server (the fault); `restart` brings it back on the same
-    /// port, credentials and files.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn restart(&mut self) {
-        self.child = Self::spawn(self.addr, &self.id, &self.secret, &self.dir);
-    }
-
-    pub fn put(&self, key: &str, body: &[u8]) {
-        let path = self.dir.path().join(BUCKET).join(key);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, body).unwrap();
-    }
-
-    /// The directory the server keeps buckets in (one folder per bucket).
-    pub fn root(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-
-    /// `http://127.0.0.1:PORT`, and the credentials it accepts.
-    pub fn endpoint(&self) -> (String, &str, &str) {
-        (format!("http://{}", self.addr), &self.id, &self.secret)
-    }
-
-    pub fn env(&self) -> Vec<(String, String)> {
-        vec![
-            ("PRT_GATE_MEDIA__BUCKET".into(), BUCKET.into()),
-            ("PRT_GATE_MEDIA__ENDPOINT".into(), format!("http://{}", self.addr)),
-            ("PRT_GATE_MEDIA__PATH_STYLE".into(), "true".into()),
-            ("AWS_ACCESS_KEY_ID".into(), self.id.clone()),
-            ("AWS_SECRET_ACCESS_KEY".into(), self.secret.clone()),
-        ]
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn find_s3s_fs() -> std::path::PathBuf {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(std::env::var_os("CARGO_HOME").map(|h| std::path::PathBuf::from(h).join("bin/s3s-fs")))
-        .chain(std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo/bin/s3s-fs")));
-    for c in candidates {
-        if c.is_file() {
-            return c;
-        }
-    }
-    panic!("s3s-fs not found: `cargo install s3s-fs@0.14.1 --features binary --locked` (.ci/run does this)");
-}
-
-pub fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
 async fn fetch(url: &str) -> (u16, Bytes) {
     let (parts, body) = send(&client(), get(url)).await;
     (parts.status.as_u16(), body)
@@ -267,7 +147,7 @@ async fn client_downloads_the_pdf_through_the_gate_redirect() {
     let up = Upstream::start().await;
     let sso = DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap();
     let env = s3.env();
-    let gate = start_shipped_gate(up.addr, sso.url(), &env_refs(&env));
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().envs(&env).start();
     let cookie = login(&gate, "client@example.com", "", None).await.cookie.unwrap();
     let before = up.count();
 
@@ -350,8 +230,7 @@ async fn client_downloads_the_pdf_through_the_gate_redirect() {
     let signature = location.rsplit("X-Amz-Signature=").next().unwrap();
     assert!(!log.contains(signature) && !log.contains("X-Amz-"), "presigned URL in the gate log");
 
-    let metrics = fetch(&format!("http://{}/metrics", gate.admin)).await.1;
-    let metrics = String::from_utf8_lossy(&metrics);
+    let metrics = scrape(&gate).await;
     assert!(metrics.contains("prt_gate_presigns_total{outcome=\"granted\"} 1\n"), "{metrics}");
     assert!(metrics.contains("prt_gate_presigns_total{outcome=\"missing\"} 1\n"), "{metrics}");
     assert!(metrics.contains("prt_gate_presigns_total{outcome=\"bad_key\"} 3\n"), "{metrics}");
@@ -415,7 +294,7 @@ async fn s3_down_means_503_with_the_existence_check_and_no_redirect() {
         ("AWS_ACCESS_KEY_ID", id.as_str()),
         ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
     ];
-    let gate = start_shipped_gate(up.addr, sso.url(), &env);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().envs(&env).start();
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let (parts, body) = send(&client(), get_with(&gate.url(&format!("/media/{PDF_KEY}")), Some(&cookie), None)).await;
     assert_eq!(parts.status, 503, "{}", String::from_utf8_lossy(&body));
@@ -424,7 +303,7 @@ async fn s3_down_means_503_with_the_existence_check_and_no_redirect() {
 
     // Positive control: without the check the same gate redirects.
     env.push(("PRT_GATE_MEDIA__CHECK_EXISTS", "false"));
-    let gate = start_shipped_gate(up.addr, sso.url(), &env);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().envs(&env).start();
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let (parts, _) = send(&client(), get_with(&gate.url(&format!("/media/{PDF_KEY}")), Some(&cookie), None)).await;
     assert_eq!(parts.status, 302);

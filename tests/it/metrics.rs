@@ -101,7 +101,7 @@ pub async fn request_mix(gate: &Gate) -> BTreeMap<(String, String, String), f64>
 async fn metrics_count_each_rule_role_and_decision_exactly() {
     let up = Upstream::start().await;
     let sso = DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap();
-    let gate = start_auth_gate(up.addr, sso.url(), "", MIX_POLICY);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).policy(MIX_POLICY).start();
     let expected = request_mix(&gate).await;
 
     let (parts, body) = send(&client(), get(&format!("http://{}/metrics", gate.admin))).await;
@@ -146,7 +146,7 @@ async fn metrics_count_each_rule_role_and_decision_exactly() {
 async fn status_page_shows_refusals_without_user_or_query() {
     let up = Upstream::start().await;
     let sso = DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap();
-    let gate = start_auth_gate(up.addr, sso.url(), "", MIX_POLICY);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).policy(MIX_POLICY).start();
     request_mix(&gate).await;
     let (parts, body) = send(&client(), get(&format!("http://{}/status", gate.admin))).await;
     assert_eq!(parts.status, 200);
@@ -197,11 +197,10 @@ fn exprs(v: &serde_json::Value, out: &mut Vec<String>) {
 async fn every_dashboard_and_alert_query_names_an_exported_metric() {
     let up = Upstream::start().await;
     let sso = DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap();
-    let gate = start_auth_gate(up.addr, sso.url(), "", MIX_POLICY);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).policy(MIX_POLICY).start();
     request_mix(&gate).await;
-    let (_, body) = send(&client(), get(&format!("http://{}/metrics", gate.admin))).await;
     let exported: std::collections::BTreeSet<String> =
-        parse(std::str::from_utf8(&body).unwrap()).into_iter().map(|s| s.name).collect();
+        parse(&scrape(&gate).await).into_iter().map(|s| s.name).collect();
 
     let dir = env!("CARGO_MANIFEST_DIR");
     let dashboard: serde_json::Value =

@@ -144,7 +144,7 @@ fn explain_exit_2_on_bad_input() {
 async fn explain_login_location_is_the_live_gates() {
     let upstream = Upstream::start().await;
     let more = "[[route]]\npath = \"/private/{*rest}\"\nroles = [\"Admin\"]\n";
-    let gate = Gate::start(upstream.addr, "", more);
+    let gate = GateBuilder::new(upstream.addr).toml(more).start();
     let path = "/private/my-file_v2.pdf/a%20b/it's(1)/";
     let (parts, _) = send(&client(), get_with(&gate.url(path), None, Some("text/html"))).await;
     assert_eq!(parts.status, 302);

@@ -326,13 +326,9 @@ fn replay_of_a_generated_log_counts_exact_groups_in_bounded_memory_plain_and_gz(
     assert_eq!(code, 2);
 }
 
-async fn metrics(gate: &Gate) -> String {
-    let (_, body) = send(&client(), get(&format!("http://{}/metrics", gate.admin))).await;
-    String::from_utf8_lossy(&body).into_owned()
-}
-
-fn metric(text: &str, series: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0)
+/// A series in a scrape; 0 until the gate first counts it.
+fn metric(text: &str, series: &str) -> i64 {
+    sample(text, series).unwrap_or(0)
 }
 
 const CLIENT_DIFF: &str = "prt_gate_shadow_diff_total{role=\"Client\",active=\"allow\",shadow=\"deny\"} ";
@@ -357,14 +353,12 @@ fn shadow_lines(gate: &Gate) -> Vec<Value> {
 async fn shadow_policy_is_counted_and_logged_never_enforced_and_a_broken_file_changes_nothing() {
     let up = Upstream::start().await;
     let sso = DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap();
-    let gate = start_auth_gate(up.addr, sso.url(), "", &format!("[policy]\nshadow = \"shadow.toml\"\n{OLD}"));
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).toml("[policy]\nshadow = \"shadow.toml\"").policy(OLD).start();
     // The shadow file appears after start: the gate runs without one, then picks it up.
     let shadow = gate.dir.path().join("shadow.toml");
     std::fs::write(&shadow, new_policy()).unwrap();
-    assert!(
-        eventually_async(Duration::from_secs(10), || async { metric(&metrics(&gate).await, SHADOW_OK) == 1 }).await
-    );
-    assert_eq!(metric(&metrics(&gate).await, SHADOW_FAILED), 1, "missing at start: one warning and one count");
+    assert!(eventually_async(Duration::from_secs(10), || async { metric(&scrape(&gate).await, SHADOW_OK) == 1 }).await);
+    assert_eq!(metric(&scrape(&gate).await, SHADOW_FAILED), 1, "missing at start: one warning and one count");
 
     let client_cookie = login(&gate, "client@example.com", "", None).await.cookie.unwrap();
     let admin_cookie = login(&gate, "admin@example.com", "", None).await.cookie.unwrap();
@@ -390,7 +384,7 @@ async fn shadow_policy_is_counted_and_logged_never_enforced_and_a_broken_file_ch
         .collect();
     assert_eq!(seen, want, "the upstream sees exactly what the active policy allows");
 
-    let m = metrics(&gate).await;
+    let m = scrape(&gate).await;
     assert_eq!(metric(&m, CLIENT_DIFF), 3, "{m}");
     assert_eq!(metric(&m, ADMIN_DIFF), 3, "{m}");
     assert!(!m.contains("role=\"Admin\",active=\"allow\""), "the agreeing request is not a difference\n{m}");
@@ -415,10 +409,10 @@ async fn shadow_policy_is_counted_and_logged_never_enforced_and_a_broken_file_ch
 
     // A broken shadow file: a warning and a counter; the previous shadow stays, the
     // active policy and what the upstream sees do not change.
-    let reloads_failed = metric(&metrics(&gate).await, "prt_gate_config_reloads_total{result=\"failed\"} ");
+    let reloads_failed = metric(&scrape(&gate).await, "prt_gate_config_reloads_total{result=\"failed\"} ");
     std::fs::write(&shadow, "[[route]]\npath = \"/api/bol/{id}/\"\nroles = [\"Guest\"]\n").unwrap();
     assert!(
-        eventually_async(Duration::from_secs(10), || async { metric(&metrics(&gate).await, SHADOW_FAILED) == 2 }).await
+        eventually_async(Duration::from_secs(10), || async { metric(&scrape(&gate).await, SHADOW_FAILED) == 2 }).await
     );
     // The warning names the file's line and the reason.
     let refused = || {
@@ -435,18 +429,16 @@ async fn shadow_policy_is_counted_and_logged_never_enforced_and_a_broken_file_ch
     assert_eq!(status("/api/audit/", &admin_cookie).await, 403);
     assert_eq!(up.count(), before + 1);
     assert_eq!(up.last().target, "/api/bol/7/");
-    let m = metrics(&gate).await;
+    let m = scrape(&gate).await;
     assert_eq!(metric(&m, CLIENT_DIFF), 4, "the previous shadow still decides\n{m}");
     assert_eq!(metric(&m, "prt_gate_config_reloads_total{result=\"failed\"} "), reloads_failed);
     assert_eq!(metric(&m, SHADOW_OK), 1);
 
     // Promote-equivalent: the shadow becomes the active policy's twin → no more differences.
     std::fs::write(&shadow, OLD).unwrap();
-    assert!(
-        eventually_async(Duration::from_secs(10), || async { metric(&metrics(&gate).await, SHADOW_OK) == 2 }).await
-    );
+    assert!(eventually_async(Duration::from_secs(10), || async { metric(&scrape(&gate).await, SHADOW_OK) == 2 }).await);
     assert_eq!(status("/api/bol/7/", &client_cookie).await, 200);
-    assert_eq!(metric(&metrics(&gate).await, CLIENT_DIFF), 4);
+    assert_eq!(metric(&scrape(&gate).await, CLIENT_DIFF), 4);
 }
 
 #[test]

@@ -37,7 +37,7 @@ fn instantiate(pattern: &str) -> String {
 async fn running_gate_agrees_with_explain_for_every_rule_role_and_method() {
     let up = Upstream::start().await;
     let sso = DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap();
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let (config, _) = Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policy.toml"))).unwrap();
     let policy = config.policy.clone();
 

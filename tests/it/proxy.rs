@@ -13,7 +13,7 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn cve_2019_9901_dot_segments_are_resolved_before_forwarding() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     let rows: &[(&[u8], &str)] = &[
         (b"/api/x/../admin/", "/api/admin/"),
         (b"/api/x/%2e%2e/admin/?a=1&b=%2F", "/api/admin/?a=1&b=%2F"),
@@ -44,7 +44,7 @@ async fn cve_2019_9901_dot_segments_are_resolved_before_forwarding() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_targets_get_400_and_never_reach_upstream() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "public_url = \"http://prt.test\"", "");
+    let gate = GateBuilder::new(up.addr).gate("public_url = \"http://prt.test\"").start();
     let rows: &[&[u8]] = &[
         b"/a%2fb",
         b"/a%2Fb",
@@ -91,7 +91,7 @@ async fn malformed_targets_get_400_and_never_reach_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fragment_is_refused_and_never_reaches_upstream() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     let (status, _) = raw_get(gate.addr, b"/api/health/#/../../admin/", "");
     assert_eq!(status, 400);
     assert_eq!(up.count(), 0);
@@ -103,7 +103,8 @@ async fn fragment_is_refused_and_never_reaches_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_identity_headers_never_reach_upstream() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "[tenant]\nid = \"primetrade\"\nname = \"PrimeTrade Logistics\"\n");
+    let gate =
+        GateBuilder::new(up.addr).toml("[tenant]\nid = \"primetrade\"\nname = \"PrimeTrade Logistics\"\n").start();
     let forged = "X-Tenant-Id: evil\r\nx-tenant-id: evil2\r\nX-TENANT-ID: evil3\r\nX-Tenant_Id: evil4\r\nX_Tenant_Id: evil5\r\n\
                   X-Tenant-Name: Evil Corp\r\nX-Auth-Email: boss@evil.example, admin@evil.example\r\nX-Auth-Email: second@evil.example\r\n\
                   X-Auth-Role: Admin\r\nX-Auth-Whatever: 1\r\nX-Prt-Assertion: eyJhbGciOiJub25lIn0.e30.\r\nX-Forwarded-User: admin\r\n\
@@ -137,7 +138,7 @@ async fn forged_identity_headers_never_reach_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hop_by_hop_and_connection_nominations() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     let head = b"POST /api/bol/ HTTP/1.1\r\nHost: prt.test\r\nConnection: close, X-Drop-Me, Content-Length, Cookie, X-Forwarded-For\r\n\
                  X-Drop-Me: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: h2c\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\n\
                  X-Keep-Me: 1\r\nCookie: csrftoken=abc\r\nContent-Length: 5\r\n\r\nhello";
@@ -163,7 +164,7 @@ async fn forwarding_headers_only_from_trusted_proxies() {
     let up = Upstream::start().await;
     let forged = "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Request-Id: forged-id\r\n";
 
-    let untrusted = Gate::start(up.addr, "", "");
+    let untrusted = GateBuilder::new(up.addr).start();
     let (_, text) = raw_get(untrusted.addr, b"/x", forged);
     let seen = up.last();
     assert_eq!(seen.one("x-forwarded-for"), Some("127.0.0.1"));
@@ -175,7 +176,7 @@ async fn forwarding_headers_only_from_trusted_proxies() {
     assert_eq!(rid.len(), 32);
     assert!(text.contains(&format!("x-request-id: {rid}")), "response carries the request id: {text}");
 
-    let trusted = Gate::start(up.addr, "trusted_proxies = [\"127.0.0.1/32\"]", "");
+    let trusted = GateBuilder::new(up.addr).gate("trusted_proxies = [\"127.0.0.1/32\"]").start();
     raw_get(trusted.addr, b"/x", forged);
     let seen = up.last();
     assert_eq!(seen.one("x-forwarded-for"), Some("6.6.6.6, 127.0.0.1"));
@@ -188,7 +189,7 @@ async fn forwarding_headers_only_from_trusted_proxies() {
 async fn streams_one_gib_both_ways_with_flat_memory() {
     const GIB: u64 = 1 << 30;
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     let up_client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
 
     // Upload: a generated stream, never held in memory by anyone.
@@ -220,7 +221,7 @@ async fn streams_one_gib_both_ways_with_flat_memory() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_down_is_502_without_detail() {
     let down = closed_port();
-    let gate = Gate::start(down, "", "");
+    let gate = GateBuilder::new(down).start();
     let (parts, body) = send(&client(), get(&gate.url("/api/history/"))).await;
     assert_eq!(parts.status, 502);
     let body = String::from_utf8_lossy(&body).into_owned();
@@ -241,7 +242,7 @@ async fn upstream_down_is_502_without_detail() {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_upstream_is_504() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "upstream_timeout = \"300ms\"", "");
+    let gate = GateBuilder::new(up.addr).gate("upstream_timeout = \"300ms\"").start();
     let (parts, body) = send(&client(), get(&gate.url("/slow/3000"))).await;
     assert_eq!(parts.status, 504, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("gateway_timeout"));
@@ -255,7 +256,7 @@ async fn slow_upstream_is_504() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_in_flight_requests() {
     let up = Upstream::start().await;
-    let mut gate = Gate::start(up.addr, "drain_timeout = \"10s\"", "");
+    let mut gate = GateBuilder::new(up.addr).gate("drain_timeout = \"10s\"").start();
     let url = gate.url("/slow/1500");
     let in_flight = tokio::spawn(async move { send(&client(), get(&url)).await });
     assert!(eventually(Duration::from_secs(5), || up.count() == 1).await, "request did not reach upstream");
@@ -277,7 +278,9 @@ async fn sigterm_drains_in_flight_requests() {
 #[tokio::test(flavor = "multi_thread")]
 async fn header_limits_and_read_timeout() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "max_headers = 20\nmax_header_bytes = 8192\nheader_read_timeout = \"300ms\"", "");
+    let gate = GateBuilder::new(up.addr)
+        .gate("max_headers = 20\nmax_header_bytes = 8192\nheader_read_timeout = \"300ms\"")
+        .start();
     let many: String = (0..40).map(|i| format!("X-H{i}: v\r\n")).collect();
     let (status, _) = raw_get(gate.addr, b"/x", &many);
     assert_eq!(status, 431);
@@ -301,7 +304,7 @@ async fn header_limits_and_read_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_cleartext_clients_are_served() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
@@ -322,7 +325,7 @@ async fn http2_cleartext_clients_are_served() {
 #[tokio::test(flavor = "multi_thread")]
 async fn access_log_has_one_line_per_request_and_no_raw_rejected_path() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     raw_get(gate.addr, b"/api/x/../history/?token=secret-canary", "");
     raw_get(gate.addr, b"/a%2fsecret-canary-2", "");
     assert!(eventually(Duration::from_secs(5), || gate.access_lines().len() == 2).await, "{}", gate.log_text());
@@ -354,9 +357,4 @@ async fn access_log_has_one_line_per_request_and_no_raw_rejected_path() {
     assert_eq!(bad["path"], "-");
     let text = gate.log_text();
     assert!(!text.contains("secret-canary"), "query or rejected path logged: {text}");
-}
-
-pub async fn scrape(gate: &Gate) -> String {
-    let (_, body) = send(&client(), get(&format!("http://{}/metrics", gate.admin))).await;
-    String::from_utf8(body.to_vec()).unwrap()
 }

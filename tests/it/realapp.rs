@@ -171,7 +171,7 @@ const STAFF_PAGES: &[(&str, &[&str])] = &[
 async fn client_pages_every_request_reaches_the_upstream() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let cookie = login(&gate, "client@example.com", "", None).await.cookie.expect("client session");
     every_request_reaches_upstream(&gate, &up, "Client", &cookie, CLIENT_PAGES).await;
     // The BOL links of the shipments list: the gate answers media itself (no bucket
@@ -185,7 +185,7 @@ async fn client_pages_every_request_reaches_the_upstream() {
 async fn staff_pages_every_request_reaches_the_upstream() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     for email in ["office@example.com", "admin@example.com"] {
         let cookie = login(&gate, email, "", None).await.cookie.expect("staff session");
         every_request_reaches_upstream(&gate, &up, email, &cookie, STAFF_PAGES).await;
@@ -203,7 +203,7 @@ async fn staff_pages_every_request_reaches_the_upstream() {
 async fn phase_one_blocks_hold_for_client() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let cookie = login(&gate, "client@example.com", "", None).await.cookie.unwrap();
     let blocked = [
         "GET /api/releases/open/",
@@ -266,7 +266,7 @@ async fn phase_one_blocks_hold_for_client() {
 async fn kiosk_driver_flow_is_public() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let c = client();
     let form = "csrfmiddlewaretoken=t0k3n&driver_name=Dee&pickup_number=PU-1&truck_number=7";
     let post = Request::post(gate.url("/kiosk/checkin/"))
@@ -328,7 +328,7 @@ async fn probe(gate: &Gate, up: &Upstream, method: &str, target: &str, cookie: &
 async fn pigiron_is_kept_to_the_callers_tenant() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate_plus(up.addr, sso.url(), &[], CLAIM_TENANTS);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().toml(CLAIM_TENANTS).start();
     let prt = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     let acme = login(&gate, "acme-office@example.com", "", None).await.cookie.unwrap();
     let client_cookie = login(&gate, "client@example.com", "", None).await.cookie.unwrap();
@@ -361,7 +361,7 @@ async fn pigiron_is_kept_to_the_callers_tenant() {
     assert_eq!(up.last().one("x-tenant-id"), Some("acme"));
 
     // Static mode (the shipped default): everyone acts for `tenant.code` = PRT.
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let office = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
     assert_eq!(probe(&gate, &up, "GET", "/tenant/PRT/pigiron/releases/", &office).await, (200, true));
     let (status, reached) = probe(&gate, &up, "GET", "/tenant/ACME/pigiron/releases/", &office).await;
@@ -428,7 +428,7 @@ async fn tokens(sso: &DevSso, email: &str) -> (String, String) {
 async fn open_releases_forwards_the_verified_bearer_token() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let gate = start_shipped_gate(up.addr, sso.url(), &[]);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().start();
     let call = |token: String| bearer_get(gate.url("/api/open-releases/"), token);
     let (office, office_access) = tokens(&sso, "office@example.com").await;
     assert_eq!(call(office.clone()).await, 200);
@@ -460,7 +460,7 @@ async fn open_releases_forwards_the_verified_bearer_token() {
 
     // Control: the same route without forward_authorization consumes the header.
     let policy = "[[route]]\npath = \"/api/open-releases/\"\nmethods = [\"GET\"]\nauth = \"bearer\"\nroles = [\"Admin\", \"Office\"]\n";
-    let consuming = start_auth_gate(up.addr, sso.url(), "", policy);
+    let consuming = GateBuilder::new(up.addr).sso(sso.url()).policy(policy).start();
     let req = Request::get(consuming.url("/api/open-releases/"))
         .header("authorization", format!("Bearer {office}"))
         .body(Full::new(Bytes::new()))
@@ -485,7 +485,7 @@ async fn an_internal_failure_answers_500_and_a_malformed_request_400() {
         ("PRT_GATE_SESSION__KEY_PREFIX", prefix.as_str()),
         ("PRT_GATE_SESSION__CACHE_TTL", "0s"),
     ];
-    let gate = start_shipped_gate_plus(up.addr, sso.url(), &env, CLAIM_TENANTS);
+    let gate = GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().envs(&env).toml(CLAIM_TENANTS).start();
     let acme = login(&gate, "acme-office@example.com", "", None).await.cookie.unwrap();
     // Damage the one session record in place (same TTL).
     let mut con = redis::Client::open("redis://127.0.0.1:6379").unwrap().get_connection().unwrap();

@@ -2,12 +2,7 @@
 //! (a small Python HTTP server), its logs scrubbed, readiness, signals and
 //! exit status.
 
-#![allow(clippy::disallowed_types)]
-
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::*;
@@ -38,101 +33,12 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 "#;
 
-/// A running `prt-gate run`; output collected line by line.
-pub struct RunGate {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub admin: SocketAddr,
-    _dir: tempfile::TempDir,
-    pub out: Arc<Mutex<Vec<String>>>,
-    pub err: Arc<Mutex<Vec<String>>>,
-}
-
-impl RunGate {
-    /// `prt-gate run --config dir/policy.toml -- cmd…`.
-    pub fn start(dir: tempfile::TempDir, env: &[(&str, &str)], cmd: &[&str]) -> RunGate {
-        let mut c = Command::new(BIN);
-        c.arg("run").arg("--config").arg(dir.path().join("policy.toml")).arg("--").args(cmd);
-        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let mut child = c.spawn().expect("spawn prt-gate run");
-        let err: Arc<Mutex<Vec<String>>> = Arc::default();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (addr, admin) = loop {
-            let line = lines.next().expect("gate exited before listening").unwrap();
-            err.lock().unwrap().push(line.clone());
-            if let Some(rest) = line.strip_prefix("prt-gate: listening on ") {
-                let mut it = rest.split(" admin ");
-                break (it.next().unwrap().parse().unwrap(), it.next().unwrap().parse().unwrap());
-            }
-        };
-        let sink = err.clone();
-        std::thread::spawn(move || {
-            for l in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(l);
-            }
-        });
-        let out: Arc<Mutex<Vec<String>>> = Arc::default();
-        let sink = out.clone();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(l);
-            }
-        });
-        RunGate { child, addr, admin, _dir: dir, out, err }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// Everything the gate and its child wrote, stdout then stderr.
-    pub fn text(&self) -> String {
-        format!("{}\n{}", self.out.lock().unwrap().join("\n"), self.err.lock().unwrap().join("\n"))
-    }
-
-    pub fn signal(&self, sig: &str) {
-        assert!(Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success());
-    }
-
-    /// Waits (bounded) for the gate to exit; its exit code.
-    pub fn wait_exit(&mut self) -> Option<i32> {
-        for _ in 0..500 {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("prt-gate run did not exit");
-    }
-}
-
-impl Drop for RunGate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn run_config(upstream_port: u16, extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("policy.toml"),
-        format!(
-            "[gate]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:{upstream_port}\"\ndrain_timeout = \"5s\"\n\n[session]\ncookie_secure = false\n{extra}\n{PUBLIC_ALL}"
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("up.py"), UPSTREAM_PY).unwrap();
-    dir
+/// `prt-gate run` in front of `127.0.0.1:upstream_port`, every path public,
+/// with [`UPSTREAM_PY`] as `up.py` in its directory.
+pub fn run_gate(upstream_port: u16) -> GateBuilder {
+    GateBuilder::new(SocketAddr::from(([127, 0, 0, 1], upstream_port)))
+        .gate("drain_timeout = \"5s\"")
+        .file("up.py", UPSTREAM_PY)
 }
 
 async fn status(url: &str) -> u16 {
@@ -145,10 +51,10 @@ async fn status(url: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn run_scrubs_child_logs_waits_for_upstream_and_forwards_sigterm() {
     let port = free_port();
-    let dir = run_config(port, "");
-    let script = dir.path().join("up.py").display().to_string();
+    let gate = run_gate(port);
+    let script = gate.dir().join("up.py").display().to_string();
     let secret = "RUNCANARY7f3e";
-    let mut gate = RunGate::start(dir, &[], &["python3", &script, &port.to_string(), "1.5", secret]);
+    let mut gate = gate.run(&["python3", &script, &port.to_string(), "1.5", secret]).start();
     // Not ready while the upstream sleeps before listening.
     let readyz = format!("http://{}/readyz", gate.admin);
     assert_eq!(status(&readyz).await, 503, "ready before the upstream accepts connections");
@@ -186,28 +92,19 @@ async fn run_exits_with_the_childs_status() {
         (&["sh", "-c", "exit 0"], 0),
     ];
     for (cmd, code) in rows {
-        let dir = run_config(closed_port().port(), "");
-        let mut gate = RunGate::start(dir, &[], cmd);
+        let mut gate = run_gate(closed_port().port()).run(cmd).start();
         assert_eq!(gate.wait_exit(), Some(code), "{cmd:?}: {}", gate.text());
         assert!(!gate.text().contains("pw1"), "{}", gate.text());
     }
     // A command that cannot start is a runtime failure.
-    let dir = run_config(closed_port().port(), "");
-    let out = Command::new(BIN)
-        .arg("run")
-        .arg("--config")
-        .arg(dir.path().join("policy.toml"))
-        .args(["--", "/nonexistent/prt-gate-test-cmd"])
-        .output()
-        .unwrap();
+    let out = run_gate(closed_port().port()).run(&["/nonexistent/prt-gate-test-cmd"]).output();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_forwards_sigint_and_reports_signal_death() {
-    let dir = run_config(closed_port().port(), "");
     // The child dies of the forwarded SIGINT (no handler): 128 + 2.
-    let mut gate = RunGate::start(dir, &[], &["sh", "-c", "echo started; exec sleep 30"]);
+    let mut gate = run_gate(closed_port().port()).run(&["sh", "-c", "echo started; exec sleep 30"]).start();
     assert!(eventually(Duration::from_secs(5), || gate.text().contains("started")).await);
     gate.signal("INT");
     assert_eq!(gate.wait_exit(), Some(130), "{}", gate.text());

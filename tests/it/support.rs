@@ -1,5 +1,6 @@
-//! Test helpers: a recording upstream, a `prt-gate` process on port 0, raw
-//! HTTP/1.1 over TCP, and `eventually` instead of sleeps.
+//! Test helpers: a recording upstream, a `prt-gate` process ([`GateBuilder`]),
+//! an S3 store (`s3s-fs`), raw HTTP/1.1 over TCP, `/metrics` scrapes, logins,
+//! and `eventually` instead of sleeps.
 
 #![allow(dead_code)]
 // Short critical sections, never held across an await: std Mutex is right here.
@@ -19,6 +20,12 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+
+mod gate;
+mod s3;
+
+pub use gate::{Gate, GateBuilder, DEV_CLIENT_SECRET, TEST_ASSERTION_SECRET};
+pub use s3::{random_credentials, BUCKET, S3};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_prt-gate");
 
@@ -135,119 +142,6 @@ async fn handle(rec: Arc<Mutex<Vec<Seen>>>, req: Request<Incoming>) -> Result<Re
     Ok(resp)
 }
 
-/// The data-plane tests run without an SSO: every path is public, so the
-/// proxying itself is what they observe.
-pub const PUBLIC_ALL: &str =
-    "[[route]]\npath = \"/{*rest}\"\npublic = true\n\n[[route]]\npath = \"/api/{*rest}\"\npublic = true\n";
-
-/// A running `prt-gate serve`, killed on drop.
-pub struct Gate {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub admin: SocketAddr,
-    pub dir: tempfile::TempDir,
-    stdout_log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Gate {
-    /// Starts the gate in front of `upstream` with extra TOML appended to the
-    /// `[gate]` section (and any further sections after it).
-    pub fn start(upstream: SocketAddr, gate_extra: &str, more: &str) -> Gate {
-        Self::start_env(upstream, gate_extra, more, &[])
-    }
-
-    pub fn start_env(upstream: SocketAddr, gate_extra: &str, more: &str, env: &[(&str, &str)]) -> Gate {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("policy.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[gate]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n{gate_extra}\n[session]\ncookie_secure = false\n{more}\n\n{PUBLIC_ALL}"
-            ),
-        )
-        .unwrap();
-        Self::spawn(dir, env)
-    }
-
-    /// Starts `prt-gate serve` on `dir/policy.toml`.
-    pub fn spawn(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Gate {
-        let cfg = dir.path().join("policy.toml");
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve").arg("--config").arg(&cfg).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn prt-gate");
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let (addr, admin) = loop {
-            let line = lines.next().expect("gate exited before listening").unwrap();
-            if let Some(rest) = line.strip_prefix("prt-gate: listening on ") {
-                let mut it = rest.split(" admin ");
-                let a = it.next().unwrap().parse().unwrap();
-                let b = it.next().unwrap().parse().unwrap();
-                break (a, b);
-            }
-        };
-        // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let stdout_log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let out = child.stdout.take().unwrap();
-        let sink = stdout_log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Gate { child, addr, admin, dir, stdout_log }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// Access-log lines (parsed JSON) written so far.
-    pub fn access_lines(&self) -> Vec<serde_json::Value> {
-        self.stdout_log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["target"] == "access")
-            .collect()
-    }
-
-    pub fn log_text(&self) -> String {
-        self.stdout_log.lock().unwrap().join("\n")
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Peak resident set size of the gate process, in KiB.
-    pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A raw HTTP/1.1 exchange: writes `head` verbatim (bytes), reads until close.
 pub fn raw(addr: SocketAddr, head: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -291,6 +185,24 @@ pub async fn send(client: &Client, req: Request<Full<Bytes>>) -> (http::response
 
 pub fn get(url: &str) -> Request<Full<Bytes>> {
     Request::get(url).body(Full::new(Bytes::new())).unwrap()
+}
+
+/// The gate's `/metrics` text (from its admin listener).
+pub async fn scrape(gate: &Gate) -> String {
+    let (_, body) = send(&client(), get(&format!("http://{}/metrics", gate.admin))).await;
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// The value of `series` (a name with its labels, as exposed) in a scrape, if present.
+pub fn sample(text: &str, series: &str) -> Option<i64> {
+    let series = series.trim_end();
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// One series of the gate's `/metrics` now; the test fails if it is absent.
+pub async fn metric(gate: &Gate, series: &str) -> i64 {
+    let text = scrape(gate).await;
+    sample(&text, series).unwrap_or_else(|| panic!("metric {series} missing: {text}"))
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
@@ -366,73 +278,10 @@ impl Drop for SsoProc {
     }
 }
 
-/// A loopback port that was free a moment ago (for configs that must name
-/// their own public URL before the process starts).
+/// A loopback port that was free a moment ago, for servers that cannot
+/// report a port they bound themselves (redis-server, a child upstream).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Secret the dev SSO accepts for `prt-gate-dev`.
-pub const DEV_CLIENT_SECRET: &str = "dev-secret";
-/// A 32+ byte assertion secret for tests (generated per process would be
-/// nicer; it never leaves the test machine).
-pub const TEST_ASSERTION_SECRET: &str = "test-assertion-secret-0123456789abcdef";
-
-/// A gate with SSO login against `sso_url`, listening on a port chosen up
-/// front so `gate.public_url` can name it. `policy` is TOML appended at the end
-/// (routes); `session` replaces the `[session]` body.
-pub fn start_auth_gate(upstream: SocketAddr, sso_url: &str, session: &str, policy: &str) -> Gate {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("policy.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[gate]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n\
-             public_url = \"http://127.0.0.1:{port}\"\n\n[sso]\nbase_url = \"{sso_url}\"\nclient_id = \"prt-gate-dev\"\n\n\
-             [session]\ncookie_secure = false\n{session}\n\n{policy}\n"
-        ),
-    )
-    .unwrap();
-    Gate::spawn(
-        dir,
-        &[("PRT_GATE_SSO__CLIENT_SECRET", DEV_CLIENT_SECRET), ("PRT_GATE_ASSERTION__SECRET", TEST_ASSERTION_SECRET)],
-    )
-}
-
-/// A gate running the repository's shipped `policy.toml`, pointed at the
-/// test's upstream and SSO through `PRT_GATE_*` overrides (which the shipped
-/// file is meant to be deployed with). `extra_env` adds or replaces variables.
-pub fn start_shipped_gate(upstream: SocketAddr, sso_url: &str, extra_env: &[(&str, &str)]) -> Gate {
-    start_shipped_gate_plus(upstream, sso_url, extra_env, "")
-}
-
-/// [`start_shipped_gate`] with `more` TOML appended to the shipped policy (a `[tenant]`
-/// section, say).
-pub fn start_shipped_gate_plus(upstream: SocketAddr, sso_url: &str, extra_env: &[(&str, &str)], more: &str) -> Gate {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policy.toml")).unwrap();
-    std::fs::write(dir.path().join("policy.toml"), format!("{shipped}\n{more}")).unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let public = format!("http://127.0.0.1:{port}");
-    let up = format!("http://{upstream}");
-    let mut env: Vec<(&str, &str)> = vec![
-        ("PRT_GATE_GATE__LISTEN", &listen),
-        ("PRT_GATE_GATE__ADMIN_LISTEN", "127.0.0.1:0"),
-        ("PRT_GATE_GATE__PUBLIC_URL", &public),
-        ("PRT_GATE_GATE__UPSTREAM", &up),
-        ("PRT_GATE_SSO__BASE_URL", sso_url),
-        ("PRT_GATE_SSO__CLIENT_ID", "prt-gate-dev"),
-        ("PRT_GATE_SESSION__COOKIE_SECURE", "false"),
-        ("PRT_GATE_SSO__CLIENT_SECRET", DEV_CLIENT_SECRET),
-        ("PRT_GATE_ASSERTION__SECRET", TEST_ASSERTION_SECRET),
-    ];
-    for (k, v) in extra_env {
-        env.retain(|(ek, _)| ek != k);
-        env.push((k, v));
-    }
-    Gate::spawn(dir, &env)
 }
 
 /// Result of a login through the gate as a browser would do it.
