@@ -3,68 +3,17 @@
 //! one master killed: sessions on its slots fail closed (503, never 200 or
 //! 401) while sessions on the other masters keep working.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use crate::support::*;
 
-/// One cluster node on its own port (its bus port, +10000, must be free too).
-struct Node {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start() -> Node {
-        let port = loop {
-            let p = free_port();
-            if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
-                break p;
-            }
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
-            // Masters without replicas: the slots of a dead master go dark,
-            // the others keep answering.
-            .args(["--cluster-require-full-coverage", "no"])
-            .arg("--cluster-config-file")
-            .arg(dir.path().join(format!("nodes-{port}.conf")))
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "cluster node {port} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Node { child, port, _dir: dir }
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 const PREFIX: &str = "prt-gate-cluster:";
 
 /// Index of the master holding the session record of `cookie`.
-fn shard_of(nodes: &[Node], cookie: &str) -> usize {
+fn shard_of(nodes: &[Redis], cookie: &str) -> usize {
     let value = cookie.trim_start_matches("prt_session=");
     let hex: String = Sha256::digest(value.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     let key = format!("{PREFIX}s:{hex}");
@@ -75,7 +24,10 @@ fn shard_of(nodes: &[Node], cookie: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_login_use_revoke_logout_and_one_master_down_fails_closed() {
-    let nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    // Masters without replicas: the slots of a dead master go dark, the others keep answering.
+    let cluster =
+        ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"];
+    let nodes: Vec<Redis> = (0..3).map(|_| Redis::start(&cluster)).collect();
     let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
     let created = Command::new("redis-cli")
         .args(["--cluster", "create"])

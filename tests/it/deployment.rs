@@ -6,8 +6,7 @@
 //! link shape (deploy/django/tests/bolapp/fixture.py, docs/media.md).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use prt_gate::devsso::{builtin_users, DevSso};
@@ -31,37 +30,6 @@ const TARGETS: &[(&str, Option<&str>)] = &[
 /// The fixture's bytes for an object (tests/bolapp/fixture.py `pdf_bytes`).
 fn pdf_bytes(key: &str) -> Vec<u8> {
     format!("%PDF-1.4\n% {key}\n%%EOF\n").into_bytes()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A private redis-server that requires a password.
-fn password_redis(password: &str) -> (Proc, u16) {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .args(["--requirepass", password])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server");
-    wait_port(format!("127.0.0.1:{port}").parse().unwrap());
-    (Proc(child), port)
-}
-
-fn wait_port(addr: SocketAddr) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "{addr} did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `python3 deploy/django/tests/manage.py ARGS` in Django's environment.
@@ -146,7 +114,7 @@ async fn one_service_run_keeps_the_gates_secrets_from_django_and_every_stored_pd
     let (django_endpoint, django_id, django_secret) =
         (django_store.endpoint().0, django_store.id.clone(), django_store.secret.clone());
     let redis_password = "redisPassCanary7d1e";
-    let (_redis, redis_port) = password_redis(redis_password);
+    let redis = Redis::start(&["--requirepass", redis_password]);
     let sso = DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
@@ -173,7 +141,7 @@ async fn one_service_run_keeps_the_gates_secrets_from_django_and_every_stored_pd
     );
 
     let previous = "previous-assertion-secret-0123456789abcdef";
-    let redis_url = format!("redis://:{redis_password}@127.0.0.1:{redis_port}/0");
+    let redis_url = format!("redis://:{redis_password}@127.0.0.1:{}/0", redis.port);
     let mut env: Vec<(String, String)> = [
         ("PRT_GATE_SESSION__STORE", redis_url.clone()),
         ("PRT_GATE_SESSION__KEY_PREFIX", format!("i14-deploy-{django_port}:")),

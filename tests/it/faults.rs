@@ -134,54 +134,6 @@ fn fd_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
-/// A private redis-server that keeps its data on disk (append-only file,
-/// fsync on every write), so a SIGKILL and restart loses no session.
-struct DurableRedis {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl DurableRedis {
-    fn start() -> DurableRedis {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Self::spawn(port, &dir);
-        DurableRedis { child, port, dir }
-    }
-
-    fn spawn(port: u16, dir: &tempfile::TempDir) -> Child {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "own redis did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.child = Self::spawn(self.port, &self.dir);
-    }
-}
-
-impl Drop for DurableRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 async fn dev_sso() -> DevSso {
     DevSso::start("127.0.0.1:0".parse().unwrap(), builtin_users()).await.unwrap()
 }
@@ -194,8 +146,9 @@ async fn dev_sso() -> DevSso {
 async fn redis_killed_and_restarted_under_load_never_fails_open() {
     let up = Upstream::start().await;
     let sso = dev_sso().await;
-    let mut redis = DurableRedis::start();
-    let store = format!("redis://127.0.0.1:{}", redis.port);
+    // Its data on disk (append-only file, fsync on every write): a SIGKILL and restart loses no session.
+    let mut redis = Redis::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let store = redis.url();
     let gate = GateBuilder::new(up.addr)
         .sso(sso.url())
         .shipped_policy()

@@ -388,39 +388,12 @@ async fn two_gates_share_redis_sessions_and_revocation_reaches_both_within_a_sec
     }
 }
 
-/// A private redis-server on its own port (the shared one is never stopped).
-struct OwnRedis(std::process::Child);
-
-impl OwnRedis {
-    fn start(port: u16) -> OwnRedis {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        let t = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < std::time::Duration::from_secs(10), "own redis did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        OwnRedis(child)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_down_fails_closed_with_503_and_recovers() {
     let up = Upstream::start().await;
     let sso = sso().await;
-    let port = free_port();
-    let redis = OwnRedis::start(port);
-    let url = format!("redis://127.0.0.1:{port}");
+    let mut redis = Redis::start(&[]);
+    let url = redis.url();
     let gate =
         GateBuilder::new(up.addr).sso(sso.url()).shipped_policy().env("PRT_GATE_SESSION__STORE", url.as_str()).start();
     let cookie = login(&gate, "office@example.com", "", None).await.cookie.unwrap();
@@ -431,7 +404,7 @@ async fn redis_down_fails_closed_with_503_and_recovers() {
     assert_eq!(status(Some(cookie.clone()), false).await, 200);
     let served_before = up.count();
 
-    drop(redis);
+    redis.kill();
     // Past the hot-cache window, every protected request is 503 — never 200,
     // never treated as anonymous.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -449,7 +422,7 @@ async fn redis_down_fails_closed_with_503_and_recovers() {
     assert_eq!(send(&client(), get(&gate.url("/api/health/"))).await.0.status, 200);
 
     // Redis back (empty: it keeps nothing on disk): the gate recovers alone.
-    let _redis = OwnRedis::start(port);
+    redis.restart();
     let mut recovered = false;
     for _ in 0..100 {
         if status(Some(cookie.clone()), false).await == 401 {

@@ -16,6 +16,7 @@ mod django;
 mod edges;
 mod explain_realapp;
 mod faults;
+mod harness;
 mod limits;
 mod login;
 mod media;

@@ -22,9 +22,11 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 mod gate;
+mod redis;
 mod s3;
 
 pub use gate::{Gate, GateBuilder, DEV_CLIENT_SECRET, TEST_ASSERTION_SECRET};
+pub use redis::Redis;
 pub use s3::{random_credentials, BUCKET, S3};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_prt-gate");

@@ -57,6 +57,7 @@ pub struct GateBuilder {
     policy: Option<String>,
     env: Vec<(String, String)>,
     run: Option<Vec<String>>,
+    ports: Vec<u16>,
     dir: tempfile::TempDir,
 }
 
@@ -72,6 +73,7 @@ impl GateBuilder {
             policy: None,
             env: Vec::new(),
             run: None,
+            ports: Vec::new(),
             dir: tempfile::tempdir().unwrap(),
         }
     }
@@ -159,6 +161,12 @@ impl GateBuilder {
         self
     }
 
+    /// Ports to try, in order, before free ones (for tests of the builder itself).
+    pub fn try_ports(mut self, ports: &[u16]) -> GateBuilder {
+        self.ports = ports.to_vec();
+        self
+    }
+
     /// Runs the gate to its exit (for a configuration or a command it must refuse).
     pub fn output(self) -> std::process::Output {
         std::fs::write(self.dir.path().join("policy.toml"), self.config_text(0)).unwrap();
@@ -170,8 +178,12 @@ impl GateBuilder {
         // Port 0 unless the configuration must name the port before the gate binds it.
         let names_own_port = self.sso.is_some() || self.file.is_some();
         let mut refused = String::new();
-        for _ in 0..BIND_ATTEMPTS {
-            let port = if names_own_port { free_port() } else { 0 };
+        for attempt in 0..BIND_ATTEMPTS {
+            let port = match self.ports.get(attempt) {
+                _ if !names_own_port => 0,
+                Some(port) => *port,
+                None => free_port(),
+            };
             std::fs::write(self.dir.path().join("policy.toml"), self.config_text(port)).unwrap();
             match launch(self.command(port)) {
                 Ok(started) => return started.into_gate(self.dir),
