@@ -22,20 +22,39 @@ struct Demo {
 }
 
 impl Demo {
+    /// `prt-gate demo --listen 127.0.0.1:PORT` on a port that was free a
+    /// moment ago; again on another if the demo's gate finds it taken.
     fn start() -> Demo {
-        let port = free_port();
+        for _ in 0..5 {
+            let port = free_port();
+            match Self::start_on(port) {
+                Ok(demo) => return demo,
+                Err(stderr) if stderr.contains("Address already in use") => continue,
+                Err(stderr) => panic!("demo exited before it was ready:\n{stderr}"),
+            }
+        }
+        panic!("demo found no free port in 5 attempts");
+    }
+
+    fn start_on(port: u16) -> Result<Demo, String> {
         let mut child = Command::new(BIN)
             .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
             .env_remove("PRT_GATE_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stderr = child.stderr.take().unwrap();
         let mut banner = String::new();
         loop {
-            let line = lines.next().expect("demo exited before it was ready").unwrap();
+            let Some(Ok(line)) = lines.next() else {
+                let mut text = String::new();
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+                let _ = child.wait();
+                return Err(text);
+            };
             banner.push_str(&line);
             banner.push('\n');
             if line.starts_with("Press Ctrl-C") {
@@ -43,6 +62,7 @@ impl Demo {
             }
         }
         std::thread::spawn(move || for _ in lines {});
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         let url = banner
             .lines()
             .find_map(|l| l.trim().strip_prefix("Open ").and_then(|r| r.split_whitespace().next()))
@@ -50,7 +70,7 @@ impl Demo {
             .trim_end_matches('/')
             .to_owned();
         assert_eq!(url, format!("http://127.0.0.1:{port}"));
-        Demo { child, url, banner }
+        Ok(Demo { child, url, banner })
     }
 }
 

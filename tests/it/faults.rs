@@ -10,7 +10,6 @@
 #![allow(clippy::disallowed_types)]
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -307,37 +306,14 @@ async fn upstream_killed_and_restarted_under_load_recovers_without_leaks() {
     upstream.abort();
 }
 
-/// A `prt-gate dev-sso` process on a fixed port, so it can be killed and
-/// restarted at the same address.
-fn spawn_sso(port: u16) -> Child {
-    use std::io::BufRead;
-    let mut child = Command::new(BIN)
-        .args(["dev-sso", "--listen", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn dev-sso");
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("dev-sso exited before listening").unwrap();
-        if line.starts_with("prt-gate dev-sso: listening on ") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    child
-}
-
 /// SSO down under load: existing sessions keep working (every request 200),
 /// login callbacks answer 503, and logins work again once the SSO is back
 /// (with new signing keys: the JWKS is refetched by `kid`).
 #[tokio::test(flavor = "multi_thread")]
 async fn sso_down_under_load_logins_503_sessions_keep_working() {
     let up = Upstream::start().await;
-    let port = free_port();
-    let sso_url = format!("http://127.0.0.1:{port}");
-    let mut sso = spawn_sso(port);
+    let mut sso = SsoProc::start(&[]);
+    let sso_url = sso.url.clone();
     // Logins are retried in a loop from one address until the SSO is back.
     let gate =
         GateBuilder::new(up.addr).sso(&sso_url).shipped_policy().env("PRT_GATE_GATE__LOGIN_RATE_LIMIT", "0").start();
@@ -350,8 +326,7 @@ async fn sso_down_under_load_logins_503_sessions_keep_working() {
     load.wait_more(&["session"], 20).await;
 
     let killed = Instant::now();
-    let _ = sso.kill();
-    let _ = sso.wait();
+    sso.kill();
     let mut callbacks = Vec::new();
     for (url, cookies) in &pending {
         let req = Request::get(url.as_str())
@@ -369,7 +344,7 @@ async fn sso_down_under_load_logins_503_sessions_keep_working() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let restarted = Instant::now();
-    sso = spawn_sso(port);
+    sso.restart();
     // New keys, new kid: the refetch is rate-limited (10 s), so retry.
     let mut relogin = None;
     let t = Instant::now();
@@ -391,8 +366,7 @@ async fn sso_down_under_load_logins_503_sessions_keep_working() {
         restarted - killed,
         tally(&seen, "session", killed, restarted)
     );
-    let _ = sso.kill();
-    let _ = sso.wait();
+    sso.kill();
 }
 
 /// S3 down with `media.check_exists` under load: every media request during

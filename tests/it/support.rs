@@ -238,14 +238,22 @@ pub struct SsoProc {
     pub child: Child,
     /// Base URL, `http://127.0.0.1:PORT`.
     pub url: String,
+    args: Vec<String>,
     stderr_log: Arc<Mutex<Vec<String>>>,
 }
 
 impl SsoProc {
     pub fn start(extra_args: &[&str]) -> SsoProc {
+        let args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let stderr_log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (child, url) = Self::spawn("127.0.0.1:0", &args, &stderr_log);
+        SsoProc { child, url, args, stderr_log }
+    }
+
+    fn spawn(listen: &str, args: &[String], log: &Arc<Mutex<Vec<String>>>) -> (Child, String) {
         let mut child = Command::new(BIN)
-            .args(["dev-sso", "--listen", "127.0.0.1:0"])
-            .args(extra_args)
+            .args(["dev-sso", "--listen", listen])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -258,14 +266,25 @@ impl SsoProc {
                 break url.to_string();
             }
         };
-        let stderr_log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let sink = stderr_log.clone();
+        let sink = log.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        SsoProc { child, url, stderr_log }
+        (child, url)
+    }
+
+    /// Kills the server (the fault); `restart` brings it back at the same
+    /// address, with new signing keys.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        let listen = self.url.trim_start_matches("http://").to_owned();
+        self.child = Self::spawn(&listen, &self.args, &self.stderr_log).0;
     }
 
     pub fn stderr_text(&self) -> String {
@@ -275,8 +294,7 @@ impl SsoProc {
 
 impl Drop for SsoProc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
