@@ -7,7 +7,7 @@
 #![allow(clippy::disallowed_types)]
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,10 +22,12 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 mod gate;
+mod process;
 mod redis;
 mod s3;
 
 pub use gate::{Gate, GateBuilder, DEV_CLIENT_SECRET, TEST_ASSERTION_SECRET};
+use process::{spawn_until, Pipe};
 pub use redis::Redis;
 pub use s3::{random_credentials, BUCKET, S3};
 
@@ -251,28 +253,12 @@ impl SsoProc {
     }
 
     fn spawn(listen: &str, args: &[String], log: &Arc<Mutex<Vec<String>>>) -> (Child, String) {
-        let mut child = Command::new(BIN)
-            .args(["dev-sso", "--listen", listen])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn prt-gate dev-sso");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().expect("dev-sso exited before listening").unwrap();
-            if let Some(url) = line.strip_prefix("prt-gate dev-sso: listening on ") {
-                break url.to_string();
-            }
-        };
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        (child, url)
+        let mut cmd = Command::new(BIN);
+        cmd.args(["dev-sso", "--listen", listen]).args(args);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let ready = |line: &str| Some(line.strip_prefix("prt-gate dev-sso: listening on ")?.to_string());
+        spawn_until(cmd, Pipe::Stderr, log, ready)
+            .unwrap_or_else(|stderr| panic!("dev-sso exited before listening:\n{stderr}"))
     }
 
     /// Kills the server (the fault); `restart` brings it back at the same

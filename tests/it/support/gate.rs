@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::process::{spawn_until, Pipe};
 use super::{free_port, BIN};
 
 /// The data-plane tests run without an SSO: every path is public, so the
@@ -88,22 +89,19 @@ impl GateBuilder {
 
     /// Lines for the `[gate]` section.
     pub fn gate(mut self, lines: &str) -> GateBuilder {
-        self.gate.push_str(lines);
-        self.gate.push('\n');
+        append(&mut self.gate, lines);
         self
     }
 
     /// Lines for the `[session]` section.
     pub fn session(mut self, lines: &str) -> GateBuilder {
-        self.session.push_str(lines);
-        self.session.push('\n');
+        append(&mut self.session, lines);
         self
     }
 
     /// Further sections (`[tenant]`, `[policy]`, routes added to the policy).
     pub fn toml(mut self, sections: &str) -> GateBuilder {
-        self.toml.push_str(sections);
-        self.toml.push('\n');
+        append(&mut self.toml, sections);
         self
     }
 
@@ -247,6 +245,11 @@ impl GateBuilder {
     }
 }
 
+fn append(buf: &mut String, text: &str) {
+    buf.push_str(text);
+    buf.push('\n');
+}
+
 /// A gate process that printed its `listening on` line.
 struct Started {
     child: Child,
@@ -255,30 +258,15 @@ struct Started {
     stderr_log: Arc<Mutex<Vec<String>>>,
 }
 
-/// Spawns `cmd` and reads its stderr up to the `listening on` line; what it
-/// wrote if it exits first.
-fn launch(mut cmd: Command) -> Result<Started, String> {
-    let mut child = cmd.spawn().expect("spawn prt-gate");
+/// Spawns the gate and reads its stderr up to the `listening on` line; what
+/// it wrote if it exits first.
+fn launch(cmd: Command) -> Result<Started, String> {
     let stderr_log: Arc<Mutex<Vec<String>>> = Arc::default();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (addr, admin) = loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.wait();
-            return Err(stderr_log.lock().unwrap().join("\n"));
-        };
-        stderr_log.lock().unwrap().push(line.clone());
-        if let Some(rest) = line.strip_prefix("prt-gate: listening on ") {
-            let mut it = rest.split(" admin ");
-            break (it.next().unwrap().parse().unwrap(), it.next().unwrap().parse().unwrap());
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    let sink = stderr_log.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let (child, (addr, admin)) = spawn_until(cmd, Pipe::Stderr, &stderr_log, |line| {
+        let rest = line.strip_prefix("prt-gate: listening on ")?;
+        let (addr, admin) = rest.split_once(" admin ")?;
+        Some((addr.parse().unwrap(), admin.parse().unwrap()))
+    })?;
     Ok(Started { child, addr, admin, stderr_log })
 }
 

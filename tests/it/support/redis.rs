@@ -1,7 +1,9 @@
 //! Private `redis-server`s (never the shared one on 6379), killed on drop.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use super::process::{spawn_until, Pipe};
 
 use super::free_port;
 
@@ -80,26 +82,7 @@ fn spawn(port: u16, extra: &[String], dir: &tempfile::TempDir) -> Result<Child, 
     if !extra.iter().any(|a| a == "--appendonly") {
         cmd.args(["--appendonly", "no"]);
     }
-    let mut child = cmd
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut log = Vec::new();
-    loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.wait();
-            return Err(log.join("\n"));
-        };
-        let ready = line.contains("Ready to accept connections");
-        log.push(line);
-        if ready {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Ok(child)
+    cmd.args(extra).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let ready = |line: &str| line.contains("Ready to accept connections").then_some(());
+    spawn_until(cmd, Pipe::Stdout, &Arc::default(), ready).map(|(child, ())| child)
 }

@@ -1,13 +1,15 @@
 //! A real S3-compatible store that verifies SigV4, presigned URLs included:
 //! `s3s-fs` over a temporary directory, on a port it binds itself.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 
 use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
+
+use super::process::{spawn_until, Pipe};
 
 /// The bucket [`S3::start`] creates and [`S3::env`] names.
 pub const BUCKET: &str = "prt-media";
@@ -100,24 +102,20 @@ impl Drop for S3 {
 /// Starts `s3s-fs` on `port` (0: one it picks) and reads the address it
 /// bound from its log line `server is running at http://ADDR`.
 fn spawn(port: u16, id: &str, secret: &str, root: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(find_s3s_fs())
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", id, "--secret-key", secret])
+    let mut cmd = Command::new(find_s3s_fs());
+    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", id, "--secret-key", secret])
         .arg(root)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn s3s-fs");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("s3s-fs exited before listening").unwrap();
-        if let Some((_, rest)) = line.split_once("server is running at http://") {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+        .stderr(Stdio::null());
+    let ready =
+        |line: &str| Some(line.split_once("server is running at http://")?.1.split_whitespace().next()?.parse());
+    match spawn_until(cmd, Pipe::Stdout, &Arc::default(), ready) {
+        Ok((child, Ok(addr))) => (child, addr),
+        Ok((_, Err(e))) => panic!("s3s-fs printed no address: {e}"),
+        Err(log) => panic!("s3s-fs exited before listening:\n{log}"),
+    }
 }
 
 fn find_s3s_fs() -> PathBuf {
