@@ -40,7 +40,7 @@ async fn every_login_flow_answer_carries_the_security_headers() {
     let up = Upstream::start().await;
     let sso = SsoProc::start(&[]);
     let env = [("PRT_GATE_GATE__LOGIN_RATE_LIMIT", "20")];
-    let gate = start_shipped_gate(up.addr, &sso.url, &env);
+    let gate = GateBuilder::new(up.addr).sso(&sso.url).shipped_policy().envs(&env).start();
     let mut rows: Vec<(&str, http::response::Parts, u16)> = Vec::new();
 
     rows.push(("login → SSO", request("GET", &gate.url("/auth/login/?next=%2F"), &[]).await, 302));
@@ -92,7 +92,7 @@ async fn every_login_flow_answer_carries_the_security_headers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_no_sso_page_carries_the_security_headers() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     for path in ["/auth/login/", "/auth/callback/?state=x", "/auth/logout/"] {
         let parts = request("GET", &gate.url(path), &[]).await;
         assert_eq!(parts.status, 503, "{path}");
