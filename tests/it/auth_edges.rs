@@ -290,6 +290,9 @@ async fn login_endpoints_are_rate_limited_per_client_address() {
     }
     let metrics = scrape(&gate).await;
     assert!(metrics.contains("prt_gate_login_rate_limited_total 3\n"), "{metrics}");
+    // Access lines reach stdout in batches: wait for the third 429 before counting.
+    let refused = || gate.access_lines().into_iter().filter(|l| l["status"] == 429).count();
+    assert!(eventually(std::time::Duration::from_secs(5), || refused() >= 3).await, "{}", gate.log_text());
     let limited: Vec<_> = gate.access_lines().into_iter().filter(|l| l["status"] == 429).collect();
     assert_eq!(limited.len(), 3);
     assert!(limited.iter().all(|l| l["decision"] == "deny"), "{limited:?}");
