@@ -126,6 +126,13 @@ impl GateConfig {
     /// gate's: `public_url`'s authority or one of `allowed_hosts`, host compared without
     /// case, a missing port meaning the public scheme's default.
     pub fn serves_host(&self, host: &[u8]) -> bool {
+        // The usual request names a served authority exactly as configured (any case):
+        // no parse. Such a value is a valid authority equal to a served one, so the full
+        // comparison below would accept it too.
+        let exact = |a: &http::uri::Authority| a.as_str().as_bytes().eq_ignore_ascii_case(host);
+        if self.public_url.as_ref().is_some_and(|p| exact(&p.authority)) || self.allowed_hosts.iter().any(exact) {
+            return true;
+        }
         let Ok(asked) = http::uri::Authority::try_from(host) else { return false };
         let default_port = if self.public_url.as_ref().is_some_and(|p| !p.https) { 80 } else { 443 };
         let same = |a: &http::uri::Authority| {

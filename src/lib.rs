@@ -37,6 +37,7 @@ pub mod demo;
 pub mod devsso;
 pub mod gate_owned;
 pub mod identity;
+pub mod jsonw;
 pub mod logwriter;
 pub mod media;
 pub mod metrics;

@@ -224,7 +224,9 @@ pub fn parse_features(s: &str) -> Features {
 
 /// The access line's `features` field: `feature:permission` pairs, comma-separated.
 pub fn format_features(f: &Features) -> String {
-    let mut out = String::new();
+    // Sized once (per request on authenticated routes: no regrowth while appending).
+    let len: usize = f.iter().map(|(feat, perms)| perms.iter().map(|p| feat.len() + p.len() + 2).sum::<usize>()).sum();
+    let mut out = String::with_capacity(len);
     for (feat, perms) in f {
         for p in perms {
             if !out.is_empty() {

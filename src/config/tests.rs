@@ -125,3 +125,32 @@ fn secret_is_never_echoed_in_errors() {
     let err = load("[sso]\nclient_secret = \"canary-9d1e\"\n").unwrap_err();
     assert!(!err.contains("canary-9d1e"), "{err}");
 }
+
+/// `serves_host`: the exact-text fast path and the parsed comparison agree; a near miss
+/// (another port, a suffix, a sub-domain) is refused on both.
+#[test]
+fn served_hosts_exact_or_parsed() {
+    let c = load("[gate]\npublic_url = \"https://prt.example.com\"\nallowed_hosts = [\"internal.example:8080\"]\n")
+        .unwrap();
+    for host in
+        ["prt.example.com", "PRT.Example.COM", "prt.example.com:443", "internal.example:8080", "INTERNAL.example:8080"]
+    {
+        assert!(c.gate.serves_host(host.as_bytes()), "{host}");
+    }
+    for host in [
+        "evil.example",
+        "prt.example.com:8443",
+        "prt.example.com.evil.example",
+        "xprt.example.com",
+        "internal.example",
+        "internal.example:80800",
+        "",
+        "prt.example.com/",
+    ] {
+        assert!(!c.gate.serves_host(host.as_bytes()), "{host}");
+    }
+    // Neither configured: any well-formed authority is served, a malformed one is not.
+    let open = load("").unwrap();
+    assert!(open.gate.serves_host(b"anything.example:81"));
+    assert!(!open.gate.serves_host(b"bad host"));
+}

@@ -23,6 +23,7 @@ use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
+use crate::jsonw::{key, str_field, uint};
 use crate::logwriter::LogWriter;
 use crate::redact::Redactor;
 
@@ -176,61 +177,6 @@ impl AccessLine<'_> {
         }
         out.extend_from_slice(b",\"target\":\"access\"}\n");
     }
-}
-
-fn key(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
-}
-
-fn str_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    key(out, name);
-    string(out, value);
-}
-
-/// A JSON string, escaped as `serde_json` escapes it.
-fn string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let b = s.as_bytes();
-    let mut from = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => &[],
-            _ => continue,
-        };
-        out.extend_from_slice(&b[from..i]);
-        if esc.is_empty() {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(c >> 4)], HEX[usize::from(c & 0xf)]]);
-        } else {
-            out.extend_from_slice(esc);
-        }
-        from = i + 1;
-    }
-    out.extend_from_slice(&b[from..]);
-    out.push(b'"');
-}
-
-fn uint(out: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// A float as `serde_json` writes it (`null` when not finite).
@@ -457,23 +403,6 @@ mod tests {
         let raw = String::from_utf8_lossy(&out);
         for secret in [jwt, "supersecretvalue123", "abcdefghijklmnopqrstuvwxyz0123"] {
             assert!(raw.contains(secret), "control: {secret} missing");
-        }
-    }
-
-    #[test]
-    fn json_strings_escape_like_serde_json() {
-        let samples =
-            ["plain", "", "q\"uote", "back\\slash", "ctl\u{0}\u{1f}\u{7f}", "nl\n\r\t\u{8}\u{c}", "ünïcødé ✓"];
-        for s in samples {
-            let mut ours = Vec::new();
-            string(&mut ours, s);
-            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
-        }
-        let mut n = Vec::new();
-        for v in [0u64, 7, 10, 404, u64::from(u16::MAX), u64::MAX] {
-            n.clear();
-            uint(&mut n, v);
-            assert_eq!(n, v.to_string().into_bytes());
         }
     }
 }

@@ -21,7 +21,7 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 
 /// Standard hop-by-hop headers (RFC 9110 7.6.1, plus the non-standard
 /// `proxy-connection` and `keep-alive`).
-/// `connection` first: [`strip_hop_by_hop`] relies on its index.
+/// `connection` first: [`strip_hop_by_hop`] and [`strip_inbound`] rely on its index.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "proxy-connection",
@@ -34,7 +34,7 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-// `strip_hop_by_hop` keeps a bit per name.
+// `strip_hop_by_hop` and `strip_inbound` keep a bit per name.
 const _: () = assert!(HOP_BY_HOP.len() <= 32);
 
 /// Headers a `Connection` nomination may never remove: message framing and
@@ -86,20 +86,102 @@ const NEVER_FORWARDED: &[&str] = &[
     "x-method-override",
 ];
 
-/// Removes every [`NEVER_FORWARDED`] header (all copies).
-pub fn strip_never_forwarded(headers: &mut HeaderMap) {
-    for name in NEVER_FORWARDED {
-        // no alloc: remove() with a &'static str looks the name up in place.
-        headers.remove(*name);
+/// What the inbound pass does with one request header name; each name is classified once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inbound {
+    Keep,
+    /// [`HOP_BY_HOP`]`[i]`.
+    HopByHop(u8),
+    /// [`NEVER_FORWARDED`].
+    NeverForwarded,
+    /// [`crate::identity::is_reserved`]: counted by the `stripped` metric.
+    Reserved,
+}
+
+fn classify(name: &str) -> Inbound {
+    if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name) {
+        // HOP_BY_HOP.len() <= 32 (asserted above).
+        return Inbound::HopByHop(i as u8);
     }
+    if NEVER_FORWARDED.contains(&name) {
+        return Inbound::NeverForwarded;
+    }
+    if crate::identity::is_reserved(name) {
+        return Inbound::Reserved;
+    }
+    Inbound::Keep
+}
+
+/// The request's header hygiene in one pass over the names (design §3, §8): removes the
+/// headers a `Connection` header nominates (unless protected), the hop-by-hop set,
+/// every [`NEVER_FORWARDED`] header and every reserved identity name
+/// ([`crate::identity::is_reserved`]), all copies of each. Returns how many reserved
+/// names were removed (the `stripped` metric).
+///
+/// The common request carries none of them: one scan over the names, no hashing, no
+/// allocation.
+pub fn strip_inbound(headers: &mut HeaderMap) -> usize {
+    let mut hop = 0u32;
+    let mut other = false;
+    for name in headers.keys() {
+        match classify(name.as_str()) {
+            Inbound::Keep => {}
+            Inbound::HopByHop(i) => hop |= 1 << i,
+            Inbound::NeverForwarded | Inbound::Reserved => other = true,
+        }
+    }
+    if hop == 0 && !other {
+        return 0;
+    }
+    if hop & 1 != 0 {
+        remove_nominated(headers);
+    }
+    // Every name left that is not kept (nominations never remove a reserved name: it is
+    // protected).
+    let mut reserved = 0;
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| match classify(n.as_str()) {
+            Inbound::Keep => false,
+            Inbound::Reserved => {
+                reserved += 1;
+                true
+            }
+            Inbound::HopByHop(_) | Inbound::NeverForwarded => true,
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+    reserved
 }
 
 pub fn is_protected(name: &str) -> bool {
     PROTECTED.contains(&name) || crate::identity::is_reserved(name)
 }
 
+/// Removes the non-protected, non-hop-by-hop names every `Connection` line nominates
+/// (the hop-by-hop ones are removed with the rest of the set). An empty nomination (the
+/// usual `keep-alive`) does not allocate.
+fn remove_nominated(headers: &mut HeaderMap) {
+    let nominated: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(t)))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|n| !is_protected(n.as_str()))
+        .collect();
+    for name in nominated {
+        headers.remove(name);
+    }
+}
+
 /// Removes `Connection`-nominated headers (unless protected), then the
-/// standard hop-by-hop set.
+/// standard hop-by-hop set (responses; requests go through [`strip_inbound`]).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names (no hashing): which hop-by-hop names are
     // there at all. Most requests carry none; responses often `Connection`.
@@ -113,22 +195,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     if present & 1 != 0 {
-        // `Connection` (HOP_BY_HOP[0]) nominating other headers. Nominated
-        // hop-by-hop names go in the loop below; an empty `Vec` (the usual
-        // `keep-alive`) does not allocate.
-        let nominated: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(t)))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .filter(|n| !is_protected(n.as_str()))
-            .collect();
-        for name in nominated {
-            headers.remove(name);
-        }
+        // `Connection` (HOP_BY_HOP[0]) nominating other headers.
+        remove_nominated(headers);
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
         if present & (1 << i) != 0 {
@@ -150,15 +218,23 @@ pub struct Forwarding<'a> {
 /// copy of the forwarding family is discarded first; from a trusted proxy the
 /// chain is extended with the proxy's address and Proto/Host are kept.
 pub fn set_forwarding(headers: &mut HeaderMap, f: &Forwarding<'_>) {
-    if !f.trusted && headers.keys().any(|n| FORWARDING.contains(&n.as_str())) {
-        for name in FORWARDING {
-            headers.remove(*name);
-        }
-    }
     let mut peer = IpText::default();
     let peer = peer.of(f.peer);
-    let chain = if f.trusted { joined(headers, &X_FORWARDED_FOR) } else { None };
-    let xff = match chain {
+    if !f.trusted {
+        if headers.keys().any(|n| FORWARDING.contains(&n.as_str())) {
+            for name in FORWARDING {
+                headers.remove(*name);
+            }
+        }
+        // None of the family is left: the gate's three, no lookups first.
+        if let Ok(v) = HeaderValue::from_str(peer) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_HOST, f.host.clone());
+        return;
+    }
+    let xff = match joined(headers, &X_FORWARDED_FOR) {
         Some(mut chain) => {
             chain.push_str(", ");
             chain.push_str(peer);
@@ -303,6 +379,67 @@ mod tests {
         let mut h = map(&[("accept", "*/*"), ("cookie", "a=b")]);
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2);
+    }
+
+    /// One request carrying every class the inbound pass removes, each name twice
+    /// (two lines, two spellings of the case), plus benign headers that must survive.
+    #[test]
+    fn inbound_pass_removes_every_class_and_counts_reserved() {
+        let reserved: &[&str] =
+            &["x-tenant-id", "x-tenant-name", "x-auth-email", "x-prt-assertion", "x-forwarded-user", "remote-user"];
+        let underscored = ["x_tenant_id", "any_thing"];
+        let mut pairs: Vec<(String, &str)> = Vec::new();
+        for name in HOP_BY_HOP.iter().chain(NEVER_FORWARDED).chain(reserved).chain(&underscored) {
+            let value = if *name == "connection" { "x-nominated, keep-alive" } else { "evil" };
+            pairs.push((name.to_string(), value));
+            pairs.push((name.to_ascii_uppercase(), value));
+        }
+        for (name, value) in [("x-nominated", "1"), ("accept", "*/*"), ("cookie", "a=b"), ("x-benign", "kept")] {
+            pairs.push((name.to_string(), value));
+        }
+        let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let mut h = map(&refs);
+        let counted = strip_inbound(&mut h);
+        let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, vec!["accept", "cookie", "x-benign"]);
+        assert_eq!(h.len(), 3, "every copy of a removed name goes");
+        assert_eq!(counted, reserved.len() + underscored.len(), "the stripped metric counts reserved names");
+
+        // Each class alone (so one class cannot hide behind another's slow path).
+        let classes: [(&str, &[&str]); 3] =
+            [("hop-by-hop", HOP_BY_HOP), ("never forwarded", NEVER_FORWARDED), ("reserved", reserved)];
+        for (class, names) in classes {
+            for name in names {
+                let mut h = map(&[(name, "v"), (name, "w"), ("accept", "*/*")]);
+                let counted = strip_inbound(&mut h);
+                assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), vec!["accept"], "{class}: {name}");
+                assert_eq!(counted, usize::from(class == "reserved"), "{class}: {name}");
+            }
+        }
+        // Nothing to strip: untouched, nothing counted.
+        let mut h = map(&[("accept", "*/*"), ("host", "prt.example"), ("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(strip_inbound(&mut h), 0);
+        assert_eq!(h.len(), 3);
+    }
+
+    /// `Connection` nominations in the inbound pass: honoured except for protected names,
+    /// and a nominated identity name is removed as reserved (and counted) anyway.
+    #[test]
+    fn inbound_pass_connection_nominations() {
+        let mut h = map(&[
+            ("connection", "close, x-custom, Content-Length, cookie, x-forwarded-for, x-tenant-id"),
+            ("x-custom", "1"),
+            ("content-length", "5"),
+            ("cookie", "a=b"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-tenant-id", "evil"),
+            ("accept", "*/*"),
+        ]);
+        assert_eq!(strip_inbound(&mut h), 1);
+        let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, vec!["accept", "content-length", "cookie", "x-forwarded-for"]);
     }
 
     #[test]

@@ -25,7 +25,6 @@ use super::headers::{self, X_REQUEST_ID};
 use super::owned::{self, Owned};
 use super::{forward, Gate};
 use crate::config::Config;
-use crate::identity;
 use crate::media::{self, MediaError};
 use crate::metrics::recent::RecentRefusal;
 use crate::metrics::rules::{role_index, ROLE_LABELS};
@@ -159,11 +158,10 @@ async fn run(
     };
 
     // strip_identity: hop-by-hop and Connection-nominated headers, every
-    // client copy of identity headers and underscore names — before any
-    // phase reads headers, so nothing downstream can see a forged one.
-    headers::strip_hop_by_hop(&mut parts.headers);
-    headers::strip_never_forwarded(&mut parts.headers);
-    gate.metrics.stripped(identity::strip_inbound(&mut parts.headers));
+    // client copy of identity headers and underscore names, the never-forwarded
+    // look-alikes (one pass) — before any phase reads headers, so nothing
+    // downstream can see a forged one.
+    gate.metrics.stripped(headers::strip_inbound(&mut parts.headers));
 
     // gate-owned routes: login, callback, logout never reach Django.
     if let Some(owned) = Owned::of(path.as_str()) {

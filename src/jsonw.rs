@@ -1,0 +1,139 @@
+//! Hand-written JSON output for the per-request writers (the access line,
+//! `proxy::access_line`, and the assertion's claims, [`crate::identity`]): strings escaped
+//! exactly as `serde_json` escapes them, unsigned integers, object keys. No `fmt`, no
+//! serializer state; clean runs of a string are found eight bytes at a time and copied
+//! whole.
+
+/// `"s"`, escaped as `serde_json` escapes it: `"`, `\`, and control characters below
+/// U+0020 (`\b \f \n \r \t` short, the rest `\u00XX`); everything else as is.
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let b = s.as_bytes();
+    let mut from = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+            if !needs_escape(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        let c = b[i];
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[],
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&b[from..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(c >> 4)], HEX[usize::from(c & 0xf)]]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        i += 1;
+        from = i;
+    }
+    out.extend_from_slice(&b[from..]);
+    out.push(b'"');
+}
+
+/// Whether any of the eight bytes of `w` is `"`, `\` or below 0x20 (exact: the
+/// "has a byte less than n" test is exact for n ≤ 128).
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+    below_space || has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\')))
+}
+
+/// `,"name":` (a key after an earlier member).
+pub fn key(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// `,"name":"value"`.
+pub fn str_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    key(out, name);
+    string(out, value);
+}
+
+/// An unsigned integer in decimal.
+pub fn uint(out: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_escape_like_serde_json() {
+        let mut samples: Vec<String> =
+            ["plain", "", "q\"uote", "back\\slash", "ctl\u{0}\u{1f}\u{7f}", "nl\n\r\t\u{8}\u{c}", "ünïcødé ✓"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        // Every byte that needs escaping at every offset of a long clean run (the
+        // eight-byte skip must never step over one), and every ASCII byte alone.
+        for c in (0u8..0x20).chain([b'"', b'\\', b'a', 0x7f]) {
+            for at in 0..20 {
+                let mut s = "abcdefghijklmnopqrst".to_string().into_bytes();
+                s[at] = c;
+                samples.push(String::from_utf8(s).unwrap());
+            }
+        }
+        samples.extend((0u8..0x80).map(|c| char::from(c).to_string()));
+        samples.push("é".repeat(40) + "\"" + &"x".repeat(17) + "\n");
+        for s in &samples {
+            let mut ours = Vec::new();
+            string(&mut ours, s);
+            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn escape_word_test_is_exact() {
+        for c in 0u8..=255 {
+            for at in 0..8 {
+                let mut w = *b"abcdefgh";
+                w[at] = c;
+                let expected = c < 0x20 || c == b'"' || c == b'\\';
+                assert_eq!(needs_escape(u64::from_le_bytes(w)), expected, "{c:#x} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn integers() {
+        let mut n = Vec::new();
+        for v in [0u64, 7, 10, 404, u64::from(u16::MAX), u64::MAX] {
+            n.clear();
+            uint(&mut n, v);
+            assert_eq!(n, v.to_string().into_bytes());
+        }
+    }
+}
