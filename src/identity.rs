@@ -185,22 +185,33 @@ impl AssertionSigner {
             if json.capacity() > CLAIMS_BUF_KEEP {
                 *json = Vec::new();
             }
-            http::HeaderValue::from_maybe_shared(bytes::Bytes::from(token)).map_err(|_| AssertionError::Sign)
+            http::HeaderValue::from_maybe_shared(bytes::Bytes::from(token?)).map_err(|_| AssertionError::Sign)
         })
     }
 
-    /// `header.claims.signature` for serialised claims.
-    fn token(&self, claims_json: &[u8]) -> String {
-        let mut token = String::with_capacity(self.prefix.len() + claims_json.len().div_ceil(3) * 4 + 1 + 43);
-        token.push_str(&self.prefix);
-        URL_SAFE_NO_PAD.encode_string(claims_json, &mut token);
+    /// `header.claims.signature` for serialised claims; base64 written in place (no
+    /// chunked `String` encoder).
+    fn token(&self, claims_json: &[u8]) -> Result<Vec<u8>, AssertionError> {
+        let claims_len = claims_json.len().div_ceil(3) * 4;
+        let mut token = Vec::with_capacity(self.prefix.len() + claims_len + 1 + 43);
+        token.extend_from_slice(self.prefix.as_bytes());
+        base64_append(&mut token, claims_json)?;
         let mut mac = self.mac.clone();
-        mac.update(token.as_bytes());
+        mac.update(&token);
         let sig = mac.finalize().into_bytes();
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(sig, &mut token);
-        token
+        token.push(b'.');
+        base64_append(&mut token, &sig)?;
+        Ok(token)
     }
+}
+
+/// Appends `base64url(input)` (no padding) to `out`.
+fn base64_append(out: &mut Vec<u8>, input: &[u8]) -> Result<(), AssertionError> {
+    let start = out.len();
+    out.resize(start + input.len().div_ceil(3) * 4, 0);
+    let written = URL_SAFE_NO_PAD.encode_slice(input, &mut out[start..]).map_err(|_| AssertionError::Sign)?;
+    out.truncate(start + written);
+    Ok(())
 }
 
 #[cfg(test)]

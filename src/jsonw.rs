@@ -8,44 +8,54 @@
 /// U+0020 (`\b \f \n \r \t` short, the rest `\u00XX`); everything else as is.
 pub fn string(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(s.len() + 2);
-    out.push(b'"');
     let b = s.as_bytes();
-    let mut from = 0;
-    let mut i = 0;
-    while i < b.len() {
-        if let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
-            if !needs_escape(u64::from_le_bytes(word)) {
-                i += 8;
-                continue;
-            }
-        }
-        let c = b[i];
-        let esc: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => &[],
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        out.extend_from_slice(&b[from..i]);
-        if esc.is_empty() {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(c >> 4)], HEX[usize::from(c & 0xf)]]);
-        } else {
-            out.extend_from_slice(esc);
-        }
-        i += 1;
-        from = i;
-    }
-    out.extend_from_slice(&b[from..]);
+    out.reserve(b.len() + 2);
     out.push(b'"');
+    let mut from = 0;
+    loop {
+        let at = from + clean_len(&b[from..]);
+        out.extend_from_slice(&b[from..at]);
+        let Some(&c) = b.get(at) else { break };
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(c >> 4)], HEX[usize::from(c & 0xf)]]),
+        }
+        from = at + 1;
+    }
+    out.push(b'"');
+}
+
+/// Bytes a JSON string escapes.
+const ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Length of the prefix of `b` that needs no escaping: eight bytes at a time, then byte
+/// by byte.
+fn clean_len(b: &[u8]) -> usize {
+    let mut i = 0;
+    for word in b.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(word) else { break };
+        if needs_escape(u64::from_le_bytes(word)) {
+            break;
+        }
+        i += 8;
+    }
+    i + b[i..].iter().position(|&c| ESCAPED[usize::from(c)]).unwrap_or(b.len() - i)
 }
 
 /// Whether any of the eight bytes of `w` is `"`, `\` or below 0x20 (exact: the
