@@ -24,7 +24,7 @@ use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use http::Method;
 use prt_gate::normalize::normalize;
-use prt_gate::policy::{Features, Policy, PolicyInput, RawRoute, Who};
+use prt_gate::policy::{Auth, Features, Policy, PolicyInput, RawRoute, Role, Who};
 use std::hint::black_box;
 
 fn route(path: String, method: &str, roles: &[&str]) -> RawRoute {
@@ -69,7 +69,7 @@ fn requests(n: usize) -> Vec<(&'static str, Method, String)> {
 
 fn run<M: Measurement>(c: &mut Criterion<M>, group: &str) {
     let features: Features = BTreeMap::from([("bol".to_string(), vec!["view".to_string()])]);
-    let who = Who::Session { role: "Office", features: &features };
+    let who = Who::claims(Auth::Session, Role::Office, &features);
     let mut g = c.benchmark_group(group);
     for n in [10usize, 100, 1000] {
         let policy = generated(n);
@@ -179,7 +179,7 @@ fn shadow_cpu(c: &mut Criterion<ThreadCpu>) {
     assert_eq!(shadow.get().map(|p| p.rules().len()), Some(active.rules().len()), "same-size shadow");
 
     let features: Features = BTreeMap::new();
-    let who = Who::Session { role: "Client", features: &features };
+    let who = Who::claims(Auth::Session, Role::Client, &features);
     let mut g = c.benchmark_group("shadow_cpu");
     for (name, path) in [("same", "/api/bol/12345/"), ("diff", "/api/balances/")] {
         let path = normalize(path).unwrap();
@@ -194,7 +194,7 @@ fn shadow_cpu(c: &mut Criterion<ThreadCpu>) {
                 let v = active.route_for(&method, black_box(&path)).decide(who);
                 if let Some(s) = shadow.get() {
                     let sv = s.route_for(&method, &path).decide(who);
-                    shadow.observe(&metrics, &method, path.as_str(), "Client", &v, &sv);
+                    shadow.observe(&metrics, &method, path.as_str(), &who, &v, &sv);
                 }
                 black_box(v)
             })

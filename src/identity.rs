@@ -9,18 +9,25 @@
 //! * removes every copy (all lines, whatever the case) of every reserved name:
 //!   `X-Tenant-Id`, `X-Tenant-Name`, `X-Auth-*`, `X-Prt-*`,
 //!   `X-Forwarded-User`, `X-Remote-User`, `Remote-User`;
-//! * then sets the identity headers from verified state only.
+//! * then sets the identity headers ([`inject`]) from a policy [`Permit`] only: the
+//!   permit carries the principal it was issued for, so there is no identity to
+//!   inject without one.
 //!
 //! The stripping itself is part of the request's one header pass
 //! (`proxy::headers::strip_inbound`); the names are decided here.
 //!
 //! Pure: operates on a `HeaderMap`; the pipeline decides when.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use http::header::{HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
+
+use crate::config::{Config, TenantMode};
+use crate::policy::Permit;
 
 pub const X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
 pub const X_TENANT_NAME: HeaderName = HeaderName::from_static("x-tenant-name");
@@ -45,6 +52,84 @@ pub fn is_reserved(name: &str) -> bool {
 pub fn inject_tenant(headers: &mut HeaderMap, tenant: &crate::config::TenantConfig) {
     headers.insert(X_TENANT_ID, tenant.id_header.clone());
     headers.insert(X_TENANT_NAME, tenant.name_header.clone());
+}
+
+/// The request an assertion is issued for (its `jti`, `method` and `path` claims).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound<'a> {
+    pub request_id: &'a str,
+    pub method: &'a str,
+    /// The normalized path, as forwarded.
+    pub path: &'a str,
+}
+
+/// Why no identity could be injected: the request is not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InjectError {
+    /// A Bearer caller whose `tenant_code` the configuration does not map (`claim` mode):
+    /// no tenant, no identity, no request.
+    #[error("the caller's tenant code maps to no tenant")]
+    NoTenant,
+    #[error("tenant id or name not representable as a header value")]
+    TenantHeader,
+    #[error("cannot sign the assertion")]
+    Sign,
+}
+
+/// Sets the tenant headers, `X-Auth-Email`, `X-Auth-Role` and (with a `signer`) the signed
+/// `X-Prt-Assertion`, replacing whatever is there, from the permit's principal only.
+///
+/// The tenant is the configured one (`static` mode), the one fixed at login (a session),
+/// or the one the Bearer token's `tenant_code` maps to now.
+pub fn inject(
+    headers: &mut HeaderMap,
+    permit: &Permit<'_>,
+    config: &Config,
+    signer: Option<&AssertionSigner>,
+    bound: Bound<'_>,
+) -> Result<(), InjectError> {
+    let who = permit.principal();
+    let role = permit.role().as_str();
+    let (tenant_id, tenant_name) = match (config.tenant.mode, who.tenant) {
+        (TenantMode::Static, _) => (config.tenant.id.as_str(), config.tenant.name.as_str()),
+        (_, Some(fixed)) => fixed,
+        (_, None) => config.tenant.resolve(who.tenant_code).ok_or(InjectError::NoTenant)?,
+    };
+    if config.tenant.mode == TenantMode::Static {
+        // no alloc: prebuilt header values.
+        inject_tenant(headers, &config.tenant);
+    } else {
+        let (Ok(i), Ok(n)) = (HeaderValue::from_str(tenant_id), HeaderValue::from_str(tenant_name)) else {
+            return Err(InjectError::TenantHeader);
+        };
+        headers.insert(X_TENANT_ID, i);
+        headers.insert(X_TENANT_NAME, n);
+    }
+    if let Ok(v) = HeaderValue::from_str(who.email) {
+        headers.insert(X_AUTH_EMAIL, v);
+    }
+    headers.insert(X_AUTH_ROLE, HeaderValue::from_static(role));
+    if let Some(signer) = signer {
+        let iat = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let claims = AssertionClaims {
+            iss: ASSERTION_ISSUER,
+            aud: &config.assertion.audience,
+            sub: who.subject,
+            email: who.email,
+            role,
+            features: who.features,
+            tenant_id,
+            tenant_name,
+            tenant_code: who.tenant_code,
+            iat,
+            exp: iat + ASSERTION_TTL_SECS,
+            jti: bound.request_id,
+            method: bound.method,
+            path: bound.path,
+        };
+        headers.insert(X_PRT_ASSERTION, signer.sign(&claims).map_err(|_| InjectError::Sign)?);
+    }
+    Ok(())
 }
 
 /// Claims of `X-Prt-Assertion` (design §8): a short-lived HS256 JWT by which

@@ -24,7 +24,7 @@ use http::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::normalize::normalize;
-use crate::policy::{Features, Policy, Who};
+use crate::policy::{Auth, Features, Policy, Role, Who};
 
 /// Longest sample request kept (`METHOD path`), in bytes.
 pub const MAX_SAMPLE: usize = 200;
@@ -163,11 +163,13 @@ impl<'p> Replay<'p> {
         let Ok(method) = Method::from_bytes(line.method.as_bytes()) else { return false };
         let Ok(path) = normalize(&line.path) else { return false };
         let features = parse_features(&line.features);
+        // The logged role is read back like any role a credential names: one the gate
+        // does not know decides as unknown (denied by every rule that is not public).
         let who = match (&*line.role, &*line.auth) {
             ("", _) => Who::Anonymous,
-            (role, "bearer") => Who::Bearer { role, features: &features },
+            (role, "bearer") => Who::claims(Auth::Bearer, Role::parse(role), &features),
             // Lines of gates before `auth` was logged carry no kind: the session cookie.
-            (role, _) => Who::Session { role, features: &features },
+            (role, _) => Who::claims(Auth::Session, Role::parse(role), &features),
         };
         self.totals.replayed += 1;
         let tenant = Some(&*line.tenant_code).filter(|t| !t.is_empty());

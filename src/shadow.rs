@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 
 use crate::config::Config;
 use crate::metrics::{Decision, Metrics, SHADOW_ROLES};
-use crate::policy::{Policy, Role, Verdict};
+use crate::policy::{Policy, Verdict, Who};
 
 /// A difference is logged at most once per key in this interval.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -100,24 +100,24 @@ impl Shadow {
     }
 
     /// Counts and (rate-limited) logs a difference between the two verdicts for one
-    /// request. `role` is the caller's role as authentication found it (`""`: none).
+    /// request. `who` is the caller as the active policy's authentication found it.
     /// Returns whether a line was logged.
     pub fn observe(
         &self,
         metrics: &Metrics,
         method: &Method,
         path: &str,
-        role: &str,
-        active: &Verdict,
-        shadow: &Verdict,
+        who: &Who<'_>,
+        active: &Verdict<'_>,
+        shadow: &Verdict<'_>,
     ) -> bool {
         if same_answer(active, shadow) {
             return false;
         }
-        let r = match Role::parse(role) {
-            Some(r) => r as usize,
-            None if role.is_empty() => 4,
-            None => 5,
+        // Indexes `SHADOW_ROLES`: a known role, `anonymous`, or `unknown`.
+        let r = match who.principal() {
+            None => 4,
+            Some(p) => p.role.map_or(5, |r| r as usize),
         };
         let (a, s) = (Decision::from_verdict(active.decision()), Decision::from_verdict(shadow.decision()));
         metrics.shadow_diff(r, a, s);
@@ -154,7 +154,7 @@ impl Shadow {
 }
 
 /// The same answer for the caller: decision, and landing page of a redirect.
-fn same_answer(a: &Verdict, b: &Verdict) -> bool {
+fn same_answer(a: &Verdict<'_>, b: &Verdict<'_>) -> bool {
     match (a, b) {
         (Verdict::Redirect { to: x, .. }, Verdict::Redirect { to: y, .. }) => x == y,
         _ => a.decision() == b.decision(),
@@ -165,7 +165,7 @@ fn same_answer(a: &Verdict, b: &Verdict) -> bool {
 mod tests {
     use super::*;
     use crate::normalize::normalize;
-    use crate::policy::{Features, PolicyInput, RawRoute, Who};
+    use crate::policy::{Auth, Features, PolicyInput, RawRoute, Role};
     use std::collections::BTreeMap;
 
     fn policy(roles: &[&str]) -> Policy {
@@ -183,19 +183,19 @@ mod tests {
         let (active, shadow) = (policy(&["Admin"]), policy(&["Admin", "Client"]));
         let path = normalize("/api/x/").expect("path");
         let f = Features::new();
-        let client = Who::Session { role: "Client", features: &f };
-        let admin = Who::Session { role: "Admin", features: &f };
+        let client = Who::claims(Auth::Session, Role::Client, &f);
+        let admin = Who::claims(Auth::Session, Role::Admin, &f);
         let s = Shadow::default();
         let m = Metrics::default();
         let decide = |p: &Policy, m: &Method, who| p.decide(m, &path, who);
         let (a, b) = (decide(&active, &Method::GET, client), decide(&shadow, &Method::GET, client));
-        assert!(s.observe(&m, &Method::GET, "/api/x/", "Client", &a, &b), "first difference is logged");
-        assert!(!s.observe(&m, &Method::GET, "/api/x/", "Client", &a, &b), "the same key within a minute is not");
+        assert!(s.observe(&m, &Method::GET, "/api/x/", &client, &a, &b), "first difference is logged");
+        assert!(!s.observe(&m, &Method::GET, "/api/x/", &client, &a, &b), "the same key within a minute is not");
         let (a2, b2) = (decide(&active, &Method::POST, client), decide(&shadow, &Method::POST, client));
-        assert!(s.observe(&m, &Method::POST, "/api/x/", "Client", &a2, &b2), "another method is another key");
+        assert!(s.observe(&m, &Method::POST, "/api/x/", &client, &a2, &b2), "another method is another key");
         // Negative control: the same answer is neither counted nor logged.
         let (a3, b3) = (decide(&active, &Method::GET, admin), decide(&shadow, &Method::GET, admin));
-        assert!(!s.observe(&m, &Method::GET, "/api/x/", "Admin", &a3, &b3));
+        assert!(!s.observe(&m, &Method::GET, "/api/x/", &admin, &a3, &b3));
         let text = m.render();
         assert!(
             text.contains("prt_gate_shadow_diff_total{role=\"Client\",active=\"deny\",shadow=\"allow\"} 3\n"),

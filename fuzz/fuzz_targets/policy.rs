@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use libfuzzer_sys::fuzz_target;
 use prt_gate::normalize::normalize;
 use prt_gate::policy::explain::{explain, Caller};
-use prt_gate::policy::{Auth, Features, Policy, PolicyInput, RawRoute, Role, Who};
+use prt_gate::policy::{Features, Policy, PolicyInput, RawRoute, Role, Who};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -44,10 +44,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(anon, policy.decide(&m, &path, Who::Anonymous));
             assert_eq!(explain(&policy, &m, &path, Caller::Anonymous).verdict, anon, "{m} {raw:?}");
             for role in Role::ALL {
-                let who = match policy.route_for(&m, &path).auth() {
-                    Auth::Bearer => Who::Bearer { role: role.as_str(), features: &features },
-                    _ => Who::Session { role: role.as_str(), features: &features },
-                };
+                let who = Who::claims(policy.route_for(&m, &path).auth(), role, &features);
                 let live = policy.decide(&m, &path, who);
                 assert_eq!(live, policy.decide(&m, &path, who));
                 assert_eq!(live, policy.decide(&m, &django_path, who), "{m} {raw:?} vs Django's {django:?}");

@@ -36,12 +36,6 @@ use crate::response::Page;
 use crate::secret::Secret;
 use crate::session::{LoginState, SessionId, SessionRecord, SessionStore, Store, StoredTokens, LOGIN_STATE_TTL};
 
-/// Canonical (title case) role name, compared case-insensitively; `None`
-/// for a role the gate does not know (refused at login).
-pub fn canonical_role(role: &str) -> Option<&'static str> {
-    Role::parse(role.trim()).map(Role::as_str)
-}
-
 /// Everything the login flow needs, built once from the config.
 pub struct Oidc {
     pub endpoints: SsoEndpoints,
@@ -286,7 +280,7 @@ impl Oidc {
         if self.refresh {
             record.tokens = tokens.stored(self.refresh_interval);
         }
-        let role = record.role.clone();
+        let landing = record.role.role().map_or("/", |r| policy.landing(r));
         // No fixation: whatever session the browser had ends here.
         for old in self.cookie.read_all(req.headers()) {
             let _ = store.delete(&old).await;
@@ -298,7 +292,6 @@ impl Oidc {
                 return Callback::refused(UNAVAILABLE, LoginOutcome::StoreUnavailable);
             }
         };
-        let landing = Role::parse(&role).map_or("/", |r| policy.landing(r));
         let target = st.next.unwrap_or_else(|| landing.to_string());
         let answer = Answer::Redirect { location: self.absolute(&target), cookies: vec![self.cookie.set(&id)] };
         Callback { answer, outcome: LoginOutcome::Ok, session: Some(id) }
@@ -326,14 +319,14 @@ impl Oidc {
     /// (known) role for this application.
     pub fn record_from(&self, claims: &SsoClaims) -> Option<SessionRecord> {
         let app = claims.app(&self.app)?;
-        let role = canonical_role(&app.role)?;
+        let role = Role::from_claim(&app.role)?;
         // `claim` mode: a user whose tenant code is unknown is refused.
         let (tenant_id, tenant_name) = self.tenant.resolve(app.tenant_code.as_deref())?;
         Some(SessionRecord {
             subject: claims.sub.clone(),
             email: claims.email.clone().unwrap_or_default(),
             name: claims.name.clone().unwrap_or_default(),
-            role: role.to_string(),
+            role: role.into(),
             features: app.features.clone(),
             tenant_id: tenant_id.to_string(),
             tenant_name: tenant_name.to_string(),

@@ -218,10 +218,7 @@ impl Policy {
                     wanted.entry(f.to_string()).or_default().push(p.to_string());
                 }
             }
-            let who = match route.auth() {
-                Auth::Session => Who::Session { role: role.as_str(), features: &wanted },
-                Auth::Bearer => Who::Bearer { role: role.as_str(), features: &wanted },
-            };
+            let who = Who::claims(route.auth(), role, &wanted);
             let v = route.decide(who);
             if !matches!(v, super::Verdict::Allow(_) | super::Verdict::Public { .. }) {
                 b.warn(

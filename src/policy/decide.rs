@@ -15,7 +15,8 @@
 //!
 //! A denial of a browser navigation (GET/HEAD of a non-API path) becomes
 //! [`Verdict::Redirect`] to the role's landing page, unless the caller is already there.
-//! Nothing here allocates: verdicts carry `Arc<str>` clones and bitsets.
+//! Nothing here allocates: verdicts carry `Arc<str>` clones, bitsets and the caller's
+//! [`Principal`], borrowed.
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,32 +26,93 @@ use http::StatusCode;
 use super::rule::{Access, Auth, Role, RoleSet};
 use super::{Features, Route, RouteKind};
 
+/// An authenticated caller: what its verified credential (the session record written at
+/// login, or an SSO Bearer JWT) says it is. Borrowed from that credential, so building one
+/// per request copies no string and no feature map; a [`Permit`] carries it from the
+/// decision to identity injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal<'a> {
+    /// The SSO subject (`sub`).
+    pub subject: &'a str,
+    pub email: &'a str,
+    /// The role, parsed once where the credential was read. `None` is a role the gate does
+    /// not know (a session stored by another version): every rule that is not public
+    /// denies it ([`DenyReason::UnknownRole`]).
+    pub role: Option<Role>,
+    pub features: &'a Features,
+    /// The `tenant_code` claim; `None` for unscoped staff.
+    pub tenant_code: Option<&'a str>,
+    /// Tenant id and name fixed at login (a session). `None` for a Bearer token: its
+    /// tenant is resolved from the configuration per request.
+    pub tenant: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> Principal<'a> {
+    /// A caller known only by its role and features (what `explain`, `diff`, `replay` and
+    /// the policy lint ask about): no subject, email or tenant.
+    pub fn claims(role: impl Into<Option<Role>>, features: &'a Features) -> Principal<'a> {
+        Principal { subject: "", email: "", role: role.into(), features, tenant_code: None, tenant: None }
+    }
+}
+
 /// The caller, as authentication established it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Who<'a> {
     /// No valid credential.
     Anonymous,
-    /// A session cookie resolved to a session with this role and these features.
-    Session { role: &'a str, features: &'a Features },
-    /// A verified SSO Bearer JWT with this role and these features.
-    Bearer { role: &'a str, features: &'a Features },
+    /// A session cookie resolved to this session.
+    Session(Principal<'a>),
+    /// A verified SSO Bearer JWT.
+    Bearer(Principal<'a>),
 }
 
-/// Proof that the policy allowed a request. Only `policy` can build one; identity
-/// injection and forwarding take it by reference.
+impl<'a> Who<'a> {
+    /// A caller with `role` and `features` presenting the credential `auth`
+    /// ([`Principal::claims`]).
+    pub fn claims(auth: Auth, role: impl Into<Option<Role>>, features: &'a Features) -> Who<'a> {
+        match auth {
+            Auth::Session => Who::Session(Principal::claims(role, features)),
+            Auth::Bearer => Who::Bearer(Principal::claims(role, features)),
+        }
+    }
+
+    /// The authenticated principal; `None` for an anonymous caller.
+    pub fn principal(&self) -> Option<&Principal<'a>> {
+        match self {
+            Who::Anonymous => None,
+            Who::Session(p) | Who::Bearer(p) => Some(p),
+        }
+    }
+
+    /// The credential that authenticated the caller; `None` for an anonymous caller.
+    pub fn auth(&self) -> Option<Auth> {
+        match self {
+            Who::Anonymous => None,
+            Who::Session(_) => Some(Auth::Session),
+            Who::Bearer(_) => Some(Auth::Bearer),
+        }
+    }
+}
+
+/// Proof that the policy allowed a request, and for whom: only `policy` can build one, and
+/// only from an authenticated [`Principal`] with a known role, so identity injection
+/// (`identity::inject`) never meets a permit without a caller (linkerd2-proxy's
+/// `Permitted<T>`: the permit and the target it was issued for travel together).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Permit {
+pub struct Permit<'a> {
     rule: Arc<str>,
     role: Role,
     auth: Auth,
+    principal: Principal<'a>,
 }
 
-impl Permit {
+impl<'a> Permit<'a> {
     /// Id of the rule that allowed the request (`name`, pattern, or `default`).
     pub fn rule(&self) -> &Arc<str> {
         &self.rule
     }
 
+    /// The principal's role, known: the policy checked it.
     pub fn role(&self) -> Role {
         self.role
     }
@@ -58,6 +120,11 @@ impl Permit {
     /// The credential kind that was accepted.
     pub fn auth(&self) -> Auth {
         self.auth
+    }
+
+    /// Who the request was allowed for.
+    pub fn principal(&self) -> &Principal<'a> {
+        &self.principal
     }
 }
 
@@ -129,9 +196,9 @@ impl fmt::Display for Denial {
 
 /// The policy's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Verdict<'a> {
     /// Forward, with identity from the permit.
-    Allow(Permit),
+    Allow(Permit<'a>),
     /// Forward without identity (public rule).
     Public { rule: Arc<str> },
     /// Authenticate first: 401 JSON for API clients, 302 to `/auth/login/?next=…` for pages.
@@ -142,7 +209,7 @@ pub enum Verdict {
     Redirect { to: Arc<str>, denial: Denial },
 }
 
-impl Verdict {
+impl Verdict<'_> {
     /// `allow`, `login`, `deny` or `redirect` (public requests are `allow`).
     pub fn decision(&self) -> &'static str {
         match self {
@@ -179,13 +246,13 @@ impl Verdict {
 
 impl Route<'_> {
     /// Decides for `who`, a caller without a tenant code (see [`Route::decide_in`]).
-    pub fn decide(&self, who: Who<'_>) -> Verdict {
+    pub fn decide<'w>(&self, who: Who<'w>) -> Verdict<'w> {
         self.decide_in(who, None)
     }
 
     /// Decides for `who` acting for tenant `tenant` (its tenant code; `None` for unscoped
     /// staff), see the module doc for the order. No allocation.
-    pub fn decide_in(&self, who: Who<'_>, tenant: Option<&str>) -> Verdict {
+    pub fn decide_in<'w>(&self, who: Who<'w>, tenant: Option<&str>) -> Verdict<'w> {
         let rule = match self.kind {
             RouteKind::NoRuleApi => return self.deny(&self.policy.no_rule, RoleSet::EMPTY, DenyReason::NoRule),
             RouteKind::MethodNotAllowed(r) => return self.deny(&r.id, RoleSet::EMPTY, DenyReason::Method),
@@ -197,21 +264,22 @@ impl Route<'_> {
             Some(Access::Roles { roles, features, auth }) => (Some(*roles), features.as_slice(), *auth),
             None => (None, &[][..], Auth::Session),
         };
-        let (role_name, have, auth) = match who {
+        let (principal, auth) = match who {
             Who::Anonymous => return Verdict::Login { rule: self.rule_arc().clone() },
-            Who::Session { role, features } => (role, features, Auth::Session),
-            Who::Bearer { role, features } => (role, features, Auth::Bearer),
+            Who::Session(p) => (p, Auth::Session),
+            Who::Bearer(p) => (p, Auth::Bearer),
         };
         let required = roles.unwrap_or(RoleSet::EMPTY);
         if auth != want_auth {
             return self.deny(self.rule_arc(), required, DenyReason::Credential);
         }
-        let Some(role) = Role::parse(role_name) else {
+        let Some(role) = principal.role else {
             return self.deny(self.rule_arc(), required, DenyReason::UnknownRole);
         };
         if roles.is_some_and(|r| !r.contains(role)) {
             return self.refuse_page(role, self.rule_arc(), required, DenyReason::Role);
         }
+        let have = principal.features;
         if !features.iter().all(|(f, p)| have.get(&**f).is_some_and(|ps| ps.iter().any(|x| **x == **p))) {
             return self.refuse_page(role, self.rule_arc(), required, DenyReason::Feature);
         }
@@ -221,7 +289,7 @@ impl Route<'_> {
         if !self.api && !self.policy.page_allowed(role, self.path) {
             return self.refuse_page(role, &self.policy.pages_rule, required, DenyReason::Page);
         }
-        Verdict::Allow(Permit { rule: self.rule_arc().clone(), role, auth })
+        Verdict::Allow(Permit { rule: self.rule_arc().clone(), role, auth, principal })
     }
 
     fn rule_arc(&self) -> &Arc<str> {
@@ -232,13 +300,13 @@ impl Route<'_> {
         }
     }
 
-    fn deny(&self, rule: &Arc<str>, required: RoleSet, reason: DenyReason) -> Verdict {
+    fn deny<'w>(&self, rule: &Arc<str>, required: RoleSet, reason: DenyReason) -> Verdict<'w> {
         Verdict::Deny(Denial { rule: rule.clone(), required, reason })
     }
 
     /// A browser navigation to a page the role may not open goes to its landing page
     /// (unless it is that page: no redirect loops); everything else is a 403.
-    fn refuse_page(&self, role: Role, rule: &Arc<str>, required: RoleSet, reason: DenyReason) -> Verdict {
+    fn refuse_page<'w>(&self, role: Role, rule: &Arc<str>, required: RoleSet, reason: DenyReason) -> Verdict<'w> {
         let denial = Denial { rule: rule.clone(), required, reason };
         let landing = &self.policy.landing[role as usize];
         if !self.api && self.navigation && **landing != *self.path {

@@ -100,7 +100,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn of(v: &Verdict) -> Outcome {
+    pub fn of(v: &Verdict<'_>) -> Outcome {
         let location = match v {
             Verdict::Redirect { to, .. } => Some(to.to_string()),
             _ => None,
@@ -232,8 +232,7 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
         let features = if caller.features { &all } else { &none };
         let who = match (caller.role, caller.auth) {
             (None, _) => Who::Anonymous,
-            (Some(r), Auth::Session) => Who::Session { role: r.as_str(), features },
-            (Some(r), Auth::Bearer) => Who::Bearer { role: r.as_str(), features },
+            (Some(r), auth) => Who::claims(auth, r, features),
         };
         for path in &paths {
             let Ok(np) = normalize(path) else { continue };

@@ -28,8 +28,8 @@ pub enum Caller<'a> {
 
 /// The outcome, with the fields of the JSON form.
 #[derive(Debug, Clone)]
-pub struct Explanation {
-    pub verdict: Verdict,
+pub struct Explanation<'a> {
+    pub verdict: Verdict<'a>,
     /// The credential the route asks for (what the pipeline looks at).
     pub auth: Auth,
     pub status: u16,
@@ -65,7 +65,7 @@ pub struct ExplainJson<'a> {
     pub tenant: Option<&'a TenantCheck>,
 }
 
-impl Explanation {
+impl Explanation<'_> {
     pub fn rule(&self) -> &Arc<str> {
         self.verdict.rule()
     }
@@ -107,26 +107,23 @@ impl Explanation {
 }
 
 /// Decides `method path` for `caller` without a tenant code (unscoped).
-pub fn explain(policy: &Policy, method: &Method, path: &NormalizedPath<'_>, caller: Caller<'_>) -> Explanation {
+pub fn explain<'a>(policy: &Policy, method: &Method, path: &NormalizedPath<'_>, caller: Caller<'a>) -> Explanation<'a> {
     explain_in(policy, method, path, caller, None)
 }
 
 /// Decides `method path` for `caller` acting for tenant `tenant` exactly as the gate does.
-pub fn explain_in(
+pub fn explain_in<'a>(
     policy: &Policy,
     method: &Method,
     path: &NormalizedPath<'_>,
-    caller: Caller<'_>,
+    caller: Caller<'a>,
     tenant: Option<&str>,
-) -> Explanation {
+) -> Explanation<'a> {
     let route = policy.route_for(method, path);
     let auth = route.auth();
     let who = match caller {
         Caller::Anonymous => Who::Anonymous,
-        Caller::Role { role, features } => match auth {
-            Auth::Session => Who::Session { role: role.as_str(), features },
-            Auth::Bearer => Who::Bearer { role: role.as_str(), features },
-        },
+        Caller::Role { role, features } => Who::claims(auth, role, features),
     };
     let verdict = route.decide_in(who, tenant);
     let check = route.matched_rule().and_then(|r| r.tenant.as_ref()).map(|t| TenantCheck {

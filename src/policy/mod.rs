@@ -10,8 +10,9 @@
 //!
 //! The pipeline (`proxy`) asks [`Policy::route_for`] before authenticating (does this route
 //! take a Bearer token or the session cookie? is it public?), then [`Route::decide`] with the
-//! authenticated caller. Only this module can build a [`Permit`]; identity injection and
-//! forwarding take one as proof. `config` compiles the policy once per file version and
+//! authenticated caller. Only this module can build a [`Permit`], and only for an
+//! authenticated [`Principal`] with a known role; identity injection takes one as proof and
+//! reads the principal from it. `config` compiles the policy once per file version and
 //! keeps it behind an `Arc`, so a reload swaps one pointer.
 //!
 //! Pure: no I/O, no clock, no global state. Lookups and decisions borrow the
@@ -38,7 +39,7 @@ use http::Method;
 use crate::normalize::NormalizedPath;
 
 pub use compile::{PolicyDiag, PolicyInput};
-pub use decide::{Denial, DenyReason, Permit, Verdict, Who};
+pub use decide::{Denial, DenyReason, Permit, Principal, Verdict, Who};
 pub use pattern::{Pattern, PatternError};
 pub use rule::{Access, Auth, MethodSet, RawRoute, Role, RoleSet, Rule, TenantMatch};
 
@@ -146,7 +147,7 @@ impl Policy {
     }
 
     /// `route_for` then `decide`, for callers that know the caller up front.
-    pub fn decide(&self, method: &Method, path: &NormalizedPath<'_>, who: Who<'_>) -> Verdict {
+    pub fn decide<'w>(&self, method: &Method, path: &NormalizedPath<'_>, who: Who<'w>) -> Verdict<'w> {
         self.route_for(method, path).decide(who)
     }
 
@@ -230,7 +231,7 @@ impl<'a> Route<'a> {
 
     /// The counter slot of the rule `verdict` names: the route's, or `roles.pages` when
     /// the role's page allow-list refused. No allocation (a pointer comparison).
-    pub fn verdict_slot(&self, verdict: &Verdict) -> usize {
+    pub fn verdict_slot(&self, verdict: &Verdict<'_>) -> usize {
         if Arc::ptr_eq(verdict.rule(), &self.policy.pages_rule) {
             self.policy.rules.len() + 2
         } else {

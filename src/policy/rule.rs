@@ -80,6 +80,13 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(name))
     }
 
+    /// The role an SSO token claims (`application_roles.<app>.role`, at login and on a
+    /// Bearer JWT): surrounding whitespace ignored, then [`Role::parse`]. `None` refuses the
+    /// login or the token.
+    pub fn from_claim(claim: &str) -> Option<Role> {
+        Role::parse(claim.trim())
+    }
+
     fn bit(self) -> u8 {
         1 << (self as u8)
     }

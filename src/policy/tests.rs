@@ -440,7 +440,7 @@ fn tenant_match_table() {
     }
     // `decide` without a tenant is the unscoped caller: closed on a tenant rule.
     let path = normalize("/tenant/PRT/pigiron/x/").unwrap();
-    let who = Who::Session { role: "Office", features: &none };
+    let who = Who::claims(Auth::Session, Role::Office, &none);
     assert_eq!(p.route_for(&Method::GET, &path).decide(who).decision(), "deny");
     assert_eq!(p.route_for(&Method::GET, &path).decide_in(who, Some("PRT")).decision(), "allow");
 }
@@ -463,19 +463,19 @@ fn credential_kind_and_unknown_roles_fail_closed() {
     let p = policy(SMALL);
     let none = Features::new();
     let path = normalize("/api/open-releases/").unwrap();
-    let v = p.decide(&Method::GET, &path, Who::Session { role: "Office", features: &none });
+    let v = p.decide(&Method::GET, &path, Who::claims(Auth::Session, Role::Office, &none));
     assert!(matches!(&v, Verdict::Deny(d) if d.reason() == DenyReason::Credential), "{v:?}");
     let path = normalize("/api/bol/1/").unwrap();
-    let v = p.decide(&Method::GET, &path, Who::Bearer { role: "Admin", features: &none });
+    let v = p.decide(&Method::GET, &path, Who::claims(Auth::Bearer, Role::Admin, &none));
     assert!(matches!(&v, Verdict::Deny(d) if d.reason() == DenyReason::Credential), "{v:?}");
     // A role the gate does not know is never "any authenticated session".
     for path in ["/api/bol/1/", "/anything/"] {
         let path = normalize(path).unwrap();
-        let v = p.decide(&Method::GET, &path, Who::Session { role: "Guest", features: &none });
+        let v = p.decide(&Method::GET, &path, Who::claims(Auth::Session, Role::parse("Guest"), &none));
         assert!(matches!(&v, Verdict::Deny(d) if d.reason() == DenyReason::UnknownRole), "{v:?}");
     }
     let path = normalize("/api/bol/1/").unwrap();
-    let v = p.decide(&Method::GET, &path, Who::Session { role: "ADMIN", features: &none });
+    let v = p.decide(&Method::GET, &path, Who::claims(Auth::Session, Role::parse("ADMIN"), &none));
     match v {
         Verdict::Allow(permit) => assert_eq!((permit.role(), &**permit.rule()), (Role::Admin, "/api/bol/{id}/")),
         other => panic!("{other:?}"),

@@ -9,6 +9,11 @@
 //! A missing, malformed, unknown or expired credential is `Anonymous` — the
 //! policy then asks for a login. A store that cannot answer is never
 //! anonymous: it is a 503 (design §13, fail closed).
+//!
+//! A role enters as text in two places here, the Bearer token's claim and the
+//! session record (parsed when the store reads it, `session::StoredRole`); from
+//! then on it is a [`Role`], and [`Caller::who`] hands the policy the verified
+//! [`Principal`], borrowed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,19 +22,34 @@ use http::header::{self, HeaderMap};
 
 use super::Gate;
 use crate::cookie::SessionCookie;
-use crate::oidc::flow::{canonical_role, Refreshed};
-use crate::policy::Who;
+use crate::oidc::flow::Refreshed;
+use crate::policy::{Principal, Role, Who};
 use crate::response::Refusal;
 use crate::session::{SessionId, SessionRecord, SessionStore};
 
-/// A verified machine caller.
+/// A verified machine caller: the claims of its Bearer JWT, moved out of the
+/// verified token (not copied).
 #[derive(Debug)]
 pub struct BearerPrincipal {
     pub subject: String,
     pub email: String,
-    pub role: String,
+    pub role: Role,
     pub features: BTreeMap<String, Vec<String>>,
     pub tenant_code: Option<String>,
+}
+
+impl BearerPrincipal {
+    /// The principal the policy sees: its tenant is resolved per request.
+    pub fn principal(&self) -> Principal<'_> {
+        Principal {
+            subject: &self.subject,
+            email: &self.email,
+            role: Some(self.role),
+            features: &self.features,
+            tenant_code: self.tenant_code.as_deref(),
+            tenant: None,
+        }
+    }
 }
 
 /// The result of authentication.
@@ -41,37 +61,12 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// The caller as the policy sees it.
+    /// The caller as the policy sees it: the verified principal, borrowed.
     pub fn who(&self) -> Who<'_> {
         match self {
             Caller::Anonymous => Who::Anonymous,
-            Caller::Session { record, .. } => Who::Session { role: &record.role, features: &record.features },
-            Caller::Bearer(b) => Who::Bearer { role: &b.role, features: &b.features },
-        }
-    }
-
-    pub fn email(&self) -> &str {
-        match self {
-            Caller::Anonymous => "",
-            Caller::Session { record, .. } => &record.email,
-            Caller::Bearer(b) => &b.email,
-        }
-    }
-
-    /// The `tenant_code` claim the caller signed in (or presented a token) with.
-    pub fn tenant_code(&self) -> Option<&str> {
-        match self {
-            Caller::Anonymous => None,
-            Caller::Session { record, .. } => record.tenant_code.as_deref(),
-            Caller::Bearer(b) => b.tenant_code.as_deref(),
-        }
-    }
-
-    pub fn role(&self) -> &str {
-        match self {
-            Caller::Anonymous => "",
-            Caller::Session { record, .. } => &record.role,
-            Caller::Bearer(b) => &b.role,
+            Caller::Session { record, .. } => Who::Session(record.principal()),
+            Caller::Bearer(b) => Who::Bearer(b.principal()),
         }
     }
 }
@@ -136,19 +131,19 @@ async fn bearer(gate: &Gate, token: &str) -> Result<Caller, Refusal> {
         return Ok(Caller::Anonymous);
     };
     match oidc.verifier.verify(token).await {
-        Ok(claims) => {
-            let Some(app) = claims.app(&oidc.app) else {
+        Ok(mut claims) => {
+            let Some(app) = claims.application_roles.remove(&oidc.app) else {
                 return Err(Refusal::BearerNoRole);
             };
-            let Some(role) = canonical_role(&app.role) else {
+            let Some(role) = Role::from_claim(&app.role) else {
                 return Err(Refusal::BearerNoRole);
             };
             Ok(Caller::Bearer(BearerPrincipal {
-                subject: claims.sub.clone(),
-                email: claims.email.clone().unwrap_or_default(),
-                role: role.to_string(),
-                features: app.features.clone(),
-                tenant_code: app.tenant_code.clone(),
+                subject: claims.sub,
+                email: claims.email.unwrap_or_default(),
+                role,
+                features: app.features,
+                tenant_code: app.tenant_code,
             }))
         }
         Err(crate::oidc::jwt::TokenError::KeysUnavailable) => Err(Refusal::SsoUnavailable),

@@ -5,25 +5,32 @@
 //!   applies connection and header limits, drains on shutdown;
 //! * [`sniff_deadline`] — a deadline on the bytes read before HTTP/1 or
 //!   HTTP/2 is known (slow or silent clients);
-//! * [`pipeline`] — the per-request path, readable top to bottom;
-//! * [`owned`] — the gate-owned routes: login, callback, logout;
-//! * [`ratelimit`] — the per-client rate limit on login and callback;
-//! * [`auth`] — the `authenticate` phase: session cookie or SSO Bearer JWT;
-//! * [`forward`] — the `forward` phase: upstream request, identity
-//!   injection, sending, shaping the response;
-//! * [`headers`] — header hygiene: hop-by-hop, `Connection` nominations,
-//!   `X-Forwarded-*`, `X-Request-Id`;
-//! * [`upstream`] — the pooled keep-alive HTTP/1.1 client to Django and its
-//!   failure mapping;
-//!
-//! What the gate answers itself (verdicts, refusals, login-flow pages) is written by
-//! `crate::response`; cookies are read and kept from the upstream by `crate::cookie`.
 //! * [`tap`] — reads along with hyper on each connection and tells
 //!   [`conn_watch`] what hyper does not report (HTTP/2 frames and streams, a
 //!   raw `#` in an HTTP/1 request line);
 //! * [`conn_watch`] — the per-connection HTTP/2 deadlines (first request,
 //!   idle, unfinished header block);
+//! * [`conn`] — facts about one client connection (peer, trusted, its watch);
+//! * [`pipeline`] — the per-request path, readable top to bottom: one function
+//!   per phase;
+//! * [`context`] — the request context each phase gets and the log phase reads;
+//! * [`target`] — the `parse` and `normalize` phases' target: `Host`, normalized
+//!   path, forwarded path and query (OAuth parameters removed), upstream URI;
+//! * [`owned`] — the gate-owned routes: login, callback, logout;
+//! * [`ratelimit`] — the per-client rate limit on login and callback;
+//! * [`auth`] — the `authenticate` phase: session cookie or SSO Bearer JWT;
+//! * [`outbound`] — the `forward` phase's upstream request: header hygiene for
+//!   the upstream, `X-Forwarded-*`, identity injection from the permit;
+//! * [`forward`] — the `forward` phase's send and the `respond` phase: the
+//!   pooled request with its timeout, the response shaped for the client;
+//! * [`headers`] — header hygiene: hop-by-hop, `Connection` nominations,
+//!   `X-Forwarded-*`, `X-Request-Id`;
+//! * [`upstream`] — the pooled keep-alive HTTP/1.1 client to Django and its
+//!   failure mapping;
 //! * [`access_line`] — the access log line, written by a fixed-schema writer.
+//!
+//! What the gate answers itself (verdicts, refusals, login-flow pages) is written by
+//! `crate::response`; cookies are read and kept from the upstream by `crate::cookie`.
 
 /// `AsyncWrite` for a read-side I/O wrapper (a pin-projected struct whose inner
 /// stream is the field `io`): every write call goes straight to `io`. One
@@ -71,15 +78,19 @@ pub(crate) use write_passthrough;
 
 pub mod access_line;
 pub mod auth;
+pub mod conn;
 pub mod conn_watch;
+pub mod context;
 pub mod forward;
 pub mod headers;
+pub mod outbound;
 pub mod owned;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod server;
 pub mod sniff_deadline;
 pub mod tap;
+pub mod target;
 pub mod upstream;
 
 use std::sync::atomic::AtomicBool;

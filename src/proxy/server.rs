@@ -24,8 +24,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::conn::ConnInfo;
 use super::conn_watch::{ConnWatch, H2Limits, WatchedBody};
-use super::pipeline::{self, ConnInfo};
+use super::pipeline;
 use super::sniff_deadline::SniffDeadline;
 use super::tap::Tap;
 use super::Gate;

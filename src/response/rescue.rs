@@ -44,8 +44,6 @@ pub enum Internal {
     UnrepresentablePath,
     #[error("upstream URI not representable")]
     UpstreamTarget,
-    #[error("permit without an authenticated caller")]
-    PermitWithoutCaller,
     #[error("tenant id or name not representable as a header value")]
     TenantHeader,
     #[error("cannot sign the assertion")]

@@ -8,7 +8,7 @@ use http::{Method, Response, StatusCode};
 
 use super::*;
 use crate::normalize::{normalize, NormalizeError};
-use crate::policy::{Denial, Features, Verdict, Who};
+use crate::policy::{Auth, Denial, Features, Role, Verdict, Who};
 
 /// A real denial: a Client asking for an Admin-only route.
 fn denial() -> Denial {
@@ -16,7 +16,7 @@ fn denial() -> Denial {
     let (config, _) = crate::config::Config::from_str_at(Path::new("policy.toml"), text).unwrap();
     let features = Features::new();
     let path = normalize("/admin/").unwrap();
-    match config.policy.route_for(&Method::GET, &path).decide(Who::Session { role: "Client", features: &features }) {
+    match config.policy.route_for(&Method::GET, &path).decide(Who::claims(Auth::Session, Role::Client, &features)) {
         Verdict::Deny(d) | Verdict::Redirect { denial: d, .. } => d,
         v => panic!("expected a denial, got {}", v.decision()),
     }

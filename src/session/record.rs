@@ -10,9 +10,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::config::SessionConfig;
+use crate::policy::{Principal, Role};
 use crate::secret::Secret;
 
 /// One browser session, as verified at login (or at the last token refresh).
@@ -21,7 +22,7 @@ pub struct SessionRecord {
     pub subject: String,
     pub email: String,
     pub name: String,
-    pub role: String,
+    pub role: StoredRole,
     pub features: BTreeMap<String, Vec<String>>,
     pub tenant_id: String,
     pub tenant_name: String,
@@ -35,6 +36,78 @@ pub struct SessionRecord {
     pub idle_timeout_secs: u64,
     /// SSO tokens, kept only when token refresh is enabled.
     pub tokens: Option<StoredTokens>,
+}
+
+/// The role a session record names: one the gate knows, parsed once when the record is
+/// read (never again per request), or a name it does not know (a record written by another
+/// version, or by hand), kept verbatim so that rewriting the record (the `last_seen`
+/// touch) never changes it. An unknown role is no role: the policy denies it on every rule
+/// that is not public, as a session with no role. On the wire it is the role's name (JSON
+/// string), as it always was: records written before this type existed load unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredRole {
+    Known(Role),
+    Unknown(Box<str>),
+}
+
+impl StoredRole {
+    /// The role, if the gate knows it.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            StoredRole::Known(r) => Some(*r),
+            StoredRole::Unknown(_) => None,
+        }
+    }
+
+    /// The name as stored (canonical for a known role).
+    pub fn as_str(&self) -> &str {
+        match self {
+            StoredRole::Known(r) => r.as_str(),
+            StoredRole::Unknown(name) => name,
+        }
+    }
+}
+
+impl From<Role> for StoredRole {
+    fn from(r: Role) -> Self {
+        StoredRole::Known(r)
+    }
+}
+
+/// A stored name: [`Role::parse`] (case-insensitive, as the policy always compared it).
+impl From<&str> for StoredRole {
+    fn from(name: &str) -> Self {
+        Role::parse(name).map_or_else(|| StoredRole::Unknown(name.into()), StoredRole::Known)
+    }
+}
+
+impl PartialEq<&str> for StoredRole {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for StoredRole {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredRole {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = StoredRole;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a role name")
+            }
+            // no alloc for a known role: the name is compared where it lies.
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StoredRole, E> {
+                Ok(StoredRole::from(v))
+            }
+        }
+        de.deserialize_str(Name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +176,19 @@ impl Timeouts {
 }
 
 impl SessionRecord {
+    /// Who this session is, as the policy and identity injection read it: borrowed from
+    /// the record, nothing copied.
+    pub fn principal(&self) -> Principal<'_> {
+        Principal {
+            subject: &self.subject,
+            email: &self.email,
+            role: self.role.role(),
+            features: &self.features,
+            tenant_code: self.tenant_code.as_deref(),
+            tenant: Some((&self.tenant_id, &self.tenant_name)),
+        }
+    }
+
     /// When the session ends if it sees no further request.
     pub fn expires_at(&self) -> u64 {
         self.absolute_expiry.min(self.last_seen.saturating_add(self.idle_timeout_secs))
@@ -129,7 +215,7 @@ impl SessionRecord {
         SessionSummary {
             handle: super::id::handle_of(digest),
             email: self.email.clone(),
-            role: self.role.clone(),
+            role: self.role.as_str().to_owned(),
             created: self.created,
             last_seen: self.last_seen,
             expires: self.expires_at(),

@@ -1,0 +1,17 @@
+//! Facts about one client connection, computed once when it is accepted
+//! (`server`) and read by every request on it (`pipeline`, `outbound`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::conn_watch::ConnWatch;
+
+/// Facts about the client connection, computed once per connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The peer is in `gate.trusted_proxies` (the platform edge).
+    pub trusted: bool,
+    /// What the connection's bytes showed (raw `#` in a request line, HTTP/2 streams).
+    pub watch: Arc<ConnWatch>,
+}
