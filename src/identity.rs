@@ -302,7 +302,7 @@ fn base64_append(out: &mut Vec<u8>, input: &[u8]) -> Result<(), AssertionError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::HeaderValue;
+    use crate::policy::Who;
 
     #[test]
     fn reserved_names_table() {
@@ -440,6 +440,117 @@ mod tests {
             c.write_json(&mut ours);
             assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(c).unwrap());
         }
+    }
+
+    /// A config with `tenant` TOML and one rule every role passes (`/api/x/`).
+    fn config(tenant: &str) -> crate::config::Config {
+        let toml = format!(
+            "{tenant}\n[[route]]\npath = \"/api/x/\"\nroles = [\"Admin\", \"Office\", \"Operator\", \"Client\"]\n\
+             [[route]]\npath = \"/api/b/\"\nauth = \"bearer\"\nroles = [\"Office\"]\n"
+        );
+        crate::config::Config::from_str_at(std::path::Path::new("t.toml"), &toml).unwrap().0
+    }
+
+    const CLAIM: &str = "[tenant]\nmode = \"claim\"\n\n[tenant.codes]\n\
+                         PRT = { id = \"primetrade\", name = \"PrimeTrade Logistics\" }\n\
+                         ACME = { id = \"acme\", name = \"Acme Metals\" }\n";
+
+    /// The permit the policy issues for `who` on `path` (only `policy` can build one).
+    fn permit<'a>(config: &crate::config::Config, path: &str, who: Who<'a>) -> Permit<'a> {
+        let path = crate::normalize::normalize(path).unwrap();
+        let tenant = config.tenant.caller_code(who.principal().and_then(|p| p.tenant_code));
+        match config.policy.route_for(&http::Method::GET, &path).decide_in(who, tenant) {
+            crate::policy::Verdict::Allow(p) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Two headers' values as text.
+    fn text(h: &HeaderMap, a: HeaderName, b: HeaderName) -> (&str, &str) {
+        (h[a].to_str().unwrap(), h[b].to_str().unwrap())
+    }
+
+    fn claims_of(h: &HeaderMap, secret: &crate::secret::Secret<String>) -> serde_json::Value {
+        use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_audience(&["django"]);
+        let token = h.get(X_PRT_ASSERTION).expect("assertion").to_str().unwrap();
+        decode::<serde_json::Value>(token, &DecodingKey::from_secret(secret.expose().as_bytes()), &v).unwrap().claims
+    }
+
+    /// Everything injected comes from the permit's principal: a session's tenant is the one
+    /// fixed at login (not re-resolved), the role is the permit's, the assertion binds the
+    /// request. Negative control: another principal's permit injects another identity.
+    #[test]
+    fn inject_reads_the_identity_from_the_permit() {
+        use crate::policy::{Principal, Role};
+        let config = config(CLAIM);
+        let secret = crate::secret::Secret::new("s".repeat(32));
+        let signer = AssertionSigner::new(&secret).unwrap();
+        let features = [("bol".to_string(), vec!["view".to_string()])].into_iter().collect();
+        let ada = Principal {
+            subject: "sub-ada",
+            email: "ada@example.com",
+            role: Some(Role::Office),
+            features: &features,
+            tenant_code: Some("ACME"),
+            // Fixed at login; the configuration's ACME mapping is not consulted again.
+            tenant: Some(("acme-at-login", "Acme at login")),
+        };
+        let bound = Bound { request_id: "rid-1", method: "GET", path: "/api/x/" };
+        let mut h = HeaderMap::new();
+        h.insert(X_AUTH_EMAIL, HeaderValue::from_static("forged@example.com"));
+        inject(&mut h, &permit(&config, "/api/x/", Who::Session(ada)), &config, Some(&signer), bound).unwrap();
+        assert_eq!(h.get_all(X_AUTH_EMAIL).iter().collect::<Vec<_>>(), vec!["ada@example.com"]);
+        assert_eq!(h[X_AUTH_ROLE], "Office");
+        assert_eq!(text(&h, X_TENANT_ID, X_TENANT_NAME), ("acme-at-login", "Acme at login"));
+        let c = claims_of(&h, &secret);
+        assert_eq!(
+            (&c["sub"], &c["email"], &c["role"], &c["tenant_id"], &c["tenant_code"]),
+            (&"sub-ada".into(), &"ada@example.com".into(), &"Office".into(), &"acme-at-login".into(), &"ACME".into())
+        );
+        assert_eq!((&c["jti"], &c["method"], &c["path"]), (&"rid-1".into(), &"GET".into(), &"/api/x/".into()));
+        assert_eq!(c["features"]["bol"][0], "view");
+
+        let none = crate::policy::Features::new();
+        let bob = Principal { email: "bob@example.com", role: Some(Role::Client), features: &none, ..ada };
+        let mut h = HeaderMap::new();
+        inject(&mut h, &permit(&config, "/api/x/", Who::Session(bob)), &config, Some(&signer), bound).unwrap();
+        assert_eq!(text(&h, X_AUTH_EMAIL, X_AUTH_ROLE), ("bob@example.com", "Client"));
+        assert_eq!(claims_of(&h, &secret)["features"], serde_json::json!({}));
+    }
+
+    /// A Bearer principal has no tenant fixed at login: its `tenant_code` is mapped per
+    /// request, and a code the configuration does not map injects nothing (no request).
+    /// In `static` mode every caller gets the configured tenant.
+    #[test]
+    fn a_bearer_tenant_is_resolved_per_request_and_an_unmapped_one_refused() {
+        use crate::policy::{Principal, Role};
+        let none = crate::policy::Features::new();
+        let bearer = |code| Principal {
+            subject: "svc",
+            email: "svc@example.com",
+            role: Some(Role::Office),
+            features: &none,
+            tenant_code: code,
+            tenant: None,
+        };
+        let bound = Bound { request_id: "rid", method: "GET", path: "/api/b/" };
+        let claim = config(CLAIM);
+        let mut h = HeaderMap::new();
+        inject(&mut h, &permit(&claim, "/api/b/", Who::Bearer(bearer(Some("ACME")))), &claim, None, bound).unwrap();
+        assert_eq!(text(&h, X_TENANT_ID, X_TENANT_NAME), ("acme", "Acme Metals"));
+        assert!(h.get(X_PRT_ASSERTION).is_none(), "no signer, no assertion");
+        for code in [Some("NOPE"), None] {
+            let mut h = HeaderMap::new();
+            let p = permit(&claim, "/api/b/", Who::Bearer(bearer(code)));
+            assert_eq!(inject(&mut h, &p, &claim, None, bound), Err(InjectError::NoTenant), "{code:?}");
+            assert!(h.is_empty(), "{h:?}");
+        }
+        let fixed = config("");
+        let mut h = HeaderMap::new();
+        inject(&mut h, &permit(&fixed, "/api/b/", Who::Bearer(bearer(Some("NOPE")))), &fixed, None, bound).unwrap();
+        assert_eq!((&h[X_TENANT_ID], &h[X_TENANT_NAME]), (&fixed.tenant.id_header, &fixed.tenant.name_header));
     }
 
     #[test]

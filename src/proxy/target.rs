@@ -182,6 +182,42 @@ pub fn strip_oauth_params(query: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
 
+    fn head(target: &str, host: &str) -> http::request::Parts {
+        http::Request::get(target).header(header::HOST, host).body(()).unwrap().into_parts().0
+    }
+
+    /// One call gives the `Host`, the normalized path, the forwarded path and query (OAuth
+    /// parameters gone) and the upstream URI built from that same forwarded target — never
+    /// from the raw one. Controls: a canonical target is reused as is; a foreign `Host` and
+    /// a bad path are refused before anything is built.
+    #[test]
+    fn check_builds_the_target_once_from_the_normalized_path() {
+        let toml = "[gate]\npublic_url = \"https://gate.example\"\nupstream = \"http://10.0.0.7:8000\"\n";
+        let config = crate::config::Config::from_str_at(std::path::Path::new("t.toml"), toml).unwrap().0;
+        let rows = [
+            ("/a/./b//c/?code=x&page=2&state=y", "/a/b/c/", "/a/b/c/?page=2"),
+            ("/api/x/?code=x", "/api/x/", "/api/x/"),
+            ("/api/x/?page=2", "/api/x/", "/api/x/?page=2"),
+        ];
+        for (raw_target, path, forwarded) in rows {
+            let parts = head(raw_target, "gate.example");
+            let raw = parts.uri.clone();
+            let t = check(&config.gate, &parts, &raw).unwrap();
+            assert_eq!((t.host.to_str().unwrap(), t.path.as_str()), ("gate.example", path), "{raw_target}");
+            assert_eq!(t.forwarded.as_str(), forwarded, "{raw_target}");
+            assert_eq!(t.upstream.to_string(), format!("http://10.0.0.7:8000{forwarded}"), "{raw_target}");
+        }
+        let parts = head("/api/x/?page=2", "gate.example");
+        let raw = parts.uri.clone();
+        let t = check(&config.gate, &parts, &raw).unwrap();
+        assert!(t.path.is_unchanged() && std::ptr::eq(t.forwarded.as_str(), raw.path_and_query().unwrap().as_str()));
+        let foreign = head("/api/x/", "other.example");
+        let refused = check(&config.gate, &foreign, &foreign.uri);
+        assert_eq!(refused.err(), Some(Refusal::Request(Malformed::HostNotServed)));
+        let bad = head("/a/%2e%2e/%2F/", "gate.example");
+        assert!(matches!(check(&config.gate, &bad, &bad.uri), Err(Refusal::Path(_))));
+    }
+
     #[test]
     fn oauth_parameters_are_stripped_from_the_query() {
         let rows = [

@@ -231,3 +231,40 @@ async fn hot_cache_with_zero_ttl_is_off() {
     cache.insert(k, Arc::new(record("a@x.com")), cache.epoch()).await;
     assert!(cache.get(&k).await.is_none());
 }
+
+/// The role is stored as its name, as before `StoredRole`: records written by earlier gates
+/// load unchanged, a name in another case is the same role, and a name this gate does not
+/// know loads (it is no role, never a reason to drop the session) and is written back
+/// verbatim.
+#[test]
+fn stored_roles_are_their_names_on_the_wire_and_unknown_names_survive() {
+    use super::record::StoredRole;
+    use crate::policy::Role;
+    let written_before = |role: &str| {
+        format!(
+            r#"{{"subject":"3f0c","email":"a@x.com","name":"Ada","role":"{role}","features":{{"bol":["view"]}},"tenant_id":"primetrade","tenant_name":"PrimeTrade Logistics","tenant_code":"PRT","created":100,"last_seen":1000,"absolute_expiry":10000,"idle_timeout_secs":600,"tokens":null}}"#
+        )
+    };
+    let rows: &[(&str, StoredRole, &str)] = &[
+        ("Office", StoredRole::Known(Role::Office), "Office"),
+        ("client", StoredRole::Known(Role::Client), "Client"),
+        ("ADMIN", StoredRole::Known(Role::Admin), "Admin"),
+        ("Auditor", StoredRole::Unknown("Auditor".into()), "Auditor"),
+        // Not trimmed: the policy never matched a padded name either.
+        (" Office", StoredRole::Unknown(" Office".into()), " Office"),
+        ("", StoredRole::Unknown("".into()), ""),
+    ];
+    for (stored, role, written_back) in rows {
+        let rec: SessionRecord = serde_json::from_str(&written_before(stored)).unwrap();
+        assert_eq!(&rec.role, role, "{stored:?}");
+        assert_eq!(rec.principal().role, role.role(), "{stored:?}");
+        let json = serde_json::to_string(&rec).unwrap();
+        assert_eq!(json, written_before(written_back), "{stored:?}");
+    }
+    // The principal is the record's own data, borrowed.
+    let rec = record("a@x.com");
+    let p = rec.principal();
+    assert_eq!((p.subject, p.email, p.role, p.tenant_code), ("3f0c", "a@x.com", Some(Role::Office), Some("PRT")));
+    assert_eq!(p.tenant, Some(("primetrade", "PrimeTrade Logistics")));
+    assert!(std::ptr::eq(p.features, &rec.features));
+}

@@ -17,6 +17,7 @@ mod edges;
 mod explain_realapp;
 mod faults;
 mod harness;
+mod identity;
 mod limits;
 mod login;
 mod media;
