@@ -34,7 +34,8 @@ fn record() -> SessionRecord {
             ("bol".to_string(), vec!["view".to_string(), "create".to_string()]),
             ("releases".to_string(), vec!["view".to_string()]),
             ("schedule".to_string(), vec!["view".to_string()]),
-        ]),
+        ])
+        .into(),
         tenant_id: "primetrade".into(),
         tenant_name: "PrimeTrade Logistics".into(),
         tenant_code: Some("PRT".into()),

@@ -33,7 +33,7 @@ fn record(i: usize) -> SessionRecord {
         email: format!("user{i}@example.com"),
         name: format!("User Number {i}"),
         role: "Office".into(),
-        features,
+        features: features.into(),
         tenant_id: "primetrade".into(),
         tenant_name: "PrimeTrade Logistics".into(),
         tenant_code: Some("PRT".into()),

@@ -327,7 +327,7 @@ impl Oidc {
             email: claims.email.clone().unwrap_or_default(),
             name: claims.name.clone().unwrap_or_default(),
             role: role.into(),
-            features: app.features.clone(),
+            features: std::sync::Arc::new(app.features.clone()),
             tenant_id: tenant_id.to_string(),
             tenant_name: tenant_name.to_string(),
             tenant_code: app.tenant_code.clone(),

@@ -5,6 +5,11 @@
 //! `revoke --user`, and expiry queues swept a bounded number of entries at a
 //! time on writes, so no request pays for a full scan. Expiry is also
 //! checked on every read, so an unswept record is never served.
+//!
+//! Memory per session (docs/design.md §15, `benches/session_memory.rs`): records of one
+//! role and tenant usually carry the same feature map, so the store keeps one copy of
+//! each distinct map ([`Interned`]) and every record points at it; the per-user index is
+//! keyed by the digest of the user key and holds a single session inline.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -14,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
 
 use super::id::{sha256, Digest, DigestHash, SessionId};
-use super::record::{now_secs, user_key, LoginState, SessionRecord, SessionSummary, Timeouts};
+use super::record::{now_secs, user_key, LoginState, SessionRecord, SessionSummary, SharedFeatures, Timeouts};
 use super::{SessionStore, StoreError, StoreStats};
 use crate::config::SessionConfig;
 
@@ -26,6 +31,8 @@ const MAX_LOGIN_STATES: usize = 100_000;
 /// Queue entries allowed beyond twice the live entries before the queue is
 /// rebuilt from the live maps.
 const COMPACT_SLACK: usize = 1024;
+/// Distinct feature maps kept for sharing, at most; beyond it a record keeps its own.
+const MAX_INTERNED: usize = 4096;
 
 pub struct MemoryStore {
     timeouts: Timeouts,
@@ -36,12 +43,78 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<Digest, Arc<SessionRecord>, DigestHash>,
-    by_user: HashMap<String, HashSet<Digest, DigestHash>>,
+    /// Keyed by the SHA-256 of [`user_key`]: no string per user.
+    by_user: HashMap<Digest, UserSessions, DigestHash>,
+    features: Interned,
     /// (deadline, key): one entry per live session, re-queued when a popped
     /// session turns out to have been touched since.
     expiry: BinaryHeap<Reverse<(u64, Digest)>>,
     logins: HashMap<Digest, (Instant, LoginState), DigestHash>,
     login_expiry: BinaryHeap<Reverse<(Instant, Digest)>>,
+}
+
+/// The sessions of one user: almost always one, kept inline.
+enum UserSessions {
+    One(Digest),
+    Many(HashSet<Digest, DigestHash>),
+}
+
+impl UserSessions {
+    fn insert(&mut self, key: Digest) {
+        match self {
+            UserSessions::One(k) if *k == key => {}
+            UserSessions::One(k) => *self = UserSessions::Many([*k, key].into_iter().collect()),
+            UserSessions::Many(set) => {
+                set.insert(key);
+            }
+        }
+    }
+
+    /// Removes `key`; whether none is left.
+    fn remove(&mut self, key: &Digest) -> bool {
+        match self {
+            UserSessions::One(k) => k == key,
+            UserSessions::Many(set) => {
+                set.remove(key);
+                set.is_empty()
+            }
+        }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &Digest> {
+        let (one, many) = match self {
+            UserSessions::One(k) => (Some(k), None),
+            UserSessions::Many(set) => (None, Some(set)),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+/// One shared copy of each distinct feature map held by a live record.
+#[derive(Default)]
+struct Interned {
+    maps: HashSet<SharedFeatures>,
+}
+
+impl Interned {
+    /// The shared copy equal to `features` (registered if new and there is room).
+    fn share(&mut self, features: SharedFeatures) -> SharedFeatures {
+        if let Some(shared) = self.maps.get(&features) {
+            return shared.clone();
+        }
+        if self.maps.len() >= MAX_INTERNED {
+            // Maps no record holds any more.
+            self.maps.retain(|m| Arc::strong_count(m) > 1);
+        }
+        if self.maps.len() < MAX_INTERNED {
+            self.maps.insert(features.clone());
+        }
+        features
+    }
+}
+
+fn user_digest(email: &str) -> Digest {
+    sha256(user_key(email).as_bytes())
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -113,20 +186,23 @@ impl Inner {
 
     fn remove(&mut self, key: &Digest) -> Option<Arc<SessionRecord>> {
         let rec = self.sessions.remove(key)?;
-        let user = user_key(&rec.email);
-        if let Some(set) = self.by_user.get_mut(&user) {
-            set.remove(key);
-            if set.is_empty() {
-                self.by_user.remove(&user);
-            }
+        let user = user_digest(&rec.email);
+        if self.by_user.get_mut(&user).is_some_and(|s| s.remove(key)) {
+            self.by_user.remove(&user);
         }
         Some(rec)
     }
 
-    fn insert(&mut self, key: Digest, rec: Arc<SessionRecord>) {
-        self.by_user.entry(user_key(&rec.email)).or_default().insert(key);
+    fn insert(&mut self, key: Digest, mut rec: SessionRecord) {
+        rec.features = self.features.share(rec.features);
+        match self.by_user.entry(user_digest(&rec.email)) {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().insert(key),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(UserSessions::One(key));
+            }
+        }
         self.expiry.push(Reverse((rec.expires_at(), key)));
-        self.sessions.insert(key, rec);
+        self.sessions.insert(key, Arc::new(rec));
     }
 }
 
@@ -138,7 +214,7 @@ impl SessionStore for MemoryStore {
         let id = SessionId::generate().map_err(|e| StoreError::unavailable("create", e.to_string()))?;
         let mut inner = self.inner.write().await;
         inner.sweep(now, Instant::now());
-        inner.insert(*id.digest(), Arc::new(rec));
+        inner.insert(*id.digest(), rec);
         Ok(id)
     }
 
@@ -187,7 +263,7 @@ impl SessionStore for MemoryStore {
         rec.last_seen = now;
         // Re-insert so the per-user index follows an email change.
         inner.remove(&key);
-        inner.insert(key, Arc::new(rec));
+        inner.insert(key, rec);
         Ok(true)
     }
 
@@ -203,9 +279,9 @@ impl SessionStore for MemoryStore {
         let mut out: Vec<SessionSummary> = match user {
             Some(email) => inner
                 .by_user
-                .get(&user_key(email))
+                .get(&user_digest(email))
                 .into_iter()
-                .flatten()
+                .flat_map(UserSessions::keys)
                 .filter_map(|k| inner.sessions.get(k).map(|r| (k, r)))
                 .filter(|(_, r)| !r.is_expired(now))
                 .map(|(k, r)| r.summary(k))
@@ -219,7 +295,8 @@ impl SessionStore for MemoryStore {
     async fn revoke_user(&self, email: &str) -> Result<usize, StoreError> {
         StoreStats::incr(&self.stats.ops);
         let mut inner = self.inner.write().await;
-        let keys: Vec<Digest> = inner.by_user.get(&user_key(email)).into_iter().flatten().copied().collect();
+        let keys: Vec<Digest> =
+            inner.by_user.get(&user_digest(email)).into_iter().flat_map(UserSessions::keys).copied().collect();
         Ok(keys.iter().filter(|k| inner.remove(k).is_some()).count())
     }
 
@@ -230,6 +307,7 @@ impl SessionStore for MemoryStore {
         inner.sessions.clear();
         inner.by_user.clear();
         inner.expiry.clear();
+        inner.features = Interned::default();
         Ok(n)
     }
 
@@ -285,6 +363,40 @@ mod tests {
             idle_timeout_secs: 0,
             tokens: None,
         }
+    }
+
+    /// Sessions with equal feature maps share one copy; a different map stays its own; the
+    /// per-user index follows one, several and no sessions of a user.
+    #[tokio::test]
+    async fn equal_feature_maps_are_shared_and_the_user_index_follows_sessions() {
+        let cfg = crate::config::Config::from_str_at(std::path::Path::new("p.toml"), "").expect("defaults").0;
+        let store = MemoryStore::new(&cfg.session);
+        let with = |email: &str, features: &[(&str, &str)]| {
+            let mut r = record(email);
+            let map = features.iter().map(|(f, p)| (f.to_string(), vec![p.to_string()])).collect();
+            r.features = Arc::new(map);
+            r
+        };
+        let a = store.create(with("a@example.com", &[("bol", "view")])).await.expect("create");
+        let b = store.create(with("B@example.com", &[("bol", "view")])).await.expect("create");
+        let c = store.create(with("a@example.com", &[("bol", "edit")])).await.expect("create");
+        let mut live = Vec::new();
+        for id in [&a, &b, &c] {
+            live.push(store.get(id).await.expect("get").expect("live"));
+        }
+        let [ra, rb, rc] = [&live[0], &live[1], &live[2]];
+        assert!(Arc::ptr_eq(&ra.features, &rb.features), "equal maps not shared");
+        assert!(!Arc::ptr_eq(&ra.features, &rc.features));
+        assert_eq!(rc.features.get("bol"), Some(&vec!["edit".to_string()]));
+
+        assert_eq!(store.list(Some("A@example.com")).await.expect("list").len(), 2);
+        assert_eq!(store.list(Some("b@example.com")).await.expect("list").len(), 1);
+        assert!(store.delete(&a).await.expect("delete"));
+        assert_eq!(store.list(Some("a@example.com")).await.expect("list").len(), 1);
+        assert_eq!(store.revoke_user("a@example.com").await.expect("revoke"), 1);
+        assert!(store.list(Some("a@example.com")).await.expect("list").is_empty());
+        assert!(store.inner.read().await.by_user.get(&user_digest("a@example.com")).is_none());
+        assert!(store.get(&b).await.expect("get").is_some());
     }
 
     /// Regression (soak): login + logout churn grew the expiry queues by one

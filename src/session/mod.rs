@@ -30,7 +30,7 @@ use std::time::Duration;
 
 pub use self::id::SessionId;
 pub use self::memory::MemoryStore;
-pub use self::record::{LoginState, SessionRecord, SessionSummary, StoredRole, StoredTokens};
+pub use self::record::{LoginState, SessionRecord, SessionSummary, SharedFeatures, StoredRole, StoredTokens};
 pub use self::redis::RedisStore;
 use crate::config::{SessionConfig, StoreKind};
 

@@ -8,6 +8,7 @@
 //! and [`super::cache`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -23,7 +24,11 @@ pub struct SessionRecord {
     pub email: String,
     pub name: String,
     pub role: StoredRole,
-    pub features: BTreeMap<String, Vec<String>>,
+    /// Shared: sessions of one role and tenant usually carry the same map, and the
+    /// in-memory store keeps one copy of each ([`super::memory`]). Serialized as the
+    /// plain map (the Redis format is unchanged).
+    #[serde(serialize_with = "plain_features", deserialize_with = "shared_features")]
+    pub features: SharedFeatures,
     pub tenant_id: String,
     pub tenant_name: String,
     pub tenant_code: Option<String>,
@@ -142,6 +147,17 @@ pub struct SessionSummary {
     pub last_seen: u64,
     /// When the session ends if unused: min(absolute, last seen + idle).
     pub expires: u64,
+}
+
+/// A session's feature grants (`feature → permissions`), shared between records.
+pub type SharedFeatures = Arc<BTreeMap<String, Vec<String>>>;
+
+fn plain_features<S: Serializer>(f: &SharedFeatures, ser: S) -> Result<S::Ok, S::Error> {
+    f.as_ref().serialize(ser)
+}
+
+fn shared_features<'de, D: Deserializer<'de>>(de: D) -> Result<SharedFeatures, D::Error> {
+    BTreeMap::deserialize(de).map(Arc::new)
 }
 
 fn expose_secret<S: Serializer>(s: &Secret<String>, ser: S) -> Result<S::Ok, S::Error> {

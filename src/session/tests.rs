@@ -20,7 +20,7 @@ fn record(email: &str) -> SessionRecord {
         email: email.into(),
         name: "Ada".into(),
         role: "Office".into(),
-        features: BTreeMap::from([("bol".to_string(), vec!["view".to_string()])]),
+        features: BTreeMap::from([("bol".to_string(), vec!["view".to_string()])]).into(),
         tenant_id: "primetrade".into(),
         tenant_name: "PrimeTrade Logistics".into(),
         tenant_code: Some("PRT".into()),

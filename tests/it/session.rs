@@ -38,7 +38,7 @@ fn record(email: &str, role: &str) -> SessionRecord {
         email: email.into(),
         name: "Test User".into(),
         role: role.into(),
-        features: BTreeMap::from([("bol".to_string(), vec!["view".to_string()])]),
+        features: BTreeMap::from([("bol".to_string(), vec!["view".to_string()])]).into(),
         tenant_id: "primetrade".into(),
         tenant_name: "PrimeTrade Logistics".into(),
         tenant_code: Some("PRT".into()),
