@@ -82,6 +82,8 @@ pub struct ConnWatch {
     h2: AtomicBool,
     active: AtomicUsize,
     served: AtomicBool,
+    /// Requests handed to the gate on this connection so far.
+    requests: AtomicU64,
     /// Milliseconds after `born` when the connection last had no open stream.
     idle_since: AtomicU64,
     /// Milliseconds after `born` + 1 when a header block opened; 0 when none is open.
@@ -98,6 +100,7 @@ impl ConnWatch {
             h2: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             served: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             header_block_since: AtomicU64::new(0),
             notify: Notify::new(),
@@ -140,11 +143,23 @@ impl ConnWatch {
     /// (keep it with the response body).
     pub fn stream(self: &Arc<Self>) -> StreamGuard {
         self.active.fetch_add(1, Ordering::SeqCst);
+        self.requests.fetch_add(1, Ordering::SeqCst);
         self.served.store(true, Ordering::SeqCst);
         if self.h2.load(Ordering::SeqCst) {
             self.notify.notify_one();
         }
         StreamGuard { watch: self.clone() }
+    }
+
+    /// Requests handed to the gate on this connection so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Whether requests came after the first `mark` and every one of them is answered
+    /// (its response body finished or dropped).
+    pub fn answered_since(&self, mark: u64) -> bool {
+        self.active.load(Ordering::SeqCst) == 0 && self.requests() > mark
     }
 
     /// The earliest HTTP/2 deadline in force, if any.

@@ -3,6 +3,8 @@
 //!
 //! * [`server`] — the public listener: accepts HTTP/1.1 and cleartext HTTP/2,
 //!   applies connection and header limits, drains on shutdown;
+//! * [`connection`] — one client connection: protocol sniffing, HTTP/2, and
+//!   HTTP/1 keep-alive connections that hold no hyper buffers while idle;
 //! * [`sniff_deadline`] — a deadline on the bytes read before HTTP/1 or
 //!   HTTP/2 is known (slow or silent clients);
 //! * [`tap`] — reads along with hyper on each connection and tells
@@ -34,7 +36,7 @@
 
 /// `AsyncWrite` for a read-side I/O wrapper (a pin-projected struct whose inner
 /// stream is the field `io`): every write call goes straight to `io`. One
-/// definition for [`tap::Tap`] and [`sniff_deadline::SniffDeadline`].
+/// definition for [`sniff_deadline::SniffDeadline`] and [`connection::Rewind`].
 macro_rules! write_passthrough {
     ($wrapper:ident) => {
         impl<T: tokio::io::AsyncWrite> tokio::io::AsyncWrite for $wrapper<T> {
@@ -80,6 +82,7 @@ pub mod access_line;
 pub mod auth;
 pub mod conn;
 pub mod conn_watch;
+pub mod connection;
 pub mod context;
 pub mod forward;
 pub mod headers;

@@ -1,10 +1,12 @@
 //! The public listener: accept, configure each connection, drain on shutdown.
 //!
-//! One hyper-util `auto` builder serves HTTP/1.1 and prior-knowledge HTTP/2
-//! (h2c) on the same port. Limits (design §13): header read timeout, header
-//! buffer size and header count for HTTP/1; header list size, stream
-//! concurrency, and the first-request, idle and header-block deadlines of
-//! `conn_watch` for HTTP/2. Bodies are streamed, never buffered.
+//! HTTP/1.1 and prior-knowledge HTTP/2 (h2c) on the same port; each accepted
+//! connection is served by `proxy::connection` (protocol sniffing, and HTTP/1
+//! keep-alive connections that hold no hyper buffers while idle). Limits
+//! (design §13): header read timeout, header buffer size and header count for
+//! HTTP/1; header list size, stream concurrency, and the first-request, idle
+//! and header-block deadlines of `conn_watch` for HTTP/2. Bodies are
+//! streamed, never buffered.
 //!
 //! `gate.max_connections` caps concurrent client connections. At the cap the
 //! gate stops calling `accept`: new connections wait in the kernel's listen
@@ -12,23 +14,18 @@
 //! accepted and reset. Clients beyond the backlog see their SYN dropped or
 //! refused by the kernel and retry; nothing already accepted is disturbed.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use super::conn::ConnInfo;
-use super::conn_watch::{ConnWatch, H2Limits, WatchedBody};
-use super::pipeline;
-use super::sniff_deadline::SniffDeadline;
-use super::tap::Tap;
+use super::conn_watch::{ConnWatch, H2Limits};
+use super::connection::{self, Protocols};
 use super::Gate;
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to
@@ -39,28 +36,32 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
     // need a restart).
     let config = gate.live.get();
     let cfg = &config.gate;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(cfg.header_read_timeout)
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .max_headers(cfg.max_headers)
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
-    let builder = Arc::new(builder);
+    let protocols = Arc::new(Protocols {
+        http1: h1,
+        http2: h2,
+        header_read_timeout: cfg.header_read_timeout,
+        max_uri_bytes: cfg.max_uri_bytes,
+    });
     let h2_limits = H2Limits {
         first_request: cfg.h2_first_request_timeout,
         idle: cfg.h2_idle_timeout,
         header_block: cfg.h2_header_block_timeout,
     };
 
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a receiver: `true` asks it to drain, and the drain is
+    // complete once every receiver is gone.
+    let (stop, stopped) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
     let mut at_cap_logged = false;
     tokio::pin!(shutdown);
@@ -99,40 +100,12 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
                 let _ = stream.set_nodelay(true);
                 let trusted = gate.live.get().gate.trusted_proxies.iter().any(|n| n.contains(&peer.ip()));
                 let watch = ConnWatch::new(h2_limits);
-                let conn_info = Arc::new(ConnInfo { peer, trusted, watch: watch.clone() });
-                let g = gate.clone();
-                let service = service_fn(move |req| {
-                    let g = g.clone();
-                    let c = conn_info.clone();
-                    // The stream is open from here until its response body is done.
-                    let open = c.watch.stream();
-                    async move {
-                        // Boxed per request: hyper keeps one allocation of this
-                        // future's size for the connection's whole life, and the
-                        // pipeline's state is kilobytes; boxed, an idle
-                        // keep-alive connection holds a pointer instead.
-                        let resp = Box::pin(pipeline::handle(g, c, req)).await;
-                        Ok::<_, Infallible>(resp.map(|b| WatchedBody::new(b, open)))
-                    }
-                });
-                // hyper's header timer starts only once HTTP/1 is detected; the tap reads
-                // along for what hyper does not report (HTTP/2 frames, raw `#`).
-                let stream = SniffDeadline::new(stream, cfg.header_read_timeout);
-                let stream = Tap::new(stream, watch.clone(), cfg.max_uri_bytes);
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
+                let conn_info = Arc::new(ConnInfo { peer, trusted, watch });
                 let metrics = gate.metrics.clone();
                 metrics.connection_opened();
+                let task = connection::serve(stream, gate.clone(), conn_info, protocols.clone(), stopped.clone());
                 tokio::spawn(async move {
-                    tokio::select! {
-                        ended = conn => if let Err(e) = ended {
-                            tracing::debug!(error = %e, "connection ended with error");
-                        },
-                        // HTTP/2 bounds: dropping the connection closes it.
-                        why = watch.expired() => {
-                            tracing::info!(peer = %peer, reason = why.as_str(), "HTTP/2 connection closed");
-                        }
-                    }
+                    task.await;
                     metrics.connection_closed();
                     drop(permit);
                 });
@@ -146,8 +119,10 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
     gate.draining.store(true, Ordering::SeqCst);
     drop(listener);
     tracing::info!("shutdown: draining in-flight requests");
+    drop(stopped);
+    let _ = stop.send(true);
     tokio::select! {
-        () = graceful.shutdown() => true,
+        () = stop.closed() => true,
         () = tokio::time::sleep(cfg.drain_timeout) => {
             tracing::warn!("drain timeout reached; closing remaining connections");
             false

@@ -39,6 +39,10 @@ impl<T> SniffDeadline<T> {
     pub fn new(io: T, timeout: Duration) -> SniffDeadline<T> {
         SniffDeadline { io, deadline: Some(Box::pin(tokio::time::sleep(timeout))), matched: 0 }
     }
+
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
 }
 
 /// Whether bytes read after `matched` preface bytes settle the protocol.

@@ -8,13 +8,19 @@
 //!   `END_HEADERS` until the `CONTINUATION` that carries it.
 //! * HTTP/1: request lines are read as they arrive; a line `METHOD SP target SP HTTP/…`
 //!   whose target holds a raw `#` is reported with the target before the `#`. Heads are
-//!   followed to the empty line, and a `Content-Length` body is skipped, so the next
-//!   request line is found where it starts. Only the client's own bodies can hold a line
-//!   that looks like a request; at worst it refuses that client's own later request.
+//!   followed to the empty line, and the body is skipped by its framing (`Content-Length`,
+//!   or the chunks of a chunked body up to its trailer's empty line), so the next request
+//!   line is found where it starts.
+//! * HTTP/1 idle end ([`Tap::park_when_idle`]): once every request read so far has been
+//!   answered and flushed, and the bytes read end exactly at a request boundary, a read
+//!   that would wait instead reports end of input. hyper then ends its connection as it
+//!   ends an idle keep-alive connection whose client left, without writing anything, and
+//!   `proxy::connection` keeps the socket and frees hyper's buffers until the client
+//!   sends again.
 //!
-//! Memory per connection: the target of the request line being read, up to
-//! `gate.max_uri_bytes` (a longer one gets 414 from the pipeline anyway). Used only by
-//! `proxy::server`.
+//! Memory per connection: the method and target of the request line being read, the
+//! target up to `gate.max_uri_bytes` (a longer one gets 414 from the pipeline anyway).
+//! Used only by `proxy::connection`.
 
 use std::io;
 use std::pin::Pin;
@@ -33,12 +39,42 @@ pin_project_lite::pin_project! {
         #[pin]
         io: T,
         scanner: Scanner,
+        park: Park,
     }
+}
+
+/// The idle end of one hyper HTTP/1 connection (see the module documentation).
+#[derive(Debug, Default, Clone, Copy)]
+struct Park {
+    /// Armed for the current hyper connection.
+    armed: bool,
+    /// Requests the watch had counted when the hyper connection started.
+    mark: u64,
+    /// Written since the last completed flush.
+    unflushed: bool,
+    /// End of input was reported to hyper.
+    parked: bool,
 }
 
 impl<T> Tap<T> {
     pub fn new(io: T, watch: Arc<ConnWatch>, max_target: usize) -> Tap<T> {
-        Tap { io, scanner: Scanner::new(watch, max_target) }
+        Tap { io, scanner: Scanner::new(watch, max_target), park: Park::default() }
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// A new hyper HTTP/1 connection starts on this stream: once it has answered at least
+    /// one request and is idle, report end of input instead of waiting.
+    pub fn park_when_idle(&mut self) {
+        self.park = Park { armed: true, mark: self.scanner.watch.requests(), unflushed: false, parked: false };
+    }
+
+    /// Whether the hyper connection ended because this stream reported its idle end (the
+    /// client did not leave; the socket stays open).
+    pub fn parked(&self) -> bool {
+        self.park.parked
     }
 }
 
@@ -47,15 +83,59 @@ impl<T: AsyncRead> AsyncRead for Tap<T> {
         let this = self.project();
         let before = buf.filled().len();
         let polled = this.io.poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            this.scanner.feed(buf.filled().get(before..).unwrap_or_default());
+        match polled {
+            Poll::Ready(Ok(())) => this.scanner.feed(buf.filled().get(before..).unwrap_or_default()),
+            Poll::Pending
+                if this.park.armed
+                    && !this.park.unflushed
+                    && this.scanner.at_boundary()
+                    && this.scanner.watch.answered_since(this.park.mark) =>
+            {
+                this.park.armed = false;
+                this.park.parked = true;
+                return Poll::Ready(Ok(()));
+            }
+            _ => {}
         }
         polled
     }
 }
 
-// Writes pass straight through: only the read side is watched.
-super::write_passthrough!(Tap);
+// Writes pass straight through; the tap only notes whether they were flushed.
+impl<T: tokio::io::AsyncWrite> tokio::io::AsyncWrite for Tap<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        this.park.unflushed = true;
+        this.io.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let flushed = this.io.poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            this.park.unflushed = false;
+        }
+        flushed
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        this.park.unflushed = true;
+        this.io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
 
 /// Where the scanner is in the byte stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +158,16 @@ enum State {
     Head,
     /// This many body bytes left to skip.
     Body(u64),
+    /// A chunk-size line: the size so far (hex digits), then its extensions.
+    ChunkSize(u64),
+    ChunkExt(u64),
+    /// This many chunk-data bytes left, then the line break that ends them.
+    ChunkData(u64),
+    ChunkDataEnd,
+    /// After the last chunk: at the start of a trailer line (an empty one ends the
+    /// message), or inside one.
+    TrailerStart,
+    Trailer,
     /// Until the end of the line.
     Skip,
 }
@@ -117,6 +207,12 @@ impl Scanner {
         }
     }
 
+    /// Whether the bytes read so far end exactly after a whole HTTP/1 request (or before
+    /// the first): nothing of a next request line, head or body has been read.
+    pub fn at_boundary(&self) -> bool {
+        self.state == State::LineStart
+    }
+
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             match self.state {
@@ -140,6 +236,25 @@ impl Scanner {
                     }
                 }
                 State::FrameHeader(_) | State::Payload(_) => data = self.http2(data),
+                State::ChunkData(left) => {
+                    let n = data.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    data = data.get(n..).unwrap_or_default();
+                    self.state = if left == n as u64 { State::ChunkDataEnd } else { State::ChunkData(left - n as u64) };
+                }
+                State::ChunkExt(_) | State::ChunkDataEnd | State::Trailer => {
+                    // The rest of the line does not matter: straight to its line break.
+                    match memchr::memchr(b'\n', data) {
+                        Some(i) => {
+                            data = data.get(i + 1..).unwrap_or_default();
+                            self.state = match self.state {
+                                State::ChunkExt(size) => self.chunk_size_end(size),
+                                State::ChunkDataEnd => State::ChunkSize(0),
+                                _ => State::TrailerStart,
+                            };
+                        }
+                        None => data = &[],
+                    }
+                }
                 _ => {
                     if let State::Body(left) = self.state {
                         let n = data.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -254,10 +369,41 @@ impl Scanner {
                 }
                 State::Head
             }
-            (State::Body(_) | State::Sniff(_) | State::FrameHeader(_) | State::Payload(_), _) => self.state,
+            (State::ChunkSize(n), _) if b.is_ascii_hexdigit() => {
+                // More hex digits than a u64 holds: hyper refuses the body; stop following.
+                let digit = u64::from(char::from(b).to_digit(16).unwrap_or(0));
+                match n.checked_mul(16) {
+                    Some(n) => State::ChunkSize(n | digit),
+                    None => State::Skip,
+                }
+            }
+            (State::ChunkSize(n), b'\n') => self.chunk_size_end(n),
+            (State::ChunkSize(n), _) => State::ChunkExt(n),
+            (State::TrailerStart, b'\r') => State::TrailerStart,
+            (State::TrailerStart, b'\n') => State::LineStart,
+            (State::TrailerStart, _) => State::Trailer,
+            (
+                State::Body(_)
+                | State::Sniff(_)
+                | State::FrameHeader(_)
+                | State::Payload(_)
+                | State::ChunkExt(_)
+                | State::ChunkData(_)
+                | State::ChunkDataEnd
+                | State::Trailer,
+                _,
+            ) => self.state,
             (_, b'\n') => State::LineStart,
             _ => State::Skip,
         };
+    }
+
+    fn chunk_size_end(&self, size: u64) -> State {
+        if size == 0 {
+            State::TrailerStart
+        } else {
+            State::ChunkData(size)
+        }
     }
 
     fn end_of_line(&self, b: u8) -> State {
@@ -272,10 +418,10 @@ impl Scanner {
     fn head_line_end(&mut self) -> State {
         let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
         if line.is_empty() {
-            // End of the head: skip a `Content-Length` body; a chunked body ends in a line
-            // break, after which the next request line starts anyway.
+            // End of the head: skip the body by its framing (chunked wins, as in hyper).
             return match self.content_length {
-                n if n > 0 && !self.chunked => State::Body(n),
+                _ if self.chunked => State::ChunkSize(0),
+                n if n > 0 => State::Body(n),
                 _ => State::LineStart,
             };
         }
@@ -339,6 +485,47 @@ mod tests {
             assert!(!fragment(&w, http::Method::POST, "/e"), "chunk {chunk}");
             assert!(fragment(&w, http::Method::GET, "/f"), "after a chunked body, chunk {chunk}");
         }
+    }
+
+    /// The idle end relies on this: the scanner is at a boundary exactly where a whole
+    /// request (head and body, by its framing) ends, and nowhere inside one.
+    #[test]
+    fn request_boundaries_follow_both_body_framings() {
+        let requests: [&[u8]; 5] = [
+            b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"POST /b HTTP/1.1\r\nContent-Length: 12\r\n\r\nGET / HTTP/1",
+            b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nab\r\nc\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n",
+            b"POST /d HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n3\r\n\r\n\n\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n",
+            b"GET /e HTTP/1.1\n\n",
+        ];
+        let stream: Vec<u8> = requests.concat();
+        let ends: Vec<usize> = requests.iter().scan(0, |at, r| Some(*at + r.len()).inspect(|e| *at = *e)).collect();
+        for chunk in [1, 3, 7, stream.len()] {
+            let mut s = Scanner::new(watch(), 8192);
+            s.state = State::LineStart;
+            assert!(s.at_boundary());
+            let mut at = 0;
+            for part in stream.chunks(chunk) {
+                for (i, &b) in part.iter().enumerate() {
+                    s.feed(&[b]);
+                    let here = at + i + 1;
+                    if chunk == 1 {
+                        assert_eq!(s.at_boundary(), ends.contains(&here), "after byte {here}");
+                    }
+                }
+                at += part.len();
+            }
+            assert!(s.at_boundary(), "chunk {chunk}");
+        }
+        // Whole parts at once end where they should too.
+        let mut s = Scanner::new(watch(), 8192);
+        for r in requests {
+            s.feed(r);
+            assert!(s.at_boundary(), "{}", String::from_utf8_lossy(r));
+        }
+        let mut s = Scanner::new(watch(), 8192);
+        s.feed(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nab");
+        assert!(!s.at_boundary(), "inside a chunk");
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod explain_realapp;
 mod faults;
 mod harness;
 mod identity;
+mod keepalive;
 mod layering;
 mod limits;
 mod login;

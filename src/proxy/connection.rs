@@ -1,0 +1,284 @@
+//! One client connection, from its first byte to its close (used by `proxy::server`).
+//!
+//! The first bytes decide the protocol, as hyper-util's `auto` builder does: the HTTP/2
+//! preface, or HTTP/1. An HTTP/2 connection is one hyper connection for its whole life.
+//!
+//! HTTP/1 keep-alive connections are cheap while idle (docs/design.md §15): hyper keeps a
+//! read buffer (8–16 KB) and a write buffer (8 KB) for as long as its connection lives,
+//! and most keep-alive connections spend most of their life waiting for the next request.
+//! So each hyper connection serves until it is idle: the [`Tap`] reports end of input
+//! once every request read so far is answered and flushed and the bytes read end at a
+//! request boundary ([`Tap::park_when_idle`]); hyper ends the connection the way it ends
+//! an idle keep-alive connection whose client left, without writing anything and without
+//! shutting the socket down. The gate takes the socket back ([`http1::Connection::into_parts`]),
+//! drops hyper's buffers, waits for the socket to become readable holding nothing else,
+//! and starts a fresh hyper connection for the next request. To the client this is one
+//! keep-alive connection: no `Connection: close`, nothing written in between, pipelined
+//! bytes stay in order (any already read are handed to the next hyper connection first).
+//!
+//! The header read timeout keeps its meaning: it runs from the end of the previous
+//! response until the next head is read, across the idle wait. `gate.drain_timeout`
+//! drains as before: an idle connection closes at once, one serving a request gets
+//! `Connection: close` on its response (hyper's graceful shutdown).
+
+use std::convert::Infallible;
+use std::future::{pending, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::conn_watch::{ConnWatch, WatchedBody};
+use super::conn::ConnInfo;
+use super::pipeline;
+use super::sniff_deadline::SniffDeadline;
+use super::tap::Tap;
+use super::Gate;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The listener-wide protocol settings (fixed at start).
+pub struct Protocols {
+    pub http1: http1::Builder,
+    pub http2: http2::Builder<TokioExecutor>,
+    pub header_read_timeout: Duration,
+    pub max_uri_bytes: usize,
+}
+
+type Io = Tap<SniffDeadline<TcpStream>>;
+
+/// Serves one accepted connection until it closes, or until `stop` asks for a drain.
+pub async fn serve(
+    stream: TcpStream,
+    gate: Arc<Gate>,
+    info: Arc<ConnInfo>,
+    p: Arc<Protocols>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let watch = info.watch.clone();
+    let peer = info.peer;
+    let service = service_fn(move |req| {
+        let g = gate.clone();
+        let c = info.clone();
+        // The stream is open from here until its response body is done.
+        let open = c.watch.stream();
+        // Boxed per request: hyper keeps one allocation of this future's size for its
+        // connection's life, and the pipeline's state is kilobytes.
+        Box::pin(async move {
+            let resp = pipeline::handle(g, c, req).await;
+            Ok::<_, Infallible>(resp.map(|b| WatchedBody::new(b, open)))
+        })
+    });
+    // hyper's header timer starts only once HTTP/1 is detected; the tap reads along for
+    // what hyper does not report (HTTP/2 frames, raw `#`, the idle end).
+    let mut io = Tap::new(SniffDeadline::new(stream, p.header_read_timeout), watch.clone(), p.max_uri_bytes);
+    let sniffed = tokio::select! {
+        s = sniff(&mut io) => s,
+        _ = stop.changed() => return,
+    };
+    let (h2, first) = match sniffed {
+        Ok(s) => s,
+        Err(e) => return tracing::debug!(error = %e, "connection ended with error"),
+    };
+    if !h2 {
+        return http1(io, first, service, &p, &watch, &mut stop).await;
+    }
+    // Boxed: the task's own state stays the size an idle HTTP/1 connection needs.
+    let mut conn = Box::pin(p.http2.serve_connection(TokioIo::new(Rewind::new(first, io)), service));
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with error");
+                }
+                return;
+            }
+            // HTTP/2 bounds: dropping the connection closes it.
+            why = watch.expired() => {
+                return tracing::info!(peer = %peer, reason = why.as_str(), "HTTP/2 connection closed");
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Reads until the protocol is known (at most the 24 bytes of the HTTP/2 preface):
+/// whether it is HTTP/2, and the bytes read.
+async fn sniff(io: &mut Io) -> io::Result<(bool, Bytes)> {
+    let mut buf = [0u8; 24];
+    let mut filled = 0;
+    while filled < H2_PREFACE.len() {
+        let n = io.read(buf.get_mut(filled..).unwrap_or_default()).await?;
+        let read = buf.get(filled..filled + n).unwrap_or_default();
+        let h1 = n == 0 || read != H2_PREFACE.get(filled..filled + n).unwrap_or_default();
+        filled += n;
+        if h1 {
+            return Ok((false, Bytes::copy_from_slice(buf.get(..filled).unwrap_or_default())));
+        }
+    }
+    Ok((true, Bytes::copy_from_slice(&buf)))
+}
+
+/// How one hyper HTTP/1 connection ended.
+enum Ended {
+    /// Idle: the socket stays open for the next request (bytes already read, if any).
+    Idle(Io, Bytes),
+    /// hyper closed the connection (`Connection: close`, HTTP/1.0, an error, a drain),
+    /// or the head after an idle wait came too late.
+    Closed,
+}
+
+async fn http1<S>(
+    mut io: Io,
+    mut pre: Bytes,
+    mut service: S,
+    p: &Protocols,
+    watch: &ConnWatch,
+    stop: &mut watch::Receiver<bool>,
+) where
+    S: hyper::service::HttpService<hyper::body::Incoming> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // Set after an idle wait: the next head must be read by then (the header timeout runs
+    // from the end of the previous response, as on one hyper connection).
+    let mut head_by: Option<Instant> = None;
+    loop {
+        io.park_when_idle();
+        let mark = watch.requests();
+        // Boxed, and dropped while idle: hyper's buffers live only as long as a request.
+        let mut conn = Box::new(p.http1.serve_connection(TokioIo::new(Rewind::new(pre, io)), service));
+        let mut stopping = *stop.borrow();
+        if stopping {
+            Pin::new(&mut *conn).graceful_shutdown();
+        }
+        let mut head_pending = head_by.is_some();
+        let wait_head = head_by;
+        let head_deadline = async move {
+            match wait_head {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => pending().await,
+            }
+        };
+        tokio::pin!(head_deadline);
+        let result = loop {
+            tokio::select! {
+                r = poll_fn(|cx| conn.poll_without_shutdown(cx)) => break r.map(|()| true),
+                _ = stop.changed(), if !stopping => {
+                    stopping = true;
+                    Pin::new(&mut *conn).graceful_shutdown();
+                }
+                () = &mut head_deadline, if head_pending => {
+                    if watch.requests() == mark {
+                        break Ok(false);
+                    }
+                    head_pending = false;
+                }
+            }
+        };
+        let parts = conn.into_parts();
+        service = parts.service;
+        let (rest, back) = parts.io.into_inner().into_parts();
+        io = back;
+        let ended = match result {
+            Err(e) => {
+                tracing::debug!(error = %e, "connection ended with error");
+                Ended::Closed
+            }
+            // The head after an idle wait did not arrive in time: closed without a word,
+            // as hyper closes a keep-alive connection whose next head is late.
+            Ok(false) => Ended::Closed,
+            Ok(true) if io.parked() && !stopping => Ended::Idle(io, join(parts.read_buf, rest)),
+            Ok(true) => {
+                // hyper ended the exchange itself and, in this mode, left the socket open.
+                let _ = io.shutdown().await;
+                Ended::Closed
+            }
+        };
+        let Ended::Idle(back, left) = ended else { return };
+        io = back;
+        pre = left;
+        let deadline = Instant::now() + p.header_read_timeout;
+        head_by = Some(deadline);
+        if pre.is_empty() {
+            // Idle: only the socket is held until the client sends again.
+            let tcp = io.get_ref().get_ref();
+            tokio::select! {
+                ready = tcp.readable() => if ready.is_err() { return },
+                () = tokio::time::sleep_until(deadline) => return,
+                _ = stop.changed() => {
+                    let _ = io.shutdown().await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Bytes read but not yet served: hyper's unparsed input, then what it had not read of
+/// the bytes handed to it. An empty buffer holds no allocation (hyper's read buffer is
+/// not kept alive through an empty view of it).
+fn join(first: Bytes, then: Bytes) -> Bytes {
+    match (first.is_empty(), then.is_empty()) {
+        (true, true) => Bytes::new(),
+        (false, true) => Bytes::copy_from_slice(&first),
+        (true, false) => then,
+        (false, false) => {
+            let mut b = BytesMut::with_capacity(first.len() + then.len());
+            b.extend_from_slice(&first);
+            b.extend_from_slice(&then);
+            b.freeze()
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream that first yields bytes already read from it.
+    pub struct Rewind<T> {
+        pre: Bytes,
+        #[pin]
+        io: T,
+    }
+}
+
+impl<T> Rewind<T> {
+    pub fn new(pre: Bytes, io: T) -> Rewind<T> {
+        Rewind { pre, io }
+    }
+
+    /// What was not read yet of the bytes given first, and the stream.
+    pub fn into_parts(self) -> (Bytes, T) {
+        (self.pre, self.io)
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for Rewind<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        if this.pre.is_empty() {
+            return this.io.poll_read(cx, buf);
+        }
+        let n = this.pre.len().min(buf.remaining());
+        buf.put_slice(this.pre.get(..n).unwrap_or_default());
+        this.pre.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+super::write_passthrough!(Rewind);
