@@ -9,42 +9,16 @@
 use std::time::Duration;
 
 use prt_gate::config::{SessionConfig, StoreKind};
-use prt_gate::secret::Secret;
-use prt_gate::session::{MemoryStore, SessionRecord, SessionStore, StoredTokens};
+use prt_gate::session::{MemoryStore, SessionStore};
+
+#[path = "common/sessions.rs"]
+mod sessions;
+use sessions::{record, rss_kb};
 
 /// Sessions created under `cargo bench`; `cargo test --all-targets` runs
 /// this file without `--bench`, and a thousand prove it works.
 const SESSIONS: usize = 100_000;
 const SMOKE: usize = 1_000;
-
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn record(i: usize) -> SessionRecord {
-    let features = prt_gate::devsso::seeded_features("Office").unwrap_or_default();
-    SessionRecord {
-        subject: format!("{i:08x}-9d4e-4a43-9d55-6f1f6d1b2a11"),
-        email: format!("user{i}@example.com"),
-        name: format!("User Number {i}"),
-        role: "Office".into(),
-        features: features.into(),
-        tenant_id: "primetrade".into(),
-        tenant_name: "PrimeTrade Logistics".into(),
-        tenant_code: Some("PRT".into()),
-        created: 0,
-        last_seen: 0,
-        absolute_expiry: 0,
-        idle_timeout_secs: 0,
-        // Kept when token refresh is on: the larger record.
-        tokens: Some(StoredTokens { refresh_token: Secret::new(format!("{i:032x}{i:032x}")), access_expiry: 0 }),
-    }
-}
 
 fn main() {
     let cfg = SessionConfig {

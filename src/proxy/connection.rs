@@ -83,18 +83,39 @@ pub async fn serve(
     // what hyper does not report (HTTP/2 frames, raw `#`, the idle end).
     let mut io = Tap::new(SniffDeadline::new(stream, p.header_read_timeout), watch.clone(), p.max_uri_bytes);
     let sniffed = tokio::select! {
-        s = sniff(&mut io) => s,
+        // Boxed: short-lived, and the task keeps the size of an idle wait.
+        s = Box::pin(sniff(&mut io)) => s,
         _ = stop.changed() => return,
     };
     let (h2, first) = match sniffed {
         Ok(s) => s,
         Err(e) => return tracing::debug!(error = %e, "connection ended with error"),
     };
-    if !h2 {
-        return http1(io, first, service, &p, &watch, &mut stop).await;
+    if h2 {
+        // Boxed: the task keeps the size an idle HTTP/1 connection needs.
+        Box::pin(http2(TokioIo::new(Rewind::new(first, io)), service, &p, &watch, peer, &mut stop)).await;
+    } else {
+        http1(io, first, service, &p, &watch, &mut stop).await;
     }
-    // Boxed: the task's own state stays the size an idle HTTP/1 connection needs.
-    let mut conn = Box::pin(p.http2.serve_connection(TokioIo::new(Rewind::new(first, io)), service));
+}
+
+async fn http2<S>(
+    io: TokioIo<Rewind<Io>>,
+    service: S,
+    p: &Protocols,
+    watch: &ConnWatch,
+    peer: std::net::SocketAddr,
+    stop: &mut watch::Receiver<bool>,
+) where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = p.http2.serve_connection(io, service);
+    tokio::pin!(conn);
     let mut stopping = false;
     loop {
         tokio::select! {
@@ -136,16 +157,23 @@ async fn sniff(io: &mut Io) -> io::Result<(bool, Bytes)> {
 /// How one hyper HTTP/1 connection ended.
 enum Ended {
     /// Idle: the socket stays open for the next request (bytes already read, if any).
-    Idle(Io, Bytes),
+    Idle(Bytes),
     /// hyper closed the connection (`Connection: close`, HTTP/1.0, an error, a drain),
     /// or the head after an idle wait came too late.
     Closed,
 }
 
+/// What an HTTP/1 connection holds between hyper connections.
+struct Held<S> {
+    io: Io,
+    service: S,
+    stopping: bool,
+}
+
 async fn http1<S>(
-    mut io: Io,
+    io: Io,
     mut pre: Bytes,
-    mut service: S,
+    service: S,
     p: &Protocols,
     watch: &ConnWatch,
     stop: &mut watch::Receiver<bool>,
@@ -156,79 +184,102 @@ async fn http1<S>(
     S::ResBody: 'static,
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let mut held = Held { io, service, stopping: false };
     // Set after an idle wait: the next head must be read by then (the header timeout runs
     // from the end of the previous response, as on one hyper connection).
     let mut head_by: Option<Instant> = None;
     loop {
-        io.park_when_idle();
-        let mark = watch.requests();
-        // Boxed, and dropped while idle: hyper's buffers live only as long as a request.
-        let mut conn = Box::new(p.http1.serve_connection(TokioIo::new(Rewind::new(pre, io)), service));
-        let mut stopping = *stop.borrow();
-        if stopping {
-            Pin::new(&mut *conn).graceful_shutdown();
-        }
-        let mut head_pending = head_by.is_some();
-        let wait_head = head_by;
-        let head_deadline = async move {
-            match wait_head {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => pending().await,
-            }
+        // Boxed, and gone while idle: hyper's connection and everything that serves it
+        // live only as long as a busy period; the task keeps the size of the idle wait.
+        let (back, ended) = Box::pin(busy(held, pre, head_by, p, watch, stop)).await;
+        held = back;
+        let Ended::Idle(left) = ended else {
+            return;
         };
-        tokio::pin!(head_deadline);
-        let result = loop {
-            tokio::select! {
-                r = poll_fn(|cx| conn.poll_without_shutdown(cx)) => break r.map(|()| true),
-                _ = stop.changed(), if !stopping => {
-                    stopping = true;
-                    Pin::new(&mut *conn).graceful_shutdown();
-                }
-                () = &mut head_deadline, if head_pending => {
-                    if watch.requests() == mark {
-                        break Ok(false);
-                    }
-                    head_pending = false;
-                }
-            }
-        };
-        let parts = conn.into_parts();
-        service = parts.service;
-        let (rest, back) = parts.io.into_inner().into_parts();
-        io = back;
-        let ended = match result {
-            Err(e) => {
-                tracing::debug!(error = %e, "connection ended with error");
-                Ended::Closed
-            }
-            // The head after an idle wait did not arrive in time: closed without a word,
-            // as hyper closes a keep-alive connection whose next head is late.
-            Ok(false) => Ended::Closed,
-            Ok(true) if io.parked() && !stopping => Ended::Idle(io, join(parts.read_buf, rest)),
-            Ok(true) => {
-                // hyper ended the exchange itself and, in this mode, left the socket open.
-                let _ = io.shutdown().await;
-                Ended::Closed
-            }
-        };
-        let Ended::Idle(back, left) = ended else { return };
-        io = back;
         pre = left;
         let deadline = Instant::now() + p.header_read_timeout;
         head_by = Some(deadline);
         if pre.is_empty() {
             // Idle: only the socket is held until the client sends again.
-            let tcp = io.get_ref().get_ref();
+            let tcp = held.io.get_ref().get_ref();
             tokio::select! {
                 ready = tcp.readable() => if ready.is_err() { return },
                 () = tokio::time::sleep_until(deadline) => return,
                 _ = stop.changed() => {
-                    let _ = io.shutdown().await;
+                    let _ = held.io.shutdown().await;
                     return;
                 }
             }
         }
     }
+}
+
+/// One hyper connection, from the first request of a busy period to its idle end (or the
+/// connection's close).
+async fn busy<S>(
+    held: Held<S>,
+    pre: Bytes,
+    head_by: Option<Instant>,
+    p: &Protocols,
+    watch: &ConnWatch,
+    stop: &mut watch::Receiver<bool>,
+) -> (Held<S>, Ended)
+where
+    S: hyper::service::HttpService<hyper::body::Incoming> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Held { mut io, service, mut stopping } = held;
+    io.park_when_idle();
+    let mark = watch.requests();
+    let mut conn = p.http1.serve_connection(TokioIo::new(Rewind::new(pre, io)), service);
+    stopping |= *stop.borrow();
+    if stopping {
+        Pin::new(&mut conn).graceful_shutdown();
+    }
+    let mut head_pending = head_by.is_some();
+    let head_deadline = async move {
+        match head_by {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => pending().await,
+        }
+    };
+    tokio::pin!(head_deadline);
+    let result = loop {
+        tokio::select! {
+            r = poll_fn(|cx| conn.poll_without_shutdown(cx)) => break r.map(|()| true),
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                Pin::new(&mut conn).graceful_shutdown();
+            }
+            () = &mut head_deadline, if head_pending => {
+                if watch.requests() == mark {
+                    break Ok(false);
+                }
+                head_pending = false;
+            }
+        }
+    };
+    let parts = conn.into_parts();
+    let (rest, mut io) = parts.io.into_inner().into_parts();
+    let ended = match result {
+        Err(e) => {
+            tracing::debug!(error = %e, "connection ended with error");
+            Ended::Closed
+        }
+        // The head after an idle wait did not arrive in time: closed without a word,
+        // as hyper closes a keep-alive connection whose next head is late.
+        Ok(false) => Ended::Closed,
+        Ok(true) if io.parked() && !stopping => Ended::Idle(join(parts.read_buf, rest)),
+        Ok(true) => {
+            // hyper ended the exchange itself and, in this mode, left the socket open.
+            let _ = io.shutdown().await;
+            Ended::Closed
+        }
+    };
+    (Held { io, service: parts.service, stopping }, ended)
 }
 
 /// Bytes read but not yet served: hyper's unparsed input, then what it had not read of

@@ -178,11 +178,13 @@ pub struct Scanner {
     state: State,
     max_target: usize,
     frame: [u8; 9],
-    method: Vec<u8>,
+    method: Kept<MAX_METHOD>,
+    /// Freed at the end of each request line: a connection keeps no allocation of it
+    /// while idle.
     target: Vec<u8>,
     hash: bool,
     /// The current head line (first bytes only) and the head's framing facts.
-    line: Vec<u8>,
+    line: Kept<HEAD_LINE_KEPT>,
     content_length: u64,
     chunked: bool,
 }
@@ -198,10 +200,10 @@ impl Scanner {
             state: State::Sniff(0),
             max_target,
             frame: [0; 9],
-            method: Vec::new(),
+            method: Kept::default(),
             target: Vec::new(),
             hash: false,
-            line: Vec::new(),
+            line: Kept::default(),
             content_length: 0,
             chunked: false,
         }
@@ -262,8 +264,43 @@ impl Scanner {
                         self.state = if left == n as u64 { State::LineStart } else { State::Body(left - n as u64) };
                         continue;
                     }
+                    if self.state == State::Head {
+                        // A head line at a time: keep its first bytes, act at its end.
+                        let end = memchr::memchr(b'\n', data);
+                        let part = data.get(..end.unwrap_or(data.len())).unwrap_or_default();
+                        self.line.extend(part);
+                        match end {
+                            Some(i) => {
+                                data = data.get(i + 1..).unwrap_or_default();
+                                self.state = self.head_line_end();
+                            }
+                            None => data = &[],
+                        }
+                        continue;
+                    }
+                    if self.state == State::Target {
+                        // The target's ordinary bytes in one step; the byte that ends the
+                        // run (space, `#`, line break) goes through `http1`.
+                        let run =
+                            data.iter().position(|&b| matches!(b, b' ' | b'#' | b'\r' | b'\n')).unwrap_or(data.len());
+                        if !self.hash {
+                            let room = self.max_target.saturating_sub(self.target.len());
+                            if run > room {
+                                // Longer than any target followed: the line is not one.
+                                self.state = State::Skip;
+                                continue;
+                            }
+                            self.target.extend_from_slice(data.get(..run).unwrap_or_default());
+                        }
+                        data = data.get(run..).unwrap_or_default();
+                        if let Some((&b, rest)) = data.split_first() {
+                            self.http1(b);
+                            data = rest;
+                        }
+                        continue;
+                    }
                     if self.state == State::Skip {
-                        // Most of a chunked body: straight to the next line break.
+                        // A line that is not a request line: straight to its line break.
                         match memchr::memchr(b'\n', data) {
                             Some(i) => {
                                 data = data.get(i + 1..).unwrap_or_default();
@@ -354,8 +391,9 @@ impl Scanner {
                     State::Version(k + 1)
                 } else {
                     if self.hash {
-                        self.watch.fragment_seen(&self.method, &self.target);
+                        self.watch.fragment_seen(self.method.as_slice(), &self.target);
                     }
+                    self.target = Vec::new();
                     self.line.clear();
                     self.content_length = 0;
                     self.chunked = false;
@@ -364,9 +402,7 @@ impl Scanner {
             }
             (State::Head, b'\n') => self.head_line_end(),
             (State::Head, _) => {
-                if self.line.len() < HEAD_LINE_KEPT {
-                    self.line.push(b);
-                }
+                self.line.push(b);
                 State::Head
             }
             (State::ChunkSize(n), _) if b.is_ascii_hexdigit() => {
@@ -416,7 +452,8 @@ impl Scanner {
 
     /// A head line ended (`self.line` holds its first bytes, maybe with a `\r`).
     fn head_line_end(&mut self) -> State {
-        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+        let kept = self.line.as_slice();
+        let line = kept.strip_suffix(b"\r").unwrap_or(kept);
         if line.is_empty() {
             // End of the head: skip the body by its framing (chunked wins, as in hyper).
             return match self.content_length {
@@ -439,6 +476,46 @@ impl Scanner {
         }
         self.line.clear();
         State::Head
+    }
+}
+
+/// The first `N` bytes of something, inline (no allocation per connection).
+#[derive(Debug, Clone, Copy)]
+struct Kept<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for Kept<N> {
+    fn default() -> Self {
+        Kept { bytes: [0; N], len: 0 }
+    }
+}
+
+impl<const N: usize> Kept<N> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn push(&mut self, b: u8) {
+        self.extend(&[b]);
+    }
+
+    /// Appends what still fits.
+    fn extend(&mut self, more: &[u8]) {
+        let n = N.saturating_sub(self.len).min(more.len());
+        if let (Some(slot), Some(src)) = (self.bytes.get_mut(self.len..self.len + n), more.get(..n)) {
+            slot.copy_from_slice(src);
+            self.len += n;
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
     }
 }
 
@@ -526,6 +603,21 @@ mod tests {
         let mut s = Scanner::new(watch(), 8192);
         s.feed(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nab");
         assert!(!s.at_boundary(), "inside a chunk");
+    }
+
+    #[test]
+    fn targets_longer_than_the_limit_are_not_followed_in_any_chunking() {
+        let stream = b"GET /abcdef#x HTTP/1.1\r\n\r\nGET /abcd#y HTTP/1.1\r\n\r\n";
+        for chunk in [1, 5, stream.len()] {
+            let w = watch();
+            let mut s = Scanner::new(w.clone(), 5);
+            for part in stream.chunks(chunk) {
+                s.feed(part);
+            }
+            assert!(fragment(&w, http::Method::GET, "/abcd"), "chunk {chunk}");
+            assert!(!fragment(&w, http::Method::GET, "/abcdef"), "chunk {chunk}");
+            assert!(s.at_boundary());
+        }
     }
 
     #[test]
