@@ -100,7 +100,7 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_keep_alive_connection_serves_many_requests_across_idle_periods() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     let addr = gate.addr;
     let seen = tokio::task::spawn_blocking(move || {
         let mut s = connect(addr);
@@ -149,7 +149,7 @@ async fn one_keep_alive_connection_serves_many_requests_across_idle_periods() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pipelined_requests_are_answered_in_order_across_the_idle_handoff() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "", "");
+    let gate = GateBuilder::new(up.addr).start();
     let addr = gate.addr;
     tokio::task::spawn_blocking(move || {
         let mut s = connect(addr);
@@ -193,7 +193,7 @@ async fn pipelined_requests_are_answered_in_order_across_the_idle_handoff() {
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_keep_alive_connections_close_at_the_header_read_timeout() {
     let up = Upstream::start().await;
-    let gate = Gate::start(up.addr, "header_read_timeout = \"1s\"", "");
+    let gate = GateBuilder::new(up.addr).gate("header_read_timeout = \"1s\"").start();
     let addr = gate.addr;
     tokio::task::spawn_blocking(move || {
         // Positive control: a pause shorter than the timeout, then a request: served.
