@@ -38,8 +38,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::conn_watch::{ConnWatch, WatchedBody};
 use super::conn::ConnInfo;
+use super::conn_watch::{ConnWatch, WatchedBody};
 use super::pipeline;
 use super::sniff_deadline::SniffDeadline;
 use super::tap::Tap;

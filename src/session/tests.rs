@@ -266,5 +266,5 @@ fn stored_roles_are_their_names_on_the_wire_and_unknown_names_survive() {
     let p = rec.principal();
     assert_eq!((p.subject, p.email, p.role, p.tenant_code), ("3f0c", "a@x.com", Some(Role::Office), Some("PRT")));
     assert_eq!(p.tenant, Some(("primetrade", "PrimeTrade Logistics")));
-    assert!(std::ptr::eq(p.features, &rec.features));
+    assert!(std::ptr::eq(p.features, &*rec.features));
 }

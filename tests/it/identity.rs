@@ -129,7 +129,7 @@ async fn the_touch_rewrites_the_record_with_the_role_name_it_read() {
         email: format!("{role}@example.com"),
         name: "Test User".into(),
         role: role.into(),
-        features: BTreeMap::new(),
+        features: BTreeMap::new().into(),
         tenant_id: "primetrade".into(),
         tenant_name: "PrimeTrade Logistics".into(),
         tenant_code: None,
