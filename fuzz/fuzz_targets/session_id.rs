@@ -1,4 +1,4 @@
-//! Cookie and session-id parsing (`oidc::flow::cookie_values`, `SessionId::parse`):
+//! Cookie and session-id parsing (`cookie::pairs`, `SessionId::parse`):
 //! nothing panics; every accepted id is exactly 43 base64url characters that decode to
 //! 32 bytes and re-encode to themselves (one spelling per id), is found verbatim in the
 //! header, and keys the stores by the SHA-256 of its text.
@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::header::{HeaderMap, HeaderValue, COOKIE};
 use libfuzzer_sys::fuzz_target;
-use prt_gate::oidc::flow::cookie_values;
+use prt_gate::cookie;
 use prt_gate::session::SessionId;
 use sha2::{Digest, Sha256};
 
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
     headers.append(COOKIE, value);
     let text = String::from_utf8_lossy(data).into_owned();
-    for v in cookie_values(&headers, "prt_session") {
+    for v in cookie::pairs(&headers).filter(|(name, _)| *name == "prt_session").map(|(_, v)| v) {
         assert!(!v.contains(';'), "{v:?}");
         assert_eq!(v, v.trim(), "{v:?}");
         assert!(text.contains(v), "{v:?} not in {text:?}");
