@@ -7,8 +7,11 @@
 //! read buffer (8–16 KB) and a write buffer (8 KB) for as long as its connection lives,
 //! and most keep-alive connections spend most of their life waiting for the next request.
 //! So each hyper connection serves until it is idle: the [`Tap`] reports end of input
-//! once every request read so far is answered and flushed and the bytes read end at a
-//! request boundary ([`Tap::park_when_idle`]); hyper ends the connection the way it ends
+//! once every request read so far is answered and flushed, the bytes read end at a
+//! request boundary — at once, or, for a client that came back within
+//! [`super::tap::PARK_GRACE`] of an earlier park, once nothing has arrived for that long
+//! ([`Tap::park_when_idle`]; back-to-back clients keep their hyper connection, so only a
+//! request after a real pause pays for a fresh one); hyper ends the connection the way it ends
 //! an idle keep-alive connection whose client left, without writing anything and without
 //! shutting the socket down. The gate takes the socket back ([`http1::Connection::into_parts`]),
 //! drops hyper's buffers, waits for the socket to become readable holding nothing else,
@@ -232,7 +235,12 @@ where
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let Held { mut io, service, mut stopping } = held;
-    io.park_when_idle();
+    // The idle wait began `header_read_timeout` before `head_by`: a client back within
+    // PARK_GRACE of it (or with pipelined bytes waiting) sends back to back.
+    let back_soon = head_by.is_some_and(|by| {
+        (Instant::now() + p.header_read_timeout).saturating_duration_since(by) < super::tap::PARK_GRACE
+    });
+    io.park_when_idle(back_soon);
     let mark = watch.requests();
     let mut conn = p.http1.serve_connection(TokioIo::new(Rewind::new(pre, io)), service);
     stopping |= *stop.borrow();
