@@ -7,10 +7,17 @@
 /// `"s"`, escaped as `serde_json` escapes it: `"`, `\`, and control characters below
 /// U+0020 (`\b \f \n \r \t` short, the rest `\u00XX`); everything else as is.
 pub fn string(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    escaped(out, s);
+    out.push(b'"');
+}
+
+/// The inside of [`string`]: `s` escaped, without the quotes (a string written in
+/// pieces).
+pub fn escaped(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
-    out.reserve(b.len() + 2);
-    out.push(b'"');
     let mut from = 0;
     loop {
         let at = from + clean_len(&b[from..]);
@@ -28,7 +35,6 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
         }
         from = at + 1;
     }
-    out.push(b'"');
 }
 
 /// Bytes a JSON string escapes.

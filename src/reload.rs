@@ -13,7 +13,8 @@
 //! addressing and AWS credentials) take effect at the next
 //! restart; a reload that changes them says so in the log.
 //!
-//! The file is polled (a content hash every [`POLL_INTERVAL`]) rather than
+//! The file is polled (a content hash every [`POLL_INTERVAL`], read again only when
+//! its stamp says it may have changed: [`Watched`]) rather than
 //! watched with inotify: editors replace files by rename, ConfigMaps swap
 //! symlinks, and a poll sees all of these the same. A change is loaded only
 //! once it has been stable for one poll interval (no half-written files).
@@ -109,7 +110,8 @@ impl Live {
     /// caught half-written by an in-place save (which may well be valid TOML,
     /// e.g. empty) is never loaded.
     pub async fn watch(self: Arc<Self>, metrics: Arc<Metrics>, mut hup: Option<tokio::signal::unix::Signal>) {
-        let mut loaded = fingerprint(&self.path);
+        let mut file = Watched::default();
+        let mut loaded = file.fingerprint(&self.path);
         let mut pending: Option<[u8; 32]> = None;
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -118,7 +120,7 @@ impl Live {
                 _ = tick.tick() => false,
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
             };
-            let now = fingerprint(&self.path);
+            let now = file.fingerprint(&self.path);
             if by_signal {
                 // Wait until two reads 50 ms apart agree, so a signal sent
                 // while the file is being rewritten in place does not load a
@@ -126,7 +128,7 @@ impl Live {
                 let mut fp = now;
                 for _ in 0..20 {
                     tokio::time::sleep(STABLE_WINDOW).await;
-                    let again = fingerprint(&self.path);
+                    let again = file.fingerprint(&self.path);
                     if again == fp && again.is_some() {
                         break;
                     }
@@ -156,7 +158,122 @@ impl Live {
     }
 }
 
-/// Content hash of the file (`None` while it cannot be read, e.g. mid-rename).
-pub(crate) fn fingerprint(path: &std::path::Path) -> Option<[u8; 32]> {
-    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+/// A watched file's content hash, read and hashed again only when the file's stamp
+/// (device, inode, size, modification and change times) differs from the last poll's,
+/// or when the stamp is too recent to trust: a write within the file system's
+/// timestamp granularity of the last read could leave it unchanged, so a stamp younger
+/// than [`RACY`] always means a fresh read (git's "racily clean" rule). A rename or a
+/// ConfigMap symlink swap is a new inode; an in-place write moves both times.
+#[derive(Default)]
+pub(crate) struct Watched {
+    last: Option<(Stamp, [u8; 32])>,
+    /// Reads of the file so far (what the stamp saves shows in tests).
+    reads: u64,
+}
+
+/// A stamp younger than this is not trusted.
+const RACY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of `meta`, or `None` when it is too recent to trust.
+    fn trusted(meta: &std::fs::Metadata) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+        let newest = meta.mtime().max(meta.ctime());
+        let age = i64::try_from(now.as_secs()).ok()? - newest;
+        (age >= RACY.as_secs() as i64).then_some(Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+}
+
+impl Watched {
+    /// Content hash of the file (`None` while it cannot be read, e.g. mid-rename).
+    pub(crate) fn fingerprint(&mut self, path: &std::path::Path) -> Option<[u8; 32]> {
+        let stamp = std::fs::metadata(path).ok().as_ref().and_then(Stamp::trusted);
+        if let (Some(stamp), Some((last, fp))) = (stamp, self.last) {
+            if stamp == last {
+                return Some(fp);
+            }
+        }
+        self.reads += 1;
+        let fp: [u8; 32] = Sha256::digest(std::fs::read(path).ok()?).into();
+        // The stamp was taken before the read: a write in between moves it, and the
+        // next poll reads again.
+        self.last = stamp.map(|s| (s, fp));
+        Some(fp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn age(path: &std::path::Path, secs: u64) {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(secs)).unwrap();
+    }
+
+    /// An old, unchanged file is not read again; any change is seen at the next poll:
+    /// new content of the same size, a replacement by rename, a removal.
+    #[test]
+    fn a_poll_reads_again_only_what_may_have_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, "a = 1\n").unwrap();
+        let mut w = Watched::default();
+        let first = w.fingerprint(&path);
+        assert!(first.is_some());
+        // Just written: the stamp is too recent to trust, so every poll reads.
+        assert_eq!(w.fingerprint(&path), first);
+        assert_eq!(w.reads, 2);
+        // Same size, new content, within the racy window: seen.
+        std::fs::write(&path, "a = 2\n").unwrap();
+        let second = w.fingerprint(&path);
+        assert_ne!(second, first);
+        // Its change time is still recent (set_modified cannot move it), so it is read.
+        age(&path, 60);
+        assert_eq!(w.fingerprint(&path), second);
+        assert_eq!(w.reads, 4);
+
+        // A stamp older than the racy window is trusted: no read.
+        let old = dir.path().join("old.toml");
+        std::fs::write(&old, "b = 1\n").unwrap();
+        let next = dir.path().join("next.toml");
+        std::fs::write(&next, "b = 2\n").unwrap();
+        let mut w = Watched::default();
+        let stamp = || std::fs::metadata(&old).ok().as_ref().and_then(Stamp::trusted);
+        if stamp().is_none() {
+            // ctime cannot be set back; wait out the racy window once.
+            std::thread::sleep(RACY + Duration::from_millis(1100));
+        }
+        assert!(stamp().is_some(), "stamp trusted after the racy window");
+        let fp = w.fingerprint(&old);
+        assert_eq!(w.fingerprint(&old), fp);
+        assert_eq!(w.reads, 1, "an unchanged old file is not read again");
+        // Replaced by rename (a new inode, as old as the first, same size): read.
+        std::fs::rename(&next, &old).unwrap();
+        let renamed = w.fingerprint(&old);
+        assert_ne!(renamed, fp);
+        assert_eq!(w.reads, 2);
+        // Rewritten in place: the times move: read.
+        std::fs::write(&old, "b = 3\n").unwrap();
+        assert_ne!(w.fingerprint(&old), renamed);
+        std::fs::remove_file(&old).unwrap();
+        assert_eq!(w.fingerprint(&old), None);
+    }
 }

@@ -35,6 +35,7 @@ struct FileState {
     path: Option<PathBuf>,
     loaded: Option<[u8; 32]>,
     pending: Option<[u8; 32]>,
+    file: crate::reload::Watched,
 }
 
 /// The shadow policy in force (if any) and its rate limiter. The locks are only ever
@@ -68,7 +69,7 @@ impl Shadow {
             }
         }
         let Some(path) = st.path.clone() else { return };
-        let fp = crate::reload::fingerprint(&path);
+        let fp = st.file.fingerprint(&path);
         let changed = fp != st.loaded;
         if !(now || fresh || changed && fp.is_some() && st.pending == fp) {
             st.pending = if changed { fp } else { None };

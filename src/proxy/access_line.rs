@@ -9,7 +9,8 @@
 //! once per second ([`crate::logwriter::timestamp`]), one buffer per thread.
 //!
 //! Every field whose text comes from the client or the SSO's user data
-//! (`method`, `path`, `query`, `user`, `request_id`, `rule`, `error`) passes the
+//! (`method` unless standard, `path`, `query`, `user`, `request_id` unless the gate
+//! generated it, `rule`, `error`) passes the
 //! redaction engine on its own before the line is rendered; the fields the gate
 //! itself writes from its own vocabulary (`decision`, `role`, `auth`, `features`,
 //! `tenant`, `tenant_code`, numbers, the peer address) do not: they hold no
@@ -23,8 +24,9 @@ use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use crate::jsonw::{key, str_field, uint};
+use crate::jsonw::{escaped, key, str_field, uint};
 use crate::logwriter::LogWriter;
+use crate::policy::Features;
 use crate::redact::Redactor;
 
 /// The facts of one request, as the log phase has them.
@@ -39,13 +41,17 @@ pub struct AccessLine<'a> {
     pub role: &'a str,
     /// The credential that authenticated the caller: `session`, `bearer` or empty.
     pub auth: &'a str,
-    /// The caller's feature permissions, `feature:permission,…` (not secret).
-    pub features: &'a str,
+    /// The caller's feature permissions, written `feature:permission,…` (not secret;
+    /// `prt-gate replay` reads them back: [`crate::replay::format_features`]).
+    pub features: Option<&'a Features>,
     pub tenant: &'a str,
     /// The tenant code the policy's tenant matches compared (empty: none).
     pub tenant_code: &'a str,
     pub user: &'a str,
     pub request_id: &'a str,
+    /// The gate made `request_id` up (not the platform edge's `X-Request-Id`): hex it
+    /// generated holds no secret, so it skips the engine.
+    pub request_id_is_ours: bool,
     pub peer: IpAddr,
     pub upstream_ms: Option<f64>,
     pub total_ms: f64,
@@ -129,14 +135,17 @@ impl AccessLine<'_> {
     /// engine (borrowed, no allocation, when a field holds nothing to redact).
     pub fn redacted<'b>(&'b self, r: &Redactor) -> Redacted<'b> {
         let opt = |v: Option<&'b str>| v.map(|v| r.redact_str(v));
+        let ours = |v: &'b str, ours: bool| if ours { std::borrow::Cow::Borrowed(v) } else { r.redact_str(v) };
         Redacted {
             line: self,
-            method: r.redact_str(self.method),
+            // A standard method's name is the gate's vocabulary; an extension method is
+            // the client's text.
+            method: ours(self.method, is_standard_method(self.method)),
             path: r.redact_str(self.path),
             query: opt(self.query),
             rule: r.redact_str(self.rule),
             user: r.redact_str(self.user),
-            request_id: r.redact_str(self.request_id),
+            request_id: ours(self.request_id, self.request_id_is_ours),
             error: opt(self.error),
         }
     }
@@ -157,7 +166,8 @@ impl AccessLine<'_> {
         str_field(out, "rule", self.rule);
         str_field(out, "role", self.role);
         str_field(out, "auth", self.auth);
-        str_field(out, "features", self.features);
+        key(out, "features");
+        features(out, self.features);
         str_field(out, "tenant", self.tenant);
         str_field(out, "tenant_code", self.tenant_code);
         str_field(out, "user", self.user);
@@ -179,6 +189,30 @@ impl AccessLine<'_> {
     }
 }
 
+/// `"feature:permission,…"`, as `crate::replay::format_features` writes it, straight
+/// into the line (no string in between).
+fn features(out: &mut Vec<u8>, f: Option<&Features>) {
+    out.push(b'"');
+    let mut first = true;
+    for (feature, perms) in f.into_iter().flatten() {
+        for p in perms {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            escaped(out, feature);
+            out.push(b':');
+            escaped(out, p);
+        }
+    }
+    out.push(b'"');
+}
+
+/// One of the methods RFC 9110 and RFC 5789 define.
+fn is_standard_method(m: &str) -> bool {
+    matches!(m, "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH")
+}
+
 /// A float as `serde_json` writes it (`null` when not finite).
 fn float(out: &mut Vec<u8>, v: f64) {
     if serde_json::to_writer(&mut *out, &v).is_err() {
@@ -192,6 +226,9 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    static FEATURES: std::sync::LazyLock<Features> =
+        std::sync::LazyLock::new(|| [("bol".to_string(), vec!["view".to_string(), "create".to_string()])].into());
+
     fn full<'a>() -> AccessLine<'a> {
         AccessLine {
             method: "POST",
@@ -202,11 +239,12 @@ mod tests {
             rule: "office-bol-edit",
             role: "Office",
             auth: "session",
-            features: "bol:view,bol:create",
+            features: Some(&FEATURES),
             tenant: "primetrade",
             tenant_code: "PRT",
             user: "office@example.com",
             request_id: "0123456789abcdef0123456789abcdef",
+            request_id_is_ours: true,
             peer: "10.1.2.3".parse().unwrap(),
             upstream_ms: Some(1.25),
             total_ms: 2.0,
@@ -224,11 +262,12 @@ mod tests {
             rule: "",
             role: "",
             auth: "",
-            features: "",
+            features: None,
             tenant: "",
             tenant_code: "",
             user: "",
             request_id: "-",
+            request_id_is_ours: false,
             peer: "2001:db8::1".parse().unwrap(),
             upstream_ms: None,
             total_ms: 0.000_123_4,
@@ -345,7 +384,7 @@ mod tests {
                 rule = l.rule,
                 role = l.role,
                 auth = l.auth,
-                features = l.features,
+                features = l.features.map(crate::replay::format_features).unwrap_or_default(),
                 tenant = l.tenant,
                 tenant_code = l.tenant_code,
                 user = l.user,
@@ -404,5 +443,47 @@ mod tests {
         for secret in [jwt, "supersecretvalue123", "abcdefghijklmnopqrstuvwxyz0123"] {
             assert!(raw.contains(secret), "control: {secret} missing");
         }
+    }
+
+    /// The features text is what `prt-gate replay` reads back (`format_features`), with
+    /// JSON escaping, for several features, an empty permission list and none at all.
+    #[test]
+    fn features_are_written_as_replay_reads_them() {
+        let f: Features = [
+            ("a\"b".to_string(), vec!["x".to_string(), "y\n".to_string()]),
+            ("lots".to_string(), vec![]),
+            ("z".to_string(), vec!["read".to_string()]),
+        ]
+        .into();
+        for (features, text) in [(Some(&f), crate::replay::format_features(&f)), (None, String::new())] {
+            let mut out = Vec::new();
+            AccessLine { features, ..full() }.render(std::time::SystemTime::now(), &mut out);
+            assert_eq!(parse(&out)["features"], text.as_str());
+        }
+        assert_eq!(crate::replay::format_features(&f), "a\"b:x,a\"b:y\n,z:read");
+    }
+
+    /// An extension method and an edge-supplied request id are the client's text and pass
+    /// the engine; a standard method and a request id the gate generated skip it.
+    #[test]
+    fn only_the_gates_own_method_and_request_id_skip_the_engine() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXZhbHVlLWhlcmU";
+        let r = Redactor::builtin();
+        let render = |line: &AccessLine<'_>| {
+            let mut out = Vec::new();
+            line.redacted(&r).render(std::time::SystemTime::now(), &mut out);
+            parse(&out)
+        };
+        let theirs = AccessLine { method: jwt, request_id: jwt, request_id_is_ours: false, ..full() };
+        let v = render(&theirs);
+        for field in ["method", "request_id"] {
+            let text = v[field].as_str().unwrap();
+            assert!(!text.contains(jwt) && text.contains("[REDACTED"), "{field}: {text}");
+        }
+        // The gate's own text is written as is: `request_id_is_ours` is what skips the
+        // engine (the same text, marked as the client's, was redacted above).
+        let ours = AccessLine { method: "PATCH", request_id: jwt, request_id_is_ours: true, ..full() };
+        let v = render(&ours);
+        assert_eq!((v["method"].as_str(), v["request_id"].as_str()), (Some("PATCH"), Some(jwt)));
     }
 }

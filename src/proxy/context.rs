@@ -25,6 +25,8 @@ pub struct Ctx<'a> {
     pub conn: &'a ConnInfo,
     pub method: Method,
     pub request_id: HeaderValue,
+    /// The gate generated `request_id` (it is not the platform edge's).
+    pub request_id_is_ours: bool,
     /// Answer with HTML pages and redirects (browser page request) or JSON.
     pub html: bool,
     /// The normalized path and query actually forwarded (or checked).
@@ -37,11 +39,6 @@ pub struct Ctx<'a> {
     pub role: Option<Role>,
     /// The credential that authenticated the caller.
     pub auth: Option<Auth>,
-    /// The caller's feature permissions, `feature:permission,…` (not secret).
-    pub features: String,
-    /// The tenant code tenant matches compared (`prt-gate replay` decides with it).
-    pub tenant_code: Option<String>,
-    pub user: Option<String>,
     pub refusal: Option<Refusal>,
     pub upstream_latency: Option<Duration>,
     /// The request brought more than one session cookie: expire it.
@@ -51,12 +48,17 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// The context of a request that just arrived: nothing decided yet.
     pub fn new<B>(gate: &'a Gate, config: &'a Config, conn: &'a ConnInfo, req: &Request<B>) -> Ctx<'a> {
+        let (request_id, edge) = match edge_request_id(conn, req) {
+            Some(id) => (id, true),
+            None => (headers::new_request_id(), false),
+        };
         Ctx {
             gate,
             config,
             conn,
             method: req.method().clone(),
-            request_id: request_id(conn, req),
+            request_id_is_ours: !edge,
+            request_id,
             html: wants_html(req),
             forwarded: None,
             decision: None,
@@ -64,9 +66,6 @@ impl<'a> Ctx<'a> {
             slot: None,
             role: None,
             auth: None,
-            features: String::new(),
-            tenant_code: None,
-            user: None,
             refusal: None,
             upstream_latency: None,
             clear_session: false,
@@ -74,18 +73,18 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The request id: the platform edge's (a trusted peer, one valid `X-Request-Id`), or a
-/// new one.
-fn request_id<B>(conn: &ConnInfo, req: &Request<B>) -> HeaderValue {
+/// The platform edge's request id (a trusted peer, one valid `X-Request-Id`), if any;
+/// otherwise the gate makes one up.
+fn edge_request_id<B>(conn: &ConnInfo, req: &Request<B>) -> Option<HeaderValue> {
     if conn.trusted {
         let mut ids = req.headers().get_all(&X_REQUEST_ID).iter();
         if let (Some(id), None) = (ids.next(), ids.next()) {
             if headers::valid_request_id(id) {
-                return id.clone();
+                return Some(id.clone());
             }
         }
     }
-    headers::new_request_id()
+    None
 }
 
 /// Browsers asking for a page get HTML error pages; API and machine clients

@@ -30,7 +30,7 @@ use crate::metrics::recent::RecentRefusal;
 use crate::metrics::rules::{role_index, ROLE_LABELS};
 use crate::metrics::Decision;
 use crate::normalize::NormalizedPath;
-use crate::policy::{Auth, Policy, Role, Route, Verdict, Who};
+use crate::policy::{Auth, Policy, Principal, Role, Route, Verdict, Who};
 use crate::response::{self, GateBody, Refusal};
 
 /// Entry point from the server: never fails; every error becomes a response.
@@ -39,7 +39,10 @@ pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<Incoming>
     // The configuration in force when the request arrived, for all of it.
     let config = gate.live.get();
     let mut ctx = Ctx::new(&gate, &config, &conn, &req);
-    let mut resp = match run(&mut ctx, req).await {
+    // Who the caller is, once authenticated: owned here so that the log phase reads the
+    // principal itself (no copies of its fields per request).
+    let mut caller = Caller::Anonymous;
+    let mut resp = match run(&mut ctx, &mut caller, req).await {
         Ok(resp) => resp,
         Err(refusal) => {
             ctx.refusal = Some(refusal);
@@ -49,11 +52,11 @@ pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<Incoming>
     if ctx.clear_session {
         resp.headers_mut().append(header::SET_COOKIE, gate.cookie.expire());
     }
-    log(&ctx, resp.status().as_u16(), start.elapsed());
+    log(&ctx, caller.who().principal(), resp.status().as_u16(), start.elapsed());
     resp
 }
 
-async fn run(ctx: &mut Ctx<'_>, req: Request<Incoming>) -> Result<Response<GateBody>, Refusal> {
+async fn run(ctx: &mut Ctx<'_>, caller: &mut Caller, req: Request<Incoming>) -> Result<Response<GateBody>, Refusal> {
     let (mut parts, body) = req.into_parts();
 
     // parse + normalize: the target must be origin-form (or absolute-form naming this
@@ -79,11 +82,12 @@ async fn run(ctx: &mut Ctx<'_>, req: Request<Incoming>) -> Result<Response<GateB
     // authenticate: only what the route accepts (cookie, or Bearer on
     // `auth = "bearer"` routes), and only when the decision depends on it.
     let route = ctx.config.policy.route_for(&parts.method, &target.path);
-    let caller = authenticate(ctx, &route, &parts.headers).await?;
+    *caller = authenticate(ctx, &route, &parts.headers).await?;
+    let caller: &Caller = caller;
 
     // authorize: the policy decides; only an `Allow` carries a `Permit`, and the permit
     // carries the caller it was issued for.
-    let verdict = authorize(ctx, &route, &caller, &parts, &target.path).await;
+    let verdict = authorize(ctx, &route, caller, &parts, &target.path).await;
     // A browser asking for a page (any method: an expired session on a form
     // post goes back through the login too); API and machine clients get JSON.
     let (browser, rid) = (ctx.html, &ctx.request_id);
@@ -99,7 +103,8 @@ async fn run(ctx: &mut Ctx<'_>, req: Request<Incoming>) -> Result<Response<GateB
     // media: `/media/*` is the gate's, never Django's (design §7): the allowed
     // caller gets a presigned redirect, audited; nothing is forwarded.
     if let Some(key) = media_key {
-        return media_grant(ctx, key).await;
+        let user = permit.as_ref().map_or("", |p| p.principal().email);
+        return media_grant(ctx, key, user).await;
     }
 
     // forward: the upstream request, prepared from the checked parts with identity
@@ -174,10 +179,8 @@ async fn authenticate(ctx: &mut Ctx<'_>, route: &Route<'_>, headers: &HeaderMap)
     let who = caller.who();
     if let Some(p) = who.principal() {
         ctx.role = p.role;
-        ctx.user = Some(p.email.to_owned());
         // What a replay needs to decide this request again (`prt-gate replay`).
         ctx.auth = who.auth();
-        ctx.features = crate::replay::format_features(p.features);
     }
     Ok(caller)
 }
@@ -195,9 +198,6 @@ async fn authorize<'c>(
     let who = caller.who();
     let tenant = ctx.config.tenant.caller_code(who.principal().and_then(|p| p.tenant_code));
     let verdict = route.decide_in(who, tenant);
-    if who.principal().is_some() {
-        ctx.tenant_code = tenant.map(str::to_owned);
-    }
     if let Some(shadow) = ctx.gate.live.shadow.get() {
         shadow_decide(ctx, &shadow, parts, path, route, caller, &verdict).await;
     }
@@ -238,7 +238,7 @@ async fn shadow_decide(
 }
 
 /// The media phase: existence check, presign, audit event, 302.
-async fn media_grant(ctx: &Ctx<'_>, key: String) -> Result<Response<GateBody>, Refusal> {
+async fn media_grant(ctx: &Ctx<'_>, key: String, user: &str) -> Result<Response<GateBody>, Refusal> {
     let (gate, config) = (ctx.gate, ctx.config);
     let Some(media) = &gate.media else {
         gate.metrics.presign("missing");
@@ -251,7 +251,7 @@ async fn media_grant(ctx: &Ctx<'_>, key: String) -> Result<Response<GateBody>, R
             tracing::info!(
                 target: "audit",
                 event = "media_grant",
-                user = ctx.user.as_deref().unwrap_or(""),
+                user,
                 role = ctx.role.map_or("", Role::as_str),
                 tenant = config.tenant.id.as_str(),
                 key = grant.key.as_str(),
@@ -276,8 +276,9 @@ async fn media_grant(ctx: &Ctx<'_>, key: String) -> Result<Response<GateBody>, R
     }
 }
 
-/// The log phase: one JSON access line and the request metrics.
-fn log(ctx: &Ctx<'_>, status: u16, total: Duration) {
+/// The log phase: one JSON access line and the request metrics. `who` is the
+/// authenticated caller, if any.
+fn log(ctx: &Ctx<'_>, who: Option<&Principal<'_>>, status: u16, total: Duration) {
     let (gate, config) = (ctx.gate, ctx.config);
     let decision = match (ctx.refusal, ctx.decision) {
         (Some(Refusal::Path(_) | Refusal::Request(_) | Refusal::UriTooLong), _) => Decision::Reject,
@@ -316,11 +317,13 @@ fn log(ctx: &Ctx<'_>, status: u16, total: Duration) {
         rule: ctx.rule.as_deref().unwrap_or(""),
         role: ctx.role.map_or("", Role::as_str),
         auth: ctx.auth.map_or("", Auth::as_str),
-        features: ctx.features.as_str(),
-        tenant: if ctx.user.is_some() { config.tenant.id.as_str() } else { "" },
-        tenant_code: ctx.tenant_code.as_deref().unwrap_or(""),
-        user: ctx.user.as_deref().unwrap_or(""),
+        features: who.map(|p| p.features),
+        tenant: if who.is_some() { config.tenant.id.as_str() } else { "" },
+        // The code the policy's tenant matches compared (`authorize`).
+        tenant_code: who.and_then(|p| config.tenant.caller_code(p.tenant_code)).unwrap_or(""),
+        user: who.map_or("", |p| p.email),
         request_id: ctx.request_id.to_str().unwrap_or("-"),
+        request_id_is_ours: ctx.request_id_is_ours,
         peer: ctx.conn.peer.ip(),
         upstream_ms: ctx.upstream_latency.map(|d| d.as_secs_f64() * 1e3),
         total_ms: total.as_secs_f64() * 1e3,
