@@ -220,7 +220,7 @@ impl AssertionSigner {
                 _ => {
                     let c = self.identity(claims, json)?;
                     if c.head.len() <= CACHE_MAX_BYTES {
-                        &**slot.insert(c)
+                        slot.insert(c)
                     } else {
                         // An unusual feature map: signed, not kept.
                         fresh = c;
