@@ -130,7 +130,7 @@ fn layers_below_the_proxy_never_import_it() {
         "response",
         "media",
         "redact",
-        "identity.rs",
+        "identity",
         "cookie.rs",
         "normalize.rs",
         "gate_owned.rs",
