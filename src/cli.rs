@@ -397,7 +397,8 @@ fn init_logging(config: &Config) -> Option<crate::logwriter::Guard> {
     // Every line the gate logs, at any level, passes the redaction engine:
     // access lines through their own writer, the rest through `tracing`.
     let redactor = (!crate::redact::disabled_for_test()).then(|| config.redactor.clone());
-    crate::proxy::access_line::install(writer.clone(), redactor);
+    crate::proxy::access_line::install(writer.clone(), redactor.clone());
+    crate::media::audit::install(writer.clone(), redactor);
     let writer = crate::redact::writer::RedactingMakeWriter::new(writer, config.redactor.clone());
     tracing_subscriber::fmt()
         .json()

@@ -206,6 +206,15 @@ pub fn timestamp(now: std::time::SystemTime) -> [u8; 27] {
     out
 }
 
+/// `t` as `YYYY-MM-DDTHH:MM:SSZ`, what `humantime::format_rfc3339_seconds`
+/// writes (a clock before 1970 reads as 1970), without `fmt`.
+pub fn rfc3339_seconds(t: std::time::SystemTime) -> [u8; 20] {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let mut out = [b'Z'; 20];
+    out[..19].copy_from_slice(&format_second(secs));
+    out
+}
+
 /// `YYYY-MM-DDTHH:MM:SS` of Unix seconds (proleptic Gregorian, UTC; years
 /// past 9999 are written as 9999).
 fn format_second(secs: u64) -> [u8; 19] {
@@ -348,5 +357,16 @@ mod tests {
         assert_eq!(&timestamp(t)[..19], b"2030-03-17T17:46:40");
         assert_eq!(&timestamp(t + Duration::from_millis(5))[..23], b"2030-03-17T17:46:40.005");
         assert_eq!(&timestamp(t + Duration::from_secs(1))[..19], b"2030-03-17T17:46:41");
+    }
+
+    #[test]
+    fn seconds_match_rfc3339_seconds() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let secs = [0u64, 59, 951_782_400, 951_868_799, 1_709_164_800, 1_798_761_599, 4_107_542_399, 253_402_300_799];
+        for s in secs {
+            let t = UNIX_EPOCH + Duration::new(s, 999_999_999);
+            let ours = rfc3339_seconds(t);
+            assert_eq!(std::str::from_utf8(&ours).unwrap(), humantime::format_rfc3339_seconds(t).to_string(), "{s}");
+        }
     }
 }

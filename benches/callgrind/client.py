@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Fixed-count keep-alive HTTP/1.1 client for benches/callgrind/run.sh.
 
-    client.py PORT PATH REQUESTS CONNECTIONS EXPECTED_BODY_FILE [HEADER ...]
+    client.py [--status=302] PORT PATH REQUESTS CONNECTIONS EXPECTED_BODY_FILE [HEADER ...]
 
 Opens CONNECTIONS connections to 127.0.0.1:PORT and sends REQUESTS identical
 `GET PATH` requests, round-robin over the connections, one at a time (no
 pipelining): every row of the table sees exactly the same request stream.
-Every response must be `200` with a Content-Length body equal to the file's
-content; anything else exits 1 naming the request. Prints the count sent.
+Every response must be `200` (or the `--status=` given; a 3xx must carry a
+`Location`) with a Content-Length body equal to the file's content; anything
+else exits 1 naming the request. Prints the count sent.
 """
 
 import socket
@@ -15,7 +16,7 @@ import sys
 
 
 def read_response(sock, buf):
-    """One response from `sock` (leftover bytes in `buf`): (status, body, buf)."""
+    """One response from `sock` (leftover bytes in `buf`): (status, body, location, buf)."""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
@@ -25,10 +26,14 @@ def read_response(sock, buf):
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ")[1])
     length = None
+    location = None
     for line in lines[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             length = int(value.strip())
+        elif name == b"location":
+            location = value.strip()
     if length is None:
         raise RuntimeError("response without Content-Length: %r" % head[:200])
     while len(buf) < length:
@@ -36,12 +41,16 @@ def read_response(sock, buf):
         if not chunk:
             raise RuntimeError("connection closed inside the body")
         buf += chunk
-    return status, buf[:length], buf[length:]
+    return status, buf[:length], location, buf[length:]
 
 
 def main():
-    port, path, requests, conns, body_file = sys.argv[1:6]
-    headers = sys.argv[6:]
+    args = sys.argv[1:]
+    want = 200
+    if args and args[0].startswith("--status="):
+        want = int(args.pop(0).split("=", 1)[1])
+    port, path, requests, conns, body_file = args[:5]
+    headers = args[5:]
     requests, conns = int(requests), int(conns)
     with open(body_file, "rb") as f:
         expected = f.read()
@@ -56,8 +65,8 @@ def main():
     for i in range(requests):
         c = i % conns
         socks[c].sendall(req)
-        status, body, bufs[c] = read_response(socks[c], bufs[c])
-        if status != 200 or body != expected:
+        status, body, location, bufs[c] = read_response(socks[c], bufs[c])
+        if status != want or body != expected or (300 <= want < 400 and not location):
             sys.stderr.write("request %d: status %d body %r\n" % (i, status, body[:200]))
             sys.exit(1)
     for s in socks:

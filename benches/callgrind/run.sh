@@ -7,7 +7,12 @@
 # progress on stderr. See benches/README.md ("Instructions per request").
 #
 #   bash benches/callgrind/run.sh [--requests 3000] [--warmup 300] [--connections 4]
-#                                 [--no-auth] [--no-perf] [--profile DIR] [--bin PATH] [--keep-tmp]
+#                                 [--no-auth] [--no-perf] [--media | --media-only]
+#                                 [--profile DIR] [--bin PATH] [--keep-tmp]
+#
+# --media adds a row: `/media/…` answered with a presigned S3 redirect (302) for a logged-in
+# Client (s3s-fs with one object, `[media]` as in benches/load/media.sh, `check_exists = false`).
+# --media-only measures that row alone (no nginx rows, no other gate rows).
 #
 # --bin PATH measures that prt-gate binary instead of building target/release/prt-gate (to
 # compare two builds).
@@ -23,10 +28,13 @@ WITH_PERF=1
 PROFILE_DIR=
 GATE_BIN=
 KEEP_TMP=0
+MEDIA=0
 REQ_PATH=/api/health/
 AUTH_PATH=/api/user/context/
 AUTH_USER=office@example.com
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+MEDIA_PATH=/media/bols/2025/PRT-2025-0002.pdf
+MEDIA_USER=client@example.com
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --requests) REQUESTS=$2; shift 2 ;;
@@ -34,6 +42,8 @@ while [[ $# -gt 0 ]]; do
         --connections) CONNS=$2; shift 2 ;;
         --no-auth) WITH_AUTH=0; shift ;;
         --no-perf) WITH_PERF=0; shift ;;
+        --media) MEDIA=1; shift ;;
+        --media-only) MEDIA=2; shift ;;
         --profile) PROFILE_DIR=$2; shift 2 ;;
         --bin) GATE_BIN=$(readlink -f "$2"); shift 2 ;;
         --keep-tmp) KEEP_TMP=1; shift ;;
@@ -43,10 +53,13 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $REQUESTS =~ ^[1-9][0-9]*$ && $WARMUP =~ ^[1-9][0-9]*$ && $CONNS =~ ^[1-9][0-9]*$ ]] \
     || { echo "run.sh: --requests, --warmup and --connections take positive integers" >&2; exit 2; }
+((MEDIA == 2)) && WITH_AUTH=1
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
 tools=(nginx valgrind callgrind_control curl python3)
 ((WITH_PERF == 0)) || tools+=(perf)
+((MEDIA == 0)) || tools+=(s3s-fs)
 for tool in "${tools[@]}"; do
-    command -v "$tool" >/dev/null || { echo "run.sh: '$tool' not found (apt-get install -y nginx valgrind linux-perf curl)" >&2; exit 1; }
+    command -v "$tool" >/dev/null || { echo "run.sh: '$tool' not found (apt-get install -y nginx valgrind linux-perf curl; cargo install s3s-fs@0.14.1 --features binary --locked)" >&2; exit 1; }
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -196,6 +209,28 @@ $SSO_SECTION
 cookie_secure = false
 
 EOF
+if ((MEDIA)); then
+    # One object in s3s-fs, random credentials per run (never printed); the gate signs with them.
+    AWS_ACCESS_KEY_ID=AKIA$(head -c 64 /dev/urandom | tr -dc 'A-Z0-9' | head -c 16)
+    AWS_SECRET_ACCESS_KEY=$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9/+' | head -c 40)
+    export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+    S3_PORT=$(free_port)
+    mkdir -p "$TMP/s3/prt-media/bols/2025"
+    head -c 200000 /dev/urandom | base64 >"$TMP/s3/prt-media${MEDIA_PATH#/media}"
+    s3s-fs --host 127.0.0.1 --port "$S3_PORT" --access-key "$AWS_ACCESS_KEY_ID" \
+        --secret-key "$AWS_SECRET_ACCESS_KEY" "$TMP/s3" >"$TMP/s3.log" 2>&1 &
+    S3_PID=$!; STARTED+=("$S3_PID")
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && break; sleep 0.1; done
+    curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" || fail "s3s-fs did not start"
+    cat >>"$TMP/gate/gate.toml" <<EOF
+[media]
+bucket = "prt-media"
+endpoint = "http://127.0.0.1:$S3_PORT"
+path_style = true
+check_exists = false
+
+EOF
+fi
 awk '/^\[/ { keep = ($0 ~ /^\[\[?(roles|route)[].]/) } keep' "$ROOT/policy.toml" >>"$TMP/gate/gate.toml"
 export PRT_GATE_SSO__CLIENT_SECRET=dev-secret
 PRT_GATE_ASSERTION__SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -223,18 +258,22 @@ start() {
 }
 
 COOKIE=
-login() { # one real login through the gate (dev SSO, login_hint skips the picker)
-    local jar=$TMP/gate/cookies.txt
+login() { # [user next]: one real login through the gate (dev SSO, login_hint skips the picker)
+    local jar=$TMP/gate/cookies.txt user=${1:-$AUTH_USER} next=${2:-$AUTH_PATH}
     rm -f "$jar"
     curl -s -L --max-redirs 5 --max-time 120 -c "$jar" -b "$jar" -o /dev/null \
-        "http://127.0.0.1:$GATE_PORT/auth/login/?next=$AUTH_PATH&login_hint=$AUTH_USER" || true
+        "http://127.0.0.1:$GATE_PORT/auth/login/?next=$next&login_hint=$user" || true
     COOKIE=$(awk -F'\t' 'NF >= 7 && $6 ~ /(^|__Host-)prt_session$/ {print $6 "=" $7}' "$jar" | tail -n 1)
     [[ -n $COOKIE ]] || fail "login through the gate failed"
 }
 
-client() { # port path count [header]
-    python3 "$CLIENT" "$1" "$2" "$3" "$CONNS" "$TMP/body" "${@:4}" >/dev/null || fail "client run against :$1$2 failed"
+client() { # port path count [header]: 200 and the fixed body, or (media path) a 302 with a Location
+    local expect=("$TMP/body")
+    [[ $2 == "$MEDIA_PATH" ]] && expect=("$TMP/empty" --status=302)
+    python3 "$CLIENT" "${expect[@]:1}" "$1" "$2" "$3" "$CONNS" "${expect[0]}" "${@:4}" >/dev/null \
+        || fail "client run against :$1$2 failed"
 }
+: >"$TMP/empty"
 
 declare -A IR SHA SYS CSW
 dumps() { # pid -> number of callgrind dumps written so far
@@ -260,8 +299,9 @@ measure_cg() {
     total=$(awk '/^totals:/ {print $2; exit} /^summary:/ {s = $2} END {if (s) print s}' "$dump" | head -n 1)
     [[ -n $total ]] || fail "no totals in $dump"
     IR[$row]=$((total / REQUESTS))
-    # valgrind hides SHA-NI: sha2 runs its portable code here, ~10x the native cost.
-    sha=$(callgrind_annotate --threshold=100 "$dump" 2>/dev/null | awk '/sha2::sha256::soft::compress/ {gsub(",", "", $1); s += $1} END {print s + 0}')
+    # valgrind hides SHA-NI: sha2 runs its portable code here, ~10x the native cost (every
+    # sha2::sha256:: function counts: the block function may or may not be inlined).
+    sha=$(callgrind_annotate --threshold=100 "$dump" 2>/dev/null | awk '/sha2::sha256::/ {gsub(",", "", $1); s += $1} END {print s + 0}')
     SHA[$row]=$((sha / REQUESTS))
     log "$row: $total instructions / $REQUESTS requests = ${IR[$row]} (SHA-256 ${SHA[$row]})"
     if [[ -n $PROFILE_DIR ]]; then
@@ -287,12 +327,16 @@ measure_perf() {
 
 ROWS=("nginx proxy_pass (access log on)" "nginx auth_request (204 subrequest)" "prt-gate (public route)")
 ((WITH_AUTH)) && ROWS+=("prt-gate (authenticated, session cookie)")
+MEDIA_ROW="prt-gate (media presign redirect, Client session)"
+((MEDIA == 0)) || ROWS+=("$MEDIA_ROW")
+((MEDIA == 2)) && ROWS=("$MEDIA_ROW")
 cp "$TMP/gate/gate.toml" "$TMP/gate/gate.toml.orig"
 MODES=(callgrind)
 ((WITH_PERF)) && MODES+=(native)
 for mode in "${MODES[@]}"; do
     fn=measure_cg; [[ $mode == native ]] && fn=measure_perf
     for kind in proxy_pass auth_request; do
+        ((MEDIA == 2)) && break
         log "$kind ($mode)"
         start "$kind" "$mode"
         row=${ROWS[0]}; [[ $kind == auth_request ]] && row=${ROWS[1]}
@@ -301,10 +345,20 @@ for mode in "${MODES[@]}"; do
     done
     log "prt-gate ($mode)"
     start gate "$mode"
-    $fn "${ROWS[2]}" "$PID" "$PORT" "$REQ_PATH"
-    if ((WITH_AUTH)); then
-        login
-        $fn "${ROWS[3]}" "$PID" "$PORT" "$AUTH_PATH" "Cookie: $COOKIE"
+    if ((MEDIA != 2)); then
+        $fn "${ROWS[2]}" "$PID" "$PORT" "$REQ_PATH"
+        if ((WITH_AUTH)); then
+            login
+            $fn "${ROWS[3]}" "$PID" "$PORT" "$AUTH_PATH" "Cookie: $COOKIE"
+        fi
+    fi
+    if ((MEDIA)); then
+        login "$MEDIA_USER" /client.html
+        # Pre-flight: the redirect's Location must download the object from s3s-fs.
+        loc=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT$MEDIA_PATH")
+        [[ ${loc%% *} == 302 ]] || fail "media pre-flight: expected 302, got $loc"
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "${loc#* }") == 200 ]] || fail "media pre-flight: s3s-fs refused the presigned URL"
+        $fn "$MEDIA_ROW" "$PID" "$PORT" "$MEDIA_PATH" "Cookie: $COOKIE"
     fi
     stop "$PID"
 done
@@ -321,11 +375,11 @@ $(valgrind --version), nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'). $REQUESTS k
 | row | instructions/request | vs nginx proxy_pass | of which SHA-256 (portable code under valgrind) | without SHA-256, vs nginx proxy_pass | syscalls/request | context switches/request |
 |---|---:|---:|---:|---:|---:|---:|
 EOF
-base=${IR[${ROWS[0]}]}
+base=${IR["nginx proxy_pass (access log on)"]:-}
 num() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
 for row in "${ROWS[@]}"; do
     printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$row" "$(num "${IR[$row]}")" \
-        "$(awk -v a="${IR[$row]}" -v b="$base" 'BEGIN{printf "%.2f×", a / b}')" "$(num "${SHA[$row]}")" \
-        "$(awk -v a="${IR[$row]}" -v s="${SHA[$row]}" -v b="$base" 'BEGIN{printf "%.2f×", (a - s) / b}')" \
+        "$(awk -v a="${IR[$row]}" -v b="$base" 'BEGIN{if (b) printf "%.2f×", a / b; else printf "-"}')" "$(num "${SHA[$row]}")" \
+        "$(awk -v a="${IR[$row]}" -v s="${SHA[$row]}" -v b="$base" 'BEGIN{if (b) printf "%.2f×", (a - s) / b; else printf "-"}')" \
         "${SYS[$row]:--}" "${CSW[$row]:--}"
 done

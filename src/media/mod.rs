@@ -11,6 +11,7 @@
 //! goes into the `Location` header and nowhere else (the audit event carries
 //! the key, never the URL).
 
+pub mod audit;
 pub mod exists;
 pub mod key;
 pub mod sigv4;

@@ -6,18 +6,26 @@
 //! parameters (`response-content-disposition`) come first, then the
 //! `X-Amz-*` parameters in botocore's order, then `X-Amz-Signature`.
 //!
-//! The cryptography is `aws-sigv4`'s (`generate_signing_key`,
-//! `calculate_signature`); the canonical request is assembled here, in one
-//! pre-sized buffer, because a presign happens on every media grant. The
-//! signing key depends only on the secret, the UTC day, the region and the
-//! service, so it is derived once per day and cached (four HMACs saved per
-//! URL).
+//! The signing key is `aws-sigv4`'s (`generate_signing_key`); the rest is
+//! assembled here because a presign happens on every media grant:
+//!
+//! * the URL is written once, into one pre-sized `String`; the canonical
+//!   request is never built: its pieces (slices of that URL) are fed to
+//!   SHA-256 as they are;
+//! * the signing key depends only on the secret, the UTC day, the region and
+//!   the service: derived once a day (four HMACs saved per URL);
+//! * the HMAC keyed with it, with the string-to-sign's first part
+//!   (`AWS4-HMAC-SHA256`, the `X-Amz-Date`, the scope) already absorbed, is
+//!   kept for the current second: a signature costs the canonical request's
+//!   hash plus two SHA-256 blocks for the HMAC, instead of six.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
-use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
+use arc_swap::{ArcSwap, Guard};
+use aws_sigv4::sign::v4::generate_signing_key;
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
@@ -223,10 +231,41 @@ pub struct Presigner {
     target: Target,
     /// `AKID%2F` … the encoded access key id, prefix of `X-Amz-Credential`.
     credential_prefix: String,
+    /// `%2F<region>%2Fs3%2Faws4_request&X-Amz-Date=`: the rest of the credential scope.
+    scope_suffix: String,
     /// Encoded `X-Amz-Security-Token` value, if any.
     token: Option<String>,
-    /// `(days since the epoch, signing key)` of the last day signed for.
-    key: ArcSwap<(u64, [u8; 32])>,
+    /// The end of every canonical request: `\nhost:<host>\n\nhost\nUNSIGNED-PAYLOAD`.
+    canonical_tail: String,
+    /// Length of a URL for an empty key without parameters (the longest expiry).
+    fixed_len: usize,
+    /// The signing state of the last second signed for.
+    state: ArcSwap<SigningState>,
+}
+
+/// What signing at one Unix second needs, derived once per second (the key
+/// once per day).
+struct SigningState {
+    /// Unix seconds (`u64::MAX`: nothing derived yet).
+    secs: u64,
+    /// Days since the epoch of the signing key.
+    day: u64,
+    /// `YYYYMMDDTHHMMSSZ` of `secs`.
+    stamp: AmzTime,
+    /// HMAC-SHA256 keyed with the day's signing key.
+    keyed: Hmac<Sha256>,
+    /// `keyed` after `AWS4-HMAC-SHA256\n<stamp>\n<date>/<region>/s3/aws4_request\n`: what
+    /// remains to sign is the canonical request's hash.
+    prefixed: Hmac<Sha256>,
+}
+
+/// HMAC-SHA256 keyed with a 32-byte key. HMAC pads a key shorter than the
+/// block to 64 bytes with zeros (RFC 2104), so the padded key is the same
+/// key, and `KeyInit::new` takes it without a fallible length check.
+fn keyed_hmac(key: &[u8; 32]) -> Hmac<Sha256> {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    <Hmac<Sha256> as KeyInit>::new(&block.into())
 }
 
 impl std::fmt::Debug for Presigner {
@@ -243,18 +282,44 @@ impl Presigner {
         let mut credential_prefix = String::new();
         encode_into(&mut credential_prefix, &creds.access_key_id, false);
         credential_prefix.push_str("%2F");
+        let mut scope_suffix = String::from("%2F");
+        encode_into(&mut scope_suffix, region, false);
+        scope_suffix.push_str("%2Fs3%2Faws4_request&X-Amz-Date=");
         let token = creds.session_token.as_ref().map(|t| {
             let mut s = String::new();
             encode_into(&mut s, t.expose(), false);
             s
         });
+        let canonical_tail = format!("\nhost:{}\n\nhost\nUNSIGNED-PAYLOAD", target.host);
+        let fixed_len = format!("{}://{}{}/?", target.scheme, target.host, target.path_prefix).len()
+            + "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=".len()
+            + credential_prefix.len()
+            + "YYYYMMDD".len()
+            + scope_suffix.len()
+            + "YYYYMMDDTHHMMSSZ&X-Amz-Expires=".len()
+            + u64::MAX.to_string().len()
+            + "&X-Amz-SignedHeaders=host".len()
+            + token.as_ref().map_or(0, |t| "&X-Amz-Security-Token=".len() + t.len())
+            + "&X-Amz-Signature=".len()
+            + 64;
+        let unset = keyed_hmac(&[0; 32]);
+        let state = SigningState {
+            secs: u64::MAX,
+            day: u64::MAX,
+            stamp: AmzTime::from_unix(0),
+            keyed: unset.clone(),
+            prefixed: unset,
+        };
         Presigner {
             creds,
             region: region.to_owned(),
             target,
             credential_prefix,
+            scope_suffix,
             token,
-            key: ArcSwap::from_pointee((u64::MAX, [0; 32])),
+            canonical_tail,
+            fixed_len,
+            state: ArcSwap::from_pointee(state),
         }
     }
 
@@ -262,17 +327,34 @@ impl Presigner {
         &self.creds
     }
 
-    /// The signing key for `day` (days since the epoch), derived at most once a day.
-    fn signing_key(&self, day: u64, now: SystemTime) -> [u8; 32] {
-        let cached = self.key.load();
-        if cached.0 == day {
-            return cached.1;
+    /// The signing state for `secs` (Unix seconds of `now`): the cached one,
+    /// else derived from the cached key of the same day, else from scratch.
+    fn state(&self, secs: u64, now: SystemTime) -> Guard<Arc<SigningState>> {
+        let cached = self.state.load();
+        if cached.secs == secs {
+            return cached;
         }
-        let derived = generate_signing_key(self.creds.secret_access_key.expose(), now, &self.region, "s3");
-        let mut key = [0u8; 32];
-        key.copy_from_slice(derived.as_ref());
-        self.key.store(Arc::new((day, key)));
-        key
+        let day = secs / 86_400;
+        let keyed = if cached.day == day {
+            cached.keyed.clone()
+        } else {
+            let derived = generate_signing_key(self.creds.secret_access_key.expose(), now, &self.region, "s3");
+            let mut key = [0u8; 32];
+            key.copy_from_slice(derived.as_ref());
+            keyed_hmac(&key)
+        };
+        let stamp = AmzTime::from_unix(secs);
+        let mut prefixed = keyed.clone();
+        prefixed.update(b"AWS4-HMAC-SHA256\n");
+        prefixed.update(stamp.as_str().as_bytes());
+        prefixed.update(b"\n");
+        prefixed.update(stamp.date().as_bytes());
+        prefixed.update(b"/");
+        prefixed.update(self.region.as_bytes());
+        prefixed.update(b"/s3/aws4_request\n");
+        let state = Arc::new(SigningState { secs, day, stamp, keyed, prefixed });
+        self.state.store(state.clone());
+        Guard::from_inner(state)
     }
 
     /// A presigned URL for `verb` on `key` (the S3 object key, unencoded),
@@ -280,83 +362,70 @@ impl Presigner {
     /// case, so they sort after every `X-Amz-*`).
     pub fn presign(&self, verb: Verb, key: &str, expires: Duration, now: SystemTime, params: &[Param<'_>]) -> String {
         let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let stamp = AmzTime::from_unix(secs);
-        let date = stamp.date();
-        let signing_key = self.signing_key(secs / 86_400, now);
+        let state = self.state(secs, now);
+        let stamp = state.stamp.as_str();
 
-        let mut path = String::with_capacity(self.target.path_prefix.len() + key.len() + 16);
-        path.push_str(&self.target.path_prefix);
-        path.push('/');
-        encode_into(&mut path, key, true);
-
-        // Operation parameters, then the auth parameters in botocore's order.
-        let mut query = String::with_capacity(320 + self.token.as_ref().map_or(0, String::len));
-        for (name, value) in params {
-            query.push_str(name);
-            query.push('=');
-            encode_into(&mut query, value, false);
-            query.push('&');
-        }
-        let ops_len = query.len();
-        let auth_start = query.len();
-        query.push_str("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
-        query.push_str(&self.credential_prefix);
-        query.push_str(date);
-        query.push_str("%2F");
-        encode_into(&mut query, &self.region, false);
-        query.push_str("%2Fs3%2Faws4_request&X-Amz-Date=");
-        query.push_str(stamp.as_str());
-        query.push_str("&X-Amz-Expires=");
-        query.push_str(itoa_u64(expires.as_secs()).as_str());
-        let signed_headers_at = query.len();
-        query.push_str("&X-Amz-SignedHeaders=host");
-        let token_at = query.len();
-        if let Some(token) = &self.token {
-            query.push_str("&X-Amz-Security-Token=");
-            query.push_str(token);
-        }
-
-        // Canonical query: sorted by name. Every X-Amz-* sorts before the
-        // lower-case operation parameters; among them only the token moves
-        // (`Security-Token` < `SignedHeaders`).
-        let mut canonical = String::with_capacity(query.len() + path.len() + self.target.host.len() + 96);
-        canonical.push_str(verb.as_str());
-        canonical.push('\n');
-        canonical.push_str(&path);
-        canonical.push('\n');
-        canonical.push_str(&query[auth_start..signed_headers_at]);
-        canonical.push_str(&query[token_at..]);
-        canonical.push_str(&query[signed_headers_at..token_at]);
-        if ops_len > 0 {
-            canonical.push('&');
-            canonical.push_str(&query[..ops_len - 1]);
-        }
-        canonical.push_str("\nhost:");
-        canonical.push_str(&self.target.host);
-        canonical.push_str("\n\nhost\nUNSIGNED-PAYLOAD");
-
-        let mut string_to_sign = String::with_capacity(160);
-        string_to_sign.push_str("AWS4-HMAC-SHA256\n");
-        string_to_sign.push_str(stamp.as_str());
-        string_to_sign.push('\n');
-        string_to_sign.push_str(date);
-        string_to_sign.push('/');
-        string_to_sign.push_str(&self.region);
-        string_to_sign.push_str("/s3/aws4_request\n");
-        push_hex(&mut string_to_sign, &Sha256::digest(canonical.as_bytes()));
-        let signature = calculate_signature(signing_key, string_to_sign.as_bytes());
-
-        let mut url = String::with_capacity(
-            self.target.scheme.len() + 3 + self.target.host.len() + path.len() + query.len() + 84,
-        );
+        // Percent-encoding at most triples a byte: one allocation, never regrown.
+        let params_len: usize = params.iter().map(|(n, v)| n.len() + 2 + 3 * v.len()).sum();
+        let mut url = String::with_capacity(self.fixed_len + 3 * key.len() + params_len);
         url.push_str(&self.target.scheme);
         url.push_str("://");
         url.push_str(&self.target.host);
-        url.push_str(&path);
+        let path_at = url.len();
+        url.push_str(&self.target.path_prefix);
+        url.push('/');
+        encode_into(&mut url, key, true);
+        let path_end = url.len();
         url.push('?');
-        url.push_str(&query);
+
+        // Operation parameters, then the auth parameters in botocore's order.
+        let ops_at = url.len();
+        for (name, value) in params {
+            url.push_str(name);
+            url.push('=');
+            encode_into(&mut url, value, false);
+            url.push('&');
+        }
+        let auth_at = url.len();
+        url.push_str("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
+        url.push_str(&self.credential_prefix);
+        url.push_str(state.stamp.date());
+        url.push_str(&self.scope_suffix);
+        url.push_str(stamp);
+        url.push_str("&X-Amz-Expires=");
+        url.push_str(itoa_u64(expires.as_secs()).as_str());
+        let signed_headers_at = url.len();
+        url.push_str("&X-Amz-SignedHeaders=host");
+        let token_at = url.len();
+        if let Some(token) = &self.token {
+            url.push_str("&X-Amz-Security-Token=");
+            url.push_str(token);
+        }
+        let query_end = url.len();
+
+        // The canonical request, hashed piece by piece. Its query is sorted by
+        // name: every X-Amz-* sorts before the lower-case operation parameters;
+        // among them only the token moves (`Security-Token` < `SignedHeaders`).
+        let mut canonical = Sha256::new();
+        canonical.update(verb.as_str().as_bytes());
+        canonical.update(b"\n");
+        canonical.update(&url.as_bytes()[path_at..path_end]);
+        canonical.update(b"\n");
+        canonical.update(&url.as_bytes()[auth_at..signed_headers_at]);
+        canonical.update(&url.as_bytes()[token_at..query_end]);
+        canonical.update(&url.as_bytes()[signed_headers_at..token_at]);
+        if auth_at > ops_at {
+            canonical.update(b"&");
+            canonical.update(&url.as_bytes()[ops_at..auth_at - 1]);
+        }
+        canonical.update(self.canonical_tail.as_bytes());
+
+        // The string to sign's last line: the canonical request's hash, in hex.
+        let mut mac = state.prefixed.clone();
+        mac.update(&hex_lower(&canonical.finalize().into()));
+        let signature = hex_lower(&mac.finalize().into_bytes().into());
         url.push_str("&X-Amz-Signature=");
-        url.push_str(&signature);
+        url.push_str(std::str::from_utf8(&signature).unwrap_or_default());
         url
     }
 }
@@ -490,11 +559,14 @@ fn encode_path(s: &str) -> String {
     out
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        out.push(HEX_LOWER[usize::from(b >> 4)] as char);
-        out.push(HEX_LOWER[usize::from(b & 15)] as char);
+/// Lower-case hex of a SHA-256 or HMAC-SHA256 output.
+fn hex_lower(bytes: &[u8; 32]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    for (i, &b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX_LOWER[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX_LOWER[usize::from(b & 15)];
     }
+    out
 }
 
 #[cfg(test)]

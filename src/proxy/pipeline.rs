@@ -248,17 +248,16 @@ async fn media_grant(ctx: &Ctx<'_>, key: String, user: &str) -> Result<Response<
         Ok(grant) => {
             gate.metrics.presign("granted");
             // The audit event names the grant; the URL (a bearer credential) stays out.
-            tracing::info!(
-                target: "audit",
-                event = "media_grant",
+            media::audit::GrantAudit {
                 user,
-                role = ctx.role.map_or("", Role::as_str),
-                tenant = config.tenant.id.as_str(),
-                key = grant.key.as_str(),
-                expires_at = %humantime::format_rfc3339_seconds(grant.expires_at),
-                request_id = ctx.request_id.to_str().unwrap_or("-"),
-            );
-            Ok(response::media(&grant.url, &ctx.request_id))
+                role: ctx.role.map_or("", Role::as_str),
+                tenant: config.tenant.id.as_str(),
+                key: grant.key.as_str(),
+                expires_at: grant.expires_at,
+                request_id: ctx.request_id.to_str().unwrap_or("-"),
+            }
+            .write();
+            Ok(response::media(grant.url, &ctx.request_id))
         }
         Err(MediaError::Missing) => {
             gate.metrics.presign("missing");

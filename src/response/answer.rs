@@ -10,7 +10,7 @@
 //!
 //! Every answer carries the gate's security headers (`super::secure`).
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderValue, InvalidHeaderValue};
 use http::{Response, StatusCode};
 
 use super::{written, GateBody, HTML, JSON};
@@ -18,17 +18,22 @@ use crate::policy::{Denial, Role};
 
 /// 302 to `location` (dropped if not a valid header value: never a half-built `Location`).
 pub fn redirect(location: &str, rid: &HeaderValue) -> Response<GateBody> {
+    found(HeaderValue::from_str(location), rid)
+}
+
+fn found(location: Result<HeaderValue, InvalidHeaderValue>, rid: &HeaderValue) -> Response<GateBody> {
     let mut resp = written(StatusCode::FOUND, "", bytes::Bytes::new(), rid);
-    if let Ok(v) = HeaderValue::from_str(location) {
+    if let Ok(v) = location {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     resp
 }
 
 /// A media grant: 302 to the presigned URL, never cached (it is a bearer
-/// credential) and never leaked through `Referer` by the page it opens.
-pub fn media(location: &str, rid: &HeaderValue) -> Response<GateBody> {
-    let mut resp = redirect(location, rid);
+/// credential) and never leaked through `Referer` by the page it opens. The
+/// URL's own buffer becomes the `Location` value (checked, not copied).
+pub fn media(location: String, rid: &HeaderValue) -> Response<GateBody> {
+    let mut resp = found(HeaderValue::from_maybe_shared(bytes::Bytes::from(location)), rid);
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, private"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

@@ -50,7 +50,7 @@ fn every_gate_answer_carries_the_security_headers() {
         ("deny api".into(), deny(false, &d, &rid), 403),
         ("landing browser".into(), landing(true, "/client.html", &d, None, &rid), 302),
         ("landing api".into(), landing(false, "/client.html", &d, None, &rid), 403),
-        ("media".into(), media("https://s3.example/b/k?X-Amz-Signature=s", &rid), 302),
+        ("media".into(), media("https://s3.example/b/k?X-Amz-Signature=s".into(), &rid), 302),
         ("redirect".into(), redirect("https://sso.example/authorize?state=s", &rid), 302),
         ("page".into(), page(page_text, &rid), 400),
         ("logout confirm".into(), logout_confirm(StatusCode::OK, &rid), 200),

@@ -87,21 +87,68 @@ fn aws_documented_example_signature() {
     assert!(url.ends_with("X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"), "{url}");
 }
 
+/// The signature of `url` recomputed the plain way: the canonical request and
+/// the string to sign as whole strings, `aws-sigv4`'s signing key and HMAC.
+fn reference_signature(url: &str, verb: &str, secret: &str, region: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap();
+    let (_, rest) = base.split_once("://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.starts_with("X-Amz-Signature=")).collect();
+    pairs.sort_by_key(|p| p.split_once('=').unwrap().0);
+    let field = |name: &str| pairs.iter().find_map(|p| p.strip_prefix(name)).unwrap().to_owned();
+    let stamp = field("X-Amz-Date=");
+    let canonical = format!("{verb}\n{path}\n{}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD", pairs.join("&"));
+    let hash: String = Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let sts = format!("AWS4-HMAC-SHA256\n{stamp}\n{}/{region}/s3/aws4_request\n{hash}", &stamp[..8]);
+    let at = parse_amz_date(&stamp).unwrap();
+    let key = aws_sigv4::sign::v4::generate_signing_key(secret, at, region, "s3");
+    aws_sigv4::sign::v4::calculate_signature(key, sts.as_bytes())
+}
+
+fn signature(url: &str) -> &str {
+    url.rsplit_once("&X-Amz-Signature=").unwrap().1
+}
+
 #[test]
-fn signing_key_is_cached_per_day_and_rolls_over() {
-    let p = Presigner::new(creds(None), "us-east-2", Target::new("b-1", "us-east-2", None, false));
-    let day1 = UNIX_EPOCH + Duration::from_secs(1_735_787_045);
-    let a = p.presign(Verb::Get, "k", Duration::from_secs(60), day1, &[]);
-    assert_eq!(p.key.load().0, 1_735_787_045 / 86_400);
-    let b = p.presign(Verb::Get, "k", Duration::from_secs(60), day1, &[]);
-    assert_eq!(a, b);
-    let day2 = day1 + Duration::from_secs(86_400);
-    let c = p.presign(Verb::Get, "k", Duration::from_secs(60), day2, &[]);
-    assert_eq!(p.key.load().0, 1_735_787_045 / 86_400 + 1);
-    assert!(c.contains("X-Amz-Date=20250103T030405Z"));
-    // A fresh presigner for day 2 agrees with the rolled-over cache.
-    let fresh = Presigner::new(creds(None), "us-east-2", Target::new("b-1", "us-east-2", None, false));
-    assert_eq!(fresh.presign(Verb::Get, "k", Duration::from_secs(60), day2, &[]), c);
+fn signing_state_is_cached_per_second_and_day_and_rolls_over() {
+    let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    let new = |token| Presigner::new(creds(token), "us-east-2", Target::new("b-1", "us-east-2", None, false));
+    let t0 = 1_735_787_045u64; // 2025-01-02T03:04:05Z
+    let disposition = [("response-content-disposition", "inline; filename=\"a b.pdf\"")];
+    for token in [None, Some("FQoG/tok+en=")] {
+        let p = new(token);
+        // The same second twice, the next seconds, one back, midnight, the next day,
+        // the same day again: each URL as a fresh presigner signs it, and as the plain
+        // computation signs it.
+        let seconds = [t0, t0, t0 + 1, t0 + 2, t0 + 1, t0 + 75_834, t0 + 75_835, t0 + 86_400, t0 + 3];
+        for (i, &secs) in seconds.iter().enumerate() {
+            let at = UNIX_EPOCH + Duration::from_secs(secs);
+            let params: &[Param<'_>] = if i % 2 == 0 { &[] } else { &disposition };
+            for verb in [Verb::Get, Verb::Head] {
+                let url = p.presign(verb, "bols/é x.pdf", Duration::from_secs(60), at, params);
+                assert_eq!(p.state.load().secs, secs);
+                assert_eq!(p.state.load().day, secs / 86_400);
+                assert!(url.contains(&format!("X-Amz-Date={}&", AmzTime::from_unix(secs).as_str())), "{url}");
+                assert_eq!(new(token).presign(verb, "bols/é x.pdf", Duration::from_secs(60), at, params), url);
+                assert_eq!(signature(&url), reference_signature(&url, verb.as_str(), secret, "us-east-2"), "{url}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_url_is_allocated_once() {
+    let token = "FQoG".repeat(300);
+    for (token, key, params) in [
+        (None, "k", &[][..]),
+        (Some(token.as_str()), "bols/é ✓ x.pdf", &[("response-content-disposition", "attachment; filename*=é")][..]),
+    ] {
+        let p = Presigner::new(creds(token), "eu-west-1", Target::new("Prt.Media", "eu-west-1", None, false));
+        let at = UNIX_EPOCH + Duration::from_secs(4_102_444_799);
+        let url = p.presign(Verb::Get, key, Duration::from_secs(u64::MAX / 2), at, params);
+        let params_len: usize = params.iter().map(|(n, v)| n.len() + 2 + 3 * v.len()).sum();
+        assert_eq!(url.capacity(), p.fixed_len + 3 * key.len() + params_len, "regrown: {url}");
+    }
 }
 
 #[test]

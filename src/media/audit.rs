@@ -1,0 +1,107 @@
+//! The audit line of a media grant: one JSON object per granted download,
+//! `"target":"audit"`, `"event":"media_grant"`.
+//!
+//! It is written the way the access line is (`proxy::access_line`): a
+//! fixed-schema writer ([`crate::jsonw`]) straight into the batched log buffer
+//! ([`crate::logwriter`]), no `tracing` formatter, no `fmt`. The line has
+//! exactly the shape the `tracing` JSON formatter gave it (`timestamp`,
+//! `level`, `event`, `user`, `role`, `tenant`, `key`, `expires_at`,
+//! `request_id`, `target`); a test here compares the two, redaction included.
+//!
+//! The line names the grant, never the URL (a bearer credential): there is no
+//! field that could hold it. The fields whose text comes from the client or the
+//! SSO (`user`, `key`, `request_id`) pass the redaction engine one by one; the
+//! gate's own (`role`, `tenant`, `expires_at`) do not. Like every `audit`
+//! event, the line is written only when the log filter lets `audit` INFO
+//! events through.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use crate::jsonw::{key, str_field};
+use crate::logwriter::{rfc3339_seconds, timestamp, LogWriter};
+use crate::redact::Redactor;
+
+/// What the audit line of one grant says.
+#[derive(Debug, Clone)]
+pub struct GrantAudit<'a> {
+    pub user: &'a str,
+    pub role: &'a str,
+    pub tenant: &'a str,
+    /// The object key (never the URL).
+    pub key: &'a str,
+    pub expires_at: SystemTime,
+    pub request_id: &'a str,
+}
+
+/// Where grant lines go: the log writer and the engine they pass.
+struct Sink {
+    writer: LogWriter,
+    redactor: Option<Arc<Redactor>>,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// Installs the destination (once, when logging starts: `cli`, next to the
+/// access line's). `redactor` is `None` only in the debug-build canary switch.
+pub fn install(writer: LogWriter, redactor: Option<Arc<Redactor>>) {
+    let _ = SINK.set(Sink { writer, redactor });
+}
+
+thread_local! {
+    /// The line being rendered.
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Buffers that grew past this (a huge key) are released after the line.
+const KEEP: usize = 16 * 1024;
+
+impl GrantAudit<'_> {
+    /// Renders, redacts and writes the line, if the log filter wants `audit`
+    /// INFO events. Before [`install`] there is nowhere to write: the line is
+    /// dropped, never written unredacted.
+    pub fn write(&self) {
+        if !tracing::enabled!(target: "audit", tracing::Level::INFO) {
+            return;
+        }
+        let Some(sink) = SINK.get() else { return };
+        BUF.with(|cell| {
+            let Ok(mut line) = cell.try_borrow_mut() else { return };
+            line.clear();
+            self.render(sink.redactor.as_deref(), SystemTime::now(), &mut line);
+            // A failing stdout cannot be reported anywhere better.
+            let _ = sink.writer.write_line(&line);
+            if line.capacity() > KEEP {
+                *line = Vec::new();
+            }
+        });
+    }
+
+    /// The JSON object and its newline, appended to `out`; the client- and
+    /// user-supplied fields through `redactor` when there is one.
+    pub fn render(&self, redactor: Option<&Redactor>, now: SystemTime, out: &mut Vec<u8>) {
+        let redact = |s| match redactor {
+            Some(r) => r.redact_str(s),
+            None => Cow::Borrowed(s),
+        };
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        out.extend_from_slice(&timestamp(now));
+        out.extend_from_slice(b"\",\"level\":\"INFO\",\"event\":\"media_grant\"");
+        str_field(out, "user", &redact(self.user));
+        str_field(out, "role", self.role);
+        str_field(out, "tenant", self.tenant);
+        str_field(out, "key", &redact(self.key));
+        key(out, "expires_at");
+        out.push(b'"');
+        out.extend_from_slice(&rfc3339_seconds(self.expires_at));
+        out.push(b'"');
+        str_field(out, "request_id", &redact(self.request_id));
+        out.extend_from_slice(b",\"target\":\"audit\"}\n");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_types)] // a std `Mutex` around the test buffer, as in `logwriter`
+mod tests;
