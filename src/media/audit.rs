@@ -11,7 +11,8 @@
 //! The line names the grant, never the URL (a bearer credential): there is no
 //! field that could hold it. The fields whose text comes from the client or the
 //! SSO (`user`, `key`, `request_id`) pass the redaction engine one by one; the
-//! gate's own (`role`, `tenant`, `expires_at`) do not. Like every `audit`
+//! gate's own (`role`, `tenant`, `expires_at`, a request id the gate generated)
+//! do not. Like every `audit`
 //! event, the line is written only when the log filter lets `audit` INFO
 //! events through.
 
@@ -34,6 +35,9 @@ pub struct GrantAudit<'a> {
     pub key: &'a str,
     pub expires_at: SystemTime,
     pub request_id: &'a str,
+    /// The gate made `request_id` up (hex it generated holds no secret): it skips
+    /// the engine, as on the access line.
+    pub request_id_is_ours: bool,
 }
 
 /// Where grant lines go: the log writer and the engine they pass.
@@ -97,7 +101,8 @@ impl GrantAudit<'_> {
         out.push(b'"');
         out.extend_from_slice(&rfc3339_seconds(self.expires_at));
         out.push(b'"');
-        str_field(out, "request_id", &redact(self.request_id));
+        let request_id = if self.request_id_is_ours { Cow::Borrowed(self.request_id) } else { redact(self.request_id) };
+        str_field(out, "request_id", &request_id);
         out.extend_from_slice(b",\"target\":\"audit\"}\n");
     }
 }

@@ -255,6 +255,7 @@ async fn media_grant(ctx: &Ctx<'_>, key: String, user: &str) -> Result<Response<
                 key: grant.key.as_str(),
                 expires_at: grant.expires_at,
                 request_id: ctx.request_id.to_str().unwrap_or("-"),
+                request_id_is_ours: ctx.request_id_is_ours,
             }
             .write();
             Ok(response::media(grant.url, &ctx.request_id))

@@ -14,6 +14,7 @@ fn plain<'a>() -> GrantAudit<'a> {
         key: "bols/2025/PRT-2025-0002.pdf",
         expires_at: UNIX_EPOCH + Duration::from_secs(1_796_000_000),
         request_id: "0123456789abcdef0123456789abcdef",
+        request_id_is_ours: true,
     }
 }
 
@@ -26,6 +27,7 @@ fn awkward<'a>() -> GrantAudit<'a> {
         key: "bols/é \"x\"\\back\u{7}\t✓.pdf",
         expires_at: UNIX_EPOCH + Duration::new(951_782_400, 999_999_999),
         request_id: "-",
+        request_id_is_ours: false,
     }
 }
 
@@ -35,6 +37,7 @@ fn secretive<'a>(key: &'a str) -> GrantAudit<'a> {
         user: "Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123",
         key,
         request_id: "access_token=supersecretvalue123",
+        request_id_is_ours: false,
         ..plain()
     }
 }
@@ -160,6 +163,12 @@ fn client_and_user_fields_are_redacted_and_the_gates_own_fields_kept() {
     for secret in [JWT, "supersecretvalue123", "abcdefghijklmnopqrstuvwxyz0123"] {
         assert!(raw.contains(secret), "control: {secret} missing");
     }
+    // Only a request id the gate generated skips the engine (one that came with the
+    // request is the client's text).
+    let theirs = GrantAudit { request_id: JWT, request_id_is_ours: false, ..plain() };
+    assert_ne!(rendered(&theirs, Some(&r))["request_id"], JWT);
+    let ours = GrantAudit { request_id: JWT, request_id_is_ours: true, ..plain() };
+    assert_eq!(rendered(&ours, Some(&r))["request_id"], JWT);
 }
 
 #[test]
