@@ -14,8 +14,9 @@
 //! request after a real pause pays for a fresh one); hyper ends the connection the way it ends
 //! an idle keep-alive connection whose client left, without writing anything and without
 //! shutting the socket down. The gate takes the socket back ([`http1::Connection::into_parts`]),
-//! drops hyper's buffers, waits for the socket to become readable holding nothing else,
-//! and starts a fresh hyper connection for the next request. To the client this is one
+//! drops hyper's buffers and the tap, waits for the socket to become readable holding
+//! nothing else, and starts a fresh hyper connection (and a resumed tap) for the next
+//! request. To the client this is one
 //! keep-alive connection: no `Connection: close`, nothing written in between, pipelined
 //! bytes stay in order (any already read are handed to the next hyper connection first).
 //!
@@ -61,15 +62,24 @@ pub struct Protocols {
 type Io = Tap<SniffDeadline<TcpStream>>;
 
 /// Serves one accepted connection until it closes, or until `stop` asks for a drain.
-pub async fn serve(
+/// `keep` is held for the connection's life and dropped with it (its slot, its count).
+///
+/// The returned future is the connection's tokio task, allocated once for its largest
+/// state: so it holds only what an idle HTTP/1 connection needs (the socket, the
+/// service's two `Arc`s, the idle wait's timer and drain signal), and everything else
+/// lives in a box for as long as it is needed — the sniffing and the first busy period
+/// (or an HTTP/2 connection's whole life), then one busy period at a time. Not an `async
+/// fn`: its arguments would be kept next to the copies it moves on (see
+/// `tests::an_idle_connection_task_stays_small`).
+pub fn serve<K: Send + 'static>(
     stream: TcpStream,
     gate: Arc<Gate>,
     info: Arc<ConnInfo>,
     p: Arc<Protocols>,
     mut stop: watch::Receiver<bool>,
-) {
-    let watch = info.watch.clone();
-    let peer = info.peer;
+    keep: K,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let conn = info.clone();
     let service = service_fn(move |req| {
         let g = gate.clone();
         let c = info.clone();
@@ -82,24 +92,75 @@ pub async fn serve(
             Ok::<_, Infallible>(resp.map(|b| WatchedBody::new(b, open)))
         })
     });
+    async move {
+        let _keep = &keep;
+        let first = Box::pin(first_period(stream, service.clone(), &conn, &p, &mut stop)).await;
+        let Some(mut idle) = first else {
+            return;
+        };
+        loop {
+            if idle.pre.is_empty() {
+                // Idle: only the socket is held until the client sends again.
+                let deadline = tokio::time::sleep_until(idle.head_by);
+                tokio::pin!(deadline);
+                let woke = tokio::select! {
+                    ready = poll_fn(|cx| idle.tcp.poll_read_ready(cx)) => ready.is_ok(),
+                    () = &mut deadline => return,
+                    _ = stop.changed() => false,
+                };
+                if !woke {
+                    let _ = idle.tcp.shutdown().await;
+                    return;
+                }
+            }
+            let io = Tap::resumed(SniffDeadline::disarmed(idle.tcp), conn.watch.clone(), p.max_uri_bytes, idle.patient);
+            // Boxed, and gone while idle: hyper's connection and everything that serves
+            // it live only as long as a busy period.
+            let next = Box::pin(busy(io, idle.pre, Some(idle.head_by), service.clone(), &p, &conn.watch, &mut stop));
+            match next.await {
+                Some(i) => idle = i,
+                None => return,
+            }
+        }
+    }
+}
+
+/// The connection's first bytes: sniffing, then HTTP/2 for the connection's whole life,
+/// or HTTP/1 until its first idle end. `Some` when an HTTP/1 connection went idle.
+async fn first_period<S>(
+    stream: TcpStream,
+    service: S,
+    conn: &ConnInfo,
+    p: &Protocols,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Idle>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming> + Unpin + Clone,
+    S::Future: Send + Unpin + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     // hyper's header timer starts only once HTTP/1 is detected; the tap reads along for
     // what hyper does not report (HTTP/2 frames, raw `#`, the idle end).
-    let mut io = Tap::new(SniffDeadline::new(stream, p.header_read_timeout), watch.clone(), p.max_uri_bytes);
+    let mut io = Tap::new(SniffDeadline::new(stream, p.header_read_timeout), conn.watch.clone(), p.max_uri_bytes);
     let sniffed = tokio::select! {
-        // Boxed: short-lived, and the task keeps the size of an idle wait.
-        s = Box::pin(sniff(&mut io)) => s,
-        _ = stop.changed() => return,
+        s = sniff(&mut io) => s,
+        _ = stop.changed() => return None,
     };
     let (h2, first) = match sniffed {
         Ok(s) => s,
-        Err(e) => return tracing::debug!(error = %e, "connection ended with error"),
+        Err(e) => {
+            tracing::debug!(error = %e, "connection ended with error");
+            return None;
+        }
     };
     if h2 {
-        // Boxed: the task keeps the size an idle HTTP/1 connection needs.
-        Box::pin(http2(TokioIo::new(Rewind::new(first, io)), service, &p, &watch, peer, &mut stop)).await;
-    } else {
-        http1(io, first, service, &p, &watch, &mut stop).await;
+        http2(TokioIo::new(Rewind::new(first, io)), service, p, &conn.watch, conn.peer, stop).await;
+        return None;
     }
+    busy(io, first, None, service, p, &conn.watch, stop).await
 }
 
 async fn http2<S>(
@@ -157,76 +218,31 @@ async fn sniff(io: &mut Io) -> io::Result<(bool, Bytes)> {
     Ok((true, Bytes::copy_from_slice(&buf)))
 }
 
-/// How one hyper HTTP/1 connection ended.
-enum Ended {
-    /// Idle: the socket stays open for the next request (bytes already read, if any).
-    Idle(Bytes),
-    /// hyper closed the connection (`Connection: close`, HTTP/1.0, an error, a drain),
-    /// or the head after an idle wait came too late.
-    Closed,
+/// An HTTP/1 connection between two hyper connections: all it holds while idle.
+struct Idle {
+    tcp: TcpStream,
+    /// Bytes already read (and followed by the tap) that the next hyper connection gets
+    /// first; the idle wait is skipped when there are any.
+    pre: Bytes,
+    /// The next head must be read by then: the header timeout runs from the end of the
+    /// previous response, as on one hyper connection.
+    head_by: Instant,
+    /// See [`Tap::patient`].
+    patient: bool,
 }
 
-/// What an HTTP/1 connection holds between hyper connections.
-struct Held<S> {
-    io: Io,
-    service: S,
-    stopping: bool,
-}
-
-async fn http1<S>(
-    io: Io,
-    mut pre: Bytes,
-    service: S,
-    p: &Protocols,
-    watch: &ConnWatch,
-    stop: &mut watch::Receiver<bool>,
-) where
-    S: hyper::service::HttpService<hyper::body::Incoming> + Unpin,
-    S::Future: Unpin,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: 'static,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let mut held = Held { io, service, stopping: false };
-    // Set after an idle wait: the next head must be read by then (the header timeout runs
-    // from the end of the previous response, as on one hyper connection).
-    let mut head_by: Option<Instant> = None;
-    loop {
-        // Boxed, and gone while idle: hyper's connection and everything that serves it
-        // live only as long as a busy period; the task keeps the size of the idle wait.
-        let (back, ended) = Box::pin(busy(held, pre, head_by, p, watch, stop)).await;
-        held = back;
-        let Ended::Idle(left) = ended else {
-            return;
-        };
-        pre = left;
-        let deadline = Instant::now() + p.header_read_timeout;
-        head_by = Some(deadline);
-        if pre.is_empty() {
-            // Idle: only the socket is held until the client sends again.
-            let tcp = held.io.get_ref().get_ref();
-            tokio::select! {
-                ready = tcp.readable() => if ready.is_err() { return },
-                () = tokio::time::sleep_until(deadline) => return,
-                _ = stop.changed() => {
-                    let _ = held.io.shutdown().await;
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// One hyper connection, from the first request of a busy period to its idle end (or the
-/// connection's close).
+/// One hyper connection, from the first request of a busy period to its idle end
+/// (`Some`), or the connection's close (`None`: `Connection: close`, HTTP/1.0, an error, a
+/// drain, or a head after an idle wait that came too late).
 async fn busy<S>(
-    held: Held<S>,
+    mut io: Io,
     pre: Bytes,
     head_by: Option<Instant>,
+    service: S,
     p: &Protocols,
     watch: &ConnWatch,
     stop: &mut watch::Receiver<bool>,
-) -> (Held<S>, Ended)
+) -> Option<Idle>
 where
     S: hyper::service::HttpService<hyper::body::Incoming> + Unpin,
     S::Future: Unpin,
@@ -234,7 +250,6 @@ where
     S::ResBody: 'static,
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Held { mut io, service, mut stopping } = held;
     // The idle wait began `header_read_timeout` before `head_by`: a client back within
     // PARK_GRACE of it (or with pipelined bytes waiting) sends back to back.
     let back_soon = head_by.is_some_and(|by| {
@@ -243,7 +258,7 @@ where
     io.park_when_idle(back_soon);
     let mark = watch.requests();
     let mut conn = p.http1.serve_connection(TokioIo::new(Rewind::new(pre, io)), service);
-    stopping |= *stop.borrow();
+    let mut stopping = *stop.borrow();
     if stopping {
         Pin::new(&mut conn).graceful_shutdown();
     }
@@ -272,22 +287,26 @@ where
     };
     let parts = conn.into_parts();
     let (rest, mut io) = parts.io.into_inner().into_parts();
-    let ended = match result {
+    match result {
         Err(e) => {
             tracing::debug!(error = %e, "connection ended with error");
-            Ended::Closed
+            None
         }
         // The head after an idle wait did not arrive in time: closed without a word,
         // as hyper closes a keep-alive connection whose next head is late.
-        Ok(false) => Ended::Closed,
-        Ok(true) if io.parked() && !stopping => Ended::Idle(join(parts.read_buf, rest)),
+        Ok(false) => None,
+        Ok(true) if io.parked() && !stopping => Some(Idle {
+            pre: join(parts.read_buf, rest),
+            head_by: Instant::now() + p.header_read_timeout,
+            patient: io.patient(),
+            tcp: io.into_inner().into_inner(),
+        }),
         Ok(true) => {
             // hyper ended the exchange itself and, in this mode, left the socket open.
             let _ = io.shutdown().await;
-            Ended::Closed
+            None
         }
-    };
-    (Held { io, service: parts.service, stopping }, ended)
+    }
 }
 
 /// Bytes read but not yet served: hyper's unparsed input, then what it had not read of
@@ -341,3 +360,25 @@ impl<T: AsyncRead> AsyncRead for Rewind<T> {
 }
 
 super::write_passthrough!(Rewind);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `f` returns, without calling it.
+    fn output_size<A, B, C, D, E, K, F>(_: fn(A, B, C, D, E, K) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// The connection's future is its tokio task's size for its whole life, idle
+    /// included (docs/design.md §15: ≤ 4 KB per idle keep-alive connection, everything
+    /// counted). 568 bytes today (debug and release); it was 2,760 (release) while the
+    /// idle wait shared an `async fn` with the tap and the sniffing, which made tokio's
+    /// task 3,456 bytes per connection. With a busy period inline it is kilobytes.
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        let size = output_size(serve::<()>);
+        println!("connection future: {size} bytes");
+        assert!(size <= 640, "the connection task's future is {size} bytes");
+    }
+}

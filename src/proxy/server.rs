@@ -21,12 +21,26 @@ use std::sync::Arc;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::conn::ConnInfo;
 use super::conn_watch::{ConnWatch, H2Limits};
 use super::connection::{self, Protocols};
 use super::Gate;
+use crate::metrics::Metrics;
+
+/// A connection's place under `gate.max_connections` and in the metrics' count, given
+/// back when its task ends (dropped with the task's future).
+struct Slot {
+    metrics: Arc<Metrics>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
+    }
+}
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to
 /// `gate.drain_timeout` for in-flight requests. Returns whether the drain
@@ -101,14 +115,11 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
                 let trusted = gate.live.get().gate.trusted_proxies.iter().any(|n| n.contains(&peer.ip()));
                 let watch = ConnWatch::new(h2_limits);
                 let conn_info = Arc::new(ConnInfo { peer, trusted, watch });
-                let metrics = gate.metrics.clone();
-                metrics.connection_opened();
-                let task = connection::serve(stream, gate.clone(), conn_info, protocols.clone(), stopped.clone());
-                tokio::spawn(async move {
-                    task.await;
-                    metrics.connection_closed();
-                    drop(permit);
-                });
+                gate.metrics.connection_opened();
+                let slot = Slot { metrics: gate.metrics.clone(), _permit: permit };
+                // The connection's future is the task itself (no wrapper around it: an
+                // `async` block awaiting it would hold a second copy of its state).
+                tokio::spawn(connection::serve(stream, gate.clone(), conn_info, protocols.clone(), stopped.clone(), slot));
                 if at_cap_logged && slots.available_permits() > 0 {
                     at_cap_logged = false;
                 }

@@ -40,8 +40,14 @@ impl<T> SniffDeadline<T> {
         SniffDeadline { io, deadline: Some(Box::pin(tokio::time::sleep(timeout))), matched: 0 }
     }
 
-    pub fn get_ref(&self) -> &T {
-        &self.io
+    /// A stream whose protocol is already known (an HTTP/1 connection resumed after an
+    /// idle wait): reads never time out here.
+    pub fn disarmed(io: T) -> SniffDeadline<T> {
+        SniffDeadline { io, deadline: None, matched: 0 }
+    }
+
+    pub fn into_inner(self) -> T {
+        self.io
     }
 }
 

@@ -229,3 +229,34 @@ async fn idle_keep_alive_connections_close_at_the_header_read_timeout() {
     .unwrap();
     assert!(!up.seen.lock().unwrap().iter().any(|s| s.target == "/api/late"));
 }
+
+/// A drain (SIGTERM) closes idle keep-alive connections at once, holding only their
+/// socket in the idle wait, and the gate exits without waiting for the drain timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_closes_idle_keep_alive_connections_at_once() {
+    let up = Upstream::start().await;
+    let mut gate = GateBuilder::new(up.addr).gate("drain_timeout = \"30s\"\nheader_read_timeout = \"30s\"").start();
+    let addr = gate.addr;
+    let mut idle = tokio::task::spawn_blocking(move || {
+        let mut s = connect(addr);
+        let mut pending = Vec::new();
+        s.write_all(get("/api/x").as_bytes()).unwrap();
+        assert_eq!(read_answer(&mut s, &mut pending).expect("first").status, 200);
+        // Past the grace: the connection has parked.
+        std::thread::sleep(Duration::from_millis(300));
+        s
+    })
+    .await
+    .unwrap();
+    let t = Instant::now();
+    gate.signal("TERM");
+    let (closed, status) = tokio::task::spawn_blocking(move || {
+        let closed = closed_within(&mut idle, Duration::from_secs(10));
+        (closed, gate.child.wait().unwrap())
+    })
+    .await
+    .unwrap();
+    assert!(closed, "the idle connection stayed open through the drain");
+    assert!(t.elapsed() < Duration::from_secs(5), "drained only after {:?}", t.elapsed());
+    assert_eq!(status.code(), Some(0));
+}
