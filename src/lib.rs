@@ -10,7 +10,8 @@
 //! * [`gate_owned`] — the one list of routes the gate answers itself (login, callback, logout).
 //! * [`media`] — `/media/<key>` → presigned S3 redirect (SigV4, existence check).
 //! * [`identity`] — strip client-supplied identity headers, inject the gate's.
-//! * [`proxy`] — hyper server, upstream pool and the request pipeline.
+//! * [`proxy`] — hyper server and the request pipeline.
+//! * [`upstream`] — the keep-alive HTTP/1.1 client to Django and its pool of idle connections.
 //! * [`response`] — every answer the gate writes itself (verdicts, refusals, login-flow
 //!   pages), each with the same security headers.
 //! * [`cookie`] — the one `Cookie` parser, the session cookie, the gate's cookie names.
@@ -53,3 +54,4 @@ pub mod secret;
 pub mod session;
 pub mod shadow;
 pub mod status;
+pub mod upstream;

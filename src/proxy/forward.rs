@@ -1,6 +1,6 @@
 //! The `forward` phase's second half and the `respond` phase: send the prepared
-//! upstream request (`outbound::prepare`) on the pooled client with the response
-//! timeout, and shape the upstream's response for the client.
+//! upstream request (`outbound::prepare`) to the upstream (`crate::upstream`) with the
+//! response timeout, and shape the upstream's response for the client.
 //!
 //! Nothing here builds the request: it arrives complete. The response loses its
 //! hop-by-hop headers, `gate.hide_upstream_headers` and any `Set-Cookie` for the
@@ -13,7 +13,6 @@ use hyper::body::Incoming;
 
 use super::context::Ctx;
 use super::headers::{self, X_REQUEST_ID};
-use super::upstream;
 use crate::cookie;
 use crate::metrics::UpstreamError;
 use crate::response::{GateBody, Refusal};
@@ -23,18 +22,19 @@ use crate::response::{GateBody, Refusal};
 pub async fn send(ctx: &mut Ctx<'_>, req: Request<Incoming>) -> Result<Response<GateBody>, Refusal> {
     let (gate, config) = (ctx.gate, ctx.config);
     let sent = Instant::now();
-    let result = tokio::time::timeout(config.gate.upstream_timeout, gate.client.request(req)).await;
+    let result = tokio::time::timeout(config.gate.upstream_timeout, gate.upstream.send(req)).await;
     let latency = sent.elapsed();
     ctx.upstream_latency = Some(latency);
     let request_id = &ctx.request_id;
     let upstream_resp = match result {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
-            let refusal = upstream::classify(&e);
-            gate.metrics.upstream_error(match refusal {
-                Refusal::UpstreamConnect => UpstreamError::Connect,
-                _ => UpstreamError::Protocol,
-            });
+            // The kind is counted; the client learns neither it nor the error's text.
+            let (kind, refusal) = match e.is_connect() {
+                true => (UpstreamError::Connect, Refusal::UpstreamConnect),
+                false => (UpstreamError::Protocol, Refusal::UpstreamProtocol),
+            };
+            gate.metrics.upstream_error(kind);
             tracing::warn!(request_id = ?request_id, error = %e, "upstream request failed");
             return Err(refusal);
         }

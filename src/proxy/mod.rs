@@ -1,4 +1,5 @@
-//! The data plane: hyper server, upstream pool and the request pipeline
+//! The data plane: hyper server and the request pipeline (the client to Django is
+//! `crate::upstream`)
 //! (`docs/phases.md`).
 //!
 //! * [`server`] — the public listener: accepts HTTP/1.1 and cleartext HTTP/2,
@@ -17,7 +18,7 @@
 //!   per phase;
 //! * [`context`] — the request context each phase gets and the log phase reads;
 //! * [`target`] — the `parse` and `normalize` phases' target: `Host`, normalized
-//!   path, forwarded path and query (OAuth parameters removed), upstream URI;
+//!   path, forwarded path and query (OAuth parameters removed: the upstream target);
 //! * [`owned`] — the gate-owned routes: login, callback, logout;
 //! * [`ratelimit`] — the per-client rate limit on login and callback;
 //! * [`auth`] — the `authenticate` phase: session cookie or SSO Bearer JWT;
@@ -27,8 +28,6 @@
 //!   pooled request with its timeout, the response shaped for the client;
 //! * [`headers`] — header hygiene: hop-by-hop, `Connection` nominations,
 //!   `X-Forwarded-*`, `X-Request-Id`;
-//! * [`upstream`] — the pooled keep-alive HTTP/1.1 client to Django and its
-//!   failure mapping;
 //! * [`access_line`] — the access log line, written by a fixed-schema writer.
 //!
 //! What the gate answers itself (verdicts, refusals, login-flow pages) is written by
@@ -94,7 +93,6 @@ pub mod server;
 pub mod sniff_deadline;
 pub mod tap;
 pub mod target;
-pub mod upstream;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -113,7 +111,7 @@ use crate::session::{Store, StoreError};
 pub struct Gate {
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
-    pub client: upstream::UpstreamClient,
+    pub upstream: crate::upstream::Upstream,
     pub store: Arc<Store>,
     /// `None` when no SSO is configured: nobody can log in, and every route
     /// that is not public answers "login" (fail closed).
@@ -182,7 +180,7 @@ impl Gate {
         Ok(Gate {
             media,
             assertion,
-            client: upstream::client(&config.gate),
+            upstream: crate::upstream::Upstream::new(&config.gate),
             cookie: CookieSpec::from_config(&config),
             store,
             oidc,

@@ -8,7 +8,7 @@
 //! (`identity::inject`).
 
 use http::header;
-use http::{Request, Version};
+use http::{Request, Uri, Version};
 use hyper::body::Incoming;
 
 use super::context::Ctx;
@@ -19,8 +19,8 @@ use crate::identity::{self, Bound, InjectError};
 use crate::policy::Permit;
 use crate::response::{Internal, Refusal};
 
-/// The request the upstream gets for `parts` and `body`: the target's URI and `Host`,
-/// HTTP/1.1, the headers above. `forward_authorization`: a bearer rule with
+/// The request the upstream gets for `parts` and `body`: the target's forwarded path and
+/// query (origin-form) and `Host`, HTTP/1.1, the headers above. `forward_authorization`: a bearer rule with
 /// `forward_authorization = true` verified this request's `Authorization`, which the
 /// upstream then gets unchanged.
 pub fn prepare(
@@ -31,8 +31,8 @@ pub fn prepare(
     permit: Option<&Permit<'_>>,
     forward_authorization: bool,
 ) -> Result<Request<Incoming>, Refusal> {
-    let Target { host, path, upstream, .. } = target;
-    parts.uri = upstream;
+    let Target { host, path, forwarded } = target;
+    parts.uri = Uri::from(forwarded);
     parts.version = Version::HTTP_11;
     let h = &mut parts.headers;
     cookie::for_upstream(h, |name| ctx.gate.cookie.is_gate_cookie(name));

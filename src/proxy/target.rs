@@ -1,6 +1,6 @@
 //! The request target, checked and built once (`parse` and `normalize` phases): the
-//! `Host` to forward, the normalized path everything after sees, the path and query
-//! Django gets (OAuth parameters removed) and the upstream URI.
+//! `Host` to forward, the normalized path everything after sees, and the path and query
+//! Django gets (OAuth parameters removed), which is also its request target (origin-form).
 //!
 //! * origin-form, or absolute-form naming this gate (never a forward-proxy request);
 //! * exactly one valid `Host` (HTTP/2: `:authority`, and both agree when present),
@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{Method, Uri, Version};
 
 use crate::config::GateConfig;
@@ -24,10 +24,9 @@ pub struct Target<'a> {
     pub host: HeaderValue,
     /// The canonical path: routing, policy, media keys, logs and the upstream see this one.
     pub path: NormalizedPath<'a>,
-    /// The normalized path and the query without OAuth parameters, as forwarded (and logged).
+    /// The normalized path and the query without OAuth parameters, as forwarded (the
+    /// upstream request target, origin-form) and logged.
     pub forwarded: PathAndQuery,
-    /// `http://{gate.upstream}{forwarded}`: the upstream request line.
-    pub upstream: Uri,
 }
 
 /// Checks the target of a request whose head is `parts` and builds everything the later
@@ -52,12 +51,7 @@ pub fn check<'a>(gate: &GateConfig, parts: &http::request::Parts, raw: &'a Uri) 
     // upstream request line all see (design §3).
     let path = normalize(raw.path()).map_err(Refusal::Path)?;
     let forwarded = path_and_query(raw, &path)?;
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(gate.upstream.authority.clone());
-    uri.path_and_query = Some(forwarded.clone());
-    let upstream = Uri::from_parts(uri).map_err(|_| Refusal::Internal(Internal::UpstreamTarget))?;
-    Ok(Target { host, path, forwarded, upstream })
+    Ok(Target { host, path, forwarded })
 }
 
 /// Length of the request target as the client sent it (origin or absolute
@@ -186,9 +180,8 @@ mod tests {
         http::Request::get(target).header(header::HOST, host).body(()).unwrap().into_parts().0
     }
 
-    /// One call gives the `Host`, the normalized path, the forwarded path and query (OAuth
-    /// parameters gone) and the upstream URI built from that same forwarded target — never
-    /// from the raw one. Controls: a canonical target is reused as is; a foreign `Host` and
+    /// One call gives the `Host`, the normalized path and the forwarded path and query
+    /// (OAuth parameters gone), built from the normalized target — never from the raw one. Controls: a canonical target is reused as is; a foreign `Host` and
     /// a bad path are refused before anything is built.
     #[test]
     fn check_builds_the_target_once_from_the_normalized_path() {
@@ -205,7 +198,6 @@ mod tests {
             let t = check(&config.gate, &parts, &raw).unwrap();
             assert_eq!((t.host.to_str().unwrap(), t.path.as_str()), ("gate.example", path), "{raw_target}");
             assert_eq!(t.forwarded.as_str(), forwarded, "{raw_target}");
-            assert_eq!(t.upstream.to_string(), format!("http://10.0.0.7:8000{forwarded}"), "{raw_target}");
         }
         let parts = head("/api/x/?page=2", "gate.example");
         let raw = parts.uri.clone();

@@ -8,12 +8,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
+
+use crate::upstream::Body as UpstreamBody;
 
 pin_project_lite::pin_project! {
     #[project = GateBodyProj]
     pub enum GateBody {
-        Upstream { #[pin] inner: Incoming },
+        Upstream { #[pin] inner: UpstreamBody },
         Local { #[pin] inner: Full<Bytes> },
     }
 }
@@ -27,7 +28,7 @@ impl GateBody {
         GateBody::Local { inner: Full::new(Bytes::new()) }
     }
 
-    pub fn upstream(inner: Incoming) -> Self {
+    pub fn upstream(inner: UpstreamBody) -> Self {
         GateBody::Upstream { inner }
     }
 }

@@ -42,8 +42,6 @@ pub enum Internal {
     MissingPath,
     #[error("normalized path and query not representable")]
     UnrepresentablePath,
-    #[error("upstream URI not representable")]
-    UpstreamTarget,
     #[error("tenant id or name not representable as a header value")]
     TenantHeader,
     #[error("cannot sign the assertion")]
@@ -181,7 +179,6 @@ mod tests {
         let rid = HeaderValue::from_static("rid-1");
         let rows = [
             (Refusal::Internal(Internal::TenantHeader), 500, "internal"),
-            (Refusal::Internal(Internal::UpstreamTarget), 500, "internal"),
             (Refusal::Internal(Internal::AssertionSign), 500, "internal"),
             (Refusal::Request(Malformed::MultipleHost), 400, "bad_request"),
             (Refusal::Request(Malformed::MissingHost), 400, "bad_request"),

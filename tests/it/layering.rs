@@ -130,6 +130,7 @@ fn layers_below_the_proxy_never_import_it() {
         "response",
         "media",
         "redact",
+        "upstream",
         "identity",
         "cookie.rs",
         "normalize.rs",

@@ -33,3 +33,4 @@ mod redact;
 mod run;
 mod security_headers;
 mod session;
+mod upstream_pool;
