@@ -76,18 +76,13 @@ fn needs_escape(w: u64) -> bool {
 
 /// `,"name":` (a key after an earlier member).
 pub fn key(out: &mut Vec<u8>, name: &str) {
-    // Reserved once; the punctuation pushed, not copied (no `memcpy` call per byte pair).
-    out.reserve(name.len() + 4);
-    out.push(b',');
-    out.push(b'"');
+    out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
-    out.push(b'"');
-    out.push(b':');
+    out.extend_from_slice(b"\":");
 }
 
 /// `,"name":"value"`.
 pub fn str_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.reserve(name.len() + value.len() + 6);
     key(out, name);
     string(out, value);
 }
