@@ -169,6 +169,56 @@ impl<'a> MakeWriter<'a> for LogWriter {
     }
 }
 
+/// A destination for the lines the gate renders itself (the access line, the media audit
+/// line): the log writer and the redaction engine the line's client- and user-supplied
+/// fields pass. Each line is rendered into one buffer per thread and handed to the
+/// writer whole.
+pub struct LineSink(std::sync::OnceLock<(LogWriter, Option<Arc<crate::redact::Redactor>>)>);
+
+thread_local! {
+    /// The line being rendered (a [`LineSink`]'s).
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A line buffer that grew past this (a huge path or key) is released after the line.
+const LINE_KEEP: usize = 16 * 1024;
+
+impl LineSink {
+    pub const fn new() -> LineSink {
+        LineSink(std::sync::OnceLock::new())
+    }
+
+    /// Sets the destination (once, when logging starts: `cli`). `redactor` is `None` only
+    /// in the debug-build canary switch.
+    pub fn install(&self, writer: LogWriter, redactor: Option<Arc<crate::redact::Redactor>>) {
+        let _ = self.0.set((writer, redactor));
+    }
+
+    /// Renders one line with `render` (given the engine, if any) and writes it. Before
+    /// [`LineSink::install`] (a library user that never started logging) there is nowhere
+    /// to write, as with `tracing` and no subscriber: the line is dropped, never written
+    /// unredacted.
+    pub fn emit(&self, render: impl FnOnce(Option<&crate::redact::Redactor>, &mut Vec<u8>)) {
+        let Some((writer, redactor)) = self.0.get() else { return };
+        LINE.with(|cell| {
+            let Ok(mut line) = cell.try_borrow_mut() else { return };
+            line.clear();
+            render(redactor.as_deref(), &mut line);
+            // A failing stdout cannot be reported anywhere better.
+            let _ = writer.write_line(&line);
+            if line.capacity() > LINE_KEEP {
+                *line = Vec::new();
+            }
+        });
+    }
+}
+
+impl Default for LineSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The timestamp of every log line: RFC 3339, UTC, microseconds
 /// (`2026-11-29T18:00:00.123456Z`), the format `tracing-subscriber`'s default
 /// timer writes. The date and time up to the second are converted once per

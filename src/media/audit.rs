@@ -17,12 +17,11 @@
 //! events through.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::jsonw::{key, str_field};
-use crate::logwriter::{rfc3339_seconds, timestamp, LogWriter};
+use crate::logwriter::{rfc3339_seconds, timestamp, LineSink, LogWriter};
 use crate::redact::Redactor;
 
 /// What the audit line of one grant says.
@@ -40,27 +39,13 @@ pub struct GrantAudit<'a> {
     pub request_id_is_ours: bool,
 }
 
-/// Where grant lines go: the log writer and the engine they pass.
-struct Sink {
-    writer: LogWriter,
-    redactor: Option<Arc<Redactor>>,
-}
+/// Where grant lines go.
+static SINK: LineSink = LineSink::new();
 
-static SINK: OnceLock<Sink> = OnceLock::new();
-
-/// Installs the destination (once, when logging starts: `cli`, next to the
-/// access line's). `redactor` is `None` only in the debug-build canary switch.
+/// Installs the destination (once, when logging starts: `cli`, next to the access line's).
 pub fn install(writer: LogWriter, redactor: Option<Arc<Redactor>>) {
-    let _ = SINK.set(Sink { writer, redactor });
+    SINK.install(writer, redactor);
 }
-
-thread_local! {
-    /// The line being rendered.
-    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Buffers that grew past this (a huge key) are released after the line.
-const KEEP: usize = 16 * 1024;
 
 impl GrantAudit<'_> {
     /// Renders, redacts and writes the line, if the log filter wants `audit`
@@ -70,17 +55,7 @@ impl GrantAudit<'_> {
         if !tracing::enabled!(target: "audit", tracing::Level::INFO) {
             return;
         }
-        let Some(sink) = SINK.get() else { return };
-        BUF.with(|cell| {
-            let Ok(mut line) = cell.try_borrow_mut() else { return };
-            line.clear();
-            self.render(sink.redactor.as_deref(), SystemTime::now(), &mut line);
-            // A failing stdout cannot be reported anywhere better.
-            let _ = sink.writer.write_line(&line);
-            if line.capacity() > KEEP {
-                *line = Vec::new();
-            }
-        });
+        SINK.emit(|redactor, line| self.render(redactor, SystemTime::now(), line));
     }
 
     /// The JSON object and its newline, appended to `out`; the client- and

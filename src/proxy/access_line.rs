@@ -20,12 +20,11 @@
 //! To add a field: a member of [`AccessLine`] and one `field` call in
 //! [`AccessLine::render`], in the order the line should show it.
 
-use std::cell::RefCell;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::jsonw::{escaped, key, str_field, uint};
-use crate::logwriter::LogWriter;
+use crate::logwriter::{LineSink, LogWriter};
 use crate::policy::Features;
 use crate::redact::Redactor;
 
@@ -87,27 +86,13 @@ impl Redacted<'_> {
     }
 }
 
-/// Where access lines go: the log writer and the engine they pass.
-struct Sink {
-    writer: LogWriter,
-    redactor: Option<Arc<Redactor>>,
-}
+/// Where access lines go.
+static SINK: LineSink = LineSink::new();
 
-static SINK: OnceLock<Sink> = OnceLock::new();
-
-/// Installs the destination (once, when logging starts: `cli`). `redactor`
-/// is `None` only in the debug-build canary switch.
+/// Installs the destination (once, when logging starts: `cli`).
 pub fn install(writer: LogWriter, redactor: Option<Arc<Redactor>>) {
-    let _ = SINK.set(Sink { writer, redactor });
+    SINK.install(writer, redactor);
 }
-
-thread_local! {
-    /// The line being rendered.
-    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Buffers that grew past this (a huge path) are released after the line.
-const KEEP: usize = 16 * 1024;
 
 impl AccessLine<'_> {
     /// Renders, redacts and writes the line. Before [`install`] (a library
@@ -115,19 +100,9 @@ impl AccessLine<'_> {
     /// `tracing` and no subscriber: the line is dropped, never written
     /// unredacted.
     pub fn write(&self) {
-        let Some(sink) = SINK.get() else { return };
-        BUF.with(|cell| {
-            let Ok(mut line) = cell.try_borrow_mut() else { return };
-            line.clear();
-            match &sink.redactor {
-                Some(r) => self.redacted(r).render(std::time::SystemTime::now(), &mut line),
-                None => self.render(std::time::SystemTime::now(), &mut line),
-            }
-            // A failing stdout cannot be reported anywhere better.
-            let _ = sink.writer.write_line(&line);
-            if line.capacity() > KEEP {
-                *line = Vec::new();
-            }
+        SINK.emit(|redactor, line| match redactor {
+            Some(r) => self.redacted(r).render(std::time::SystemTime::now(), line),
+            None => self.render(std::time::SystemTime::now(), line),
         });
     }
 
