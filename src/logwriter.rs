@@ -304,6 +304,18 @@ impl tracing_subscriber::fmt::time::FormatTime for CachedTime {
     }
 }
 
+/// Test support: two renderings of one line (the gate's own writer and `tracing`'s JSON
+/// formatter) are the same object, timestamps aside (each must be RFC 3339 with
+/// microseconds, 27 characters; their values differ by when each was written).
+#[cfg(test)]
+pub(crate) fn assert_same_line_but_timestamp(mut ours: serde_json::Value, mut theirs: serde_json::Value) {
+    for v in [&mut ours, &mut theirs] {
+        let ts = v.as_object_mut().and_then(|o| o.remove("timestamp"));
+        assert_eq!(ts.as_ref().and_then(|t| t.as_str()).map(str::len), Some(27), "{v}");
+    }
+    assert_eq!(ours, theirs);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,16 +431,4 @@ mod tests {
             assert_eq!(std::str::from_utf8(&ours).unwrap(), humantime::format_rfc3339_seconds(t).to_string(), "{s}");
         }
     }
-}
-
-/// Test support: two renderings of one line (the gate's own writer and `tracing`'s JSON
-/// formatter) are the same object, timestamps aside (each must be RFC 3339 with
-/// microseconds, 27 characters; their values differ by when each was written).
-#[cfg(test)]
-pub(crate) fn assert_same_line_but_timestamp(mut ours: serde_json::Value, mut theirs: serde_json::Value) {
-    for v in [&mut ours, &mut theirs] {
-        let ts = v.as_object_mut().and_then(|o| o.remove("timestamp"));
-        assert_eq!(ts.as_ref().and_then(|t| t.as_str()).map(str::len), Some(27), "{v}");
-    }
-    assert_eq!(ours, theirs);
 }
