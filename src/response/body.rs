@@ -35,9 +35,9 @@ impl GateBody {
 
 impl Body for GateBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::upstream::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project() {
             GateBodyProj::Upstream { inner } => inner.poll_frame(cx),
             GateBodyProj::Local { inner } => match inner.poll_frame(cx) {

@@ -20,19 +20,24 @@
 //!   sent, even partly, is never repeated.
 
 mod body;
+mod codec;
+mod conn;
 mod pool;
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, TrySendError};
-use hyper_util::rt::TokioIo;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
 use tokio::net::TcpStream;
 
 pub use body::Body;
+use codec::Limits;
+use conn::{Conn, Failed, Writer};
 use pool::Pool;
 
 use crate::config::GateConfig;
@@ -40,13 +45,15 @@ use crate::config::GateConfig;
 /// TCP keepalive probes start after this long without traffic on an upstream socket.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
-type Sender = http1::SendRequest<Incoming>;
+/// A request body's error, whatever the body type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The client to the upstream, built once at start.
 pub struct Upstream {
     /// `host:port` of `gate.upstream`.
     addr: String,
     connect_timeout: Duration,
+    limits: Limits,
     pool: Arc<Pool>,
 }
 
@@ -59,8 +66,20 @@ pub enum Error {
     Connect(std::io::Error),
     #[error("connecting to the upstream timed out")]
     ConnectTimeout,
-    #[error(transparent)]
-    Http(#[from] hyper::Error),
+    #[error("upstream connection failed: {0}")]
+    Io(std::io::Error),
+    #[error("the upstream closed the connection before the response ended")]
+    Closed,
+    #[error("malformed upstream response: {0}")]
+    Parse(httparse::Error),
+    #[error("malformed upstream response: {0}")]
+    Malformed(&'static str),
+    #[error("upstream response head or chunk line too large")]
+    TooLarge,
+    #[error("request not sendable: {0}")]
+    Request(&'static str),
+    #[error("request body failed: {0}")]
+    RequestBody(BoxError),
 }
 
 impl Error {
@@ -77,52 +96,69 @@ impl Upstream {
         Upstream {
             addr: cfg.upstream.addr_hint.clone(),
             connect_timeout: cfg.upstream_connect_timeout,
+            limits: Limits { max_head: cfg.max_header_bytes, max_headers: cfg.max_headers },
             pool: Pool::start(cfg.upstream_pool_max_idle, cfg.upstream_pool_idle_timeout),
         }
     }
 
     /// Sends `req` (origin-form target, `Host` set) on an idle connection or a new one.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Body>, Error> {
-        let req = match self.pool.checkout() {
-            Some(tx) => match self.exchange(tx, req).await {
-                Ok(resp) => return Ok(resp),
-                // The idle connection closed before it took the request: nothing was
-                // sent, so the request goes once more, on a fresh connection.
-                Err(mut e) => match e.take_message() {
-                    Some(req) => req,
-                    None => return Err(Error::Http(e.into_error())),
+    pub async fn send<B>(&self, req: Request<B>) -> Result<Response<Body>, Error>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, mut body) = req.into_parts();
+        // The body's first frame, if it is there already, goes out with the head.
+        let first = poll_fn(|cx| {
+            Poll::Ready(match http_body::Body::is_end_stream(&body) {
+                true => Ok(None),
+                false => match Pin::new(&mut body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => Ok(Some(frame)),
+                    Poll::Ready(Some(Err(e))) => Err(Error::RequestBody(e.into())),
+                    Poll::Ready(None) | Poll::Pending => Ok(None),
                 },
-            },
-            None => req,
-        };
-        let tx = self.connect().await?;
-        self.exchange(tx, req).await.map_err(|e| Error::Http(e.into_error()))
-    }
-
-    async fn exchange(
-        &self,
-        mut tx: Sender,
-        req: Request<Incoming>,
-    ) -> Result<Response<Body>, TrySendError<Request<Incoming>>> {
-        let resp = tx.try_send_request(req).await?;
-        // A `101` leaves the connection to a protocol switch: never pooled.
-        let keep = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then_some(tx);
-        Ok(resp.map(|inner| Body::new(inner, keep, &self.pool)))
-    }
-
-    /// A new connection, its connection future spawned.
-    async fn connect(&self) -> Result<Sender, Error> {
-        let stream = match tokio::time::timeout(self.connect_timeout, tcp_connect(&self.addr)).await {
-            Ok(stream) => stream.map_err(Error::Connect)?,
-            Err(_elapsed) => return Err(Error::ConnectTimeout),
-        };
-        let (tx, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection closed with an error");
+            })
+        })
+        .await?;
+        let head_request = parts.method == Method::HEAD;
+        let mut writer = Writer::new(&parts, body, first)?;
+        if let Some(conn) = self.pool.checkout() {
+            match conn::exchange(conn, writer, true, self.limits, head_request).await {
+                Ok(done) => return Ok(self.response(done)),
+                // The idle connection was closed by the upstream before it took a byte:
+                // nothing was sent, so the request goes once more, on a fresh connection.
+                Err(Failed::Unsent(unsent, e)) => {
+                    tracing::debug!(error = %e, "pooled upstream connection closed; sending on a new one");
+                    writer = unsent;
+                    writer.failed = false;
+                }
+                Err(Failed::Error(e)) => return Err(e),
             }
-        });
-        Ok(tx)
+        }
+        let conn = self.connect().await?;
+        match conn::exchange(conn, writer, false, self.limits, head_request).await {
+            Ok(done) => Ok(self.response(done)),
+            Err(Failed::Unsent(_, e) | Failed::Error(e)) => Err(e),
+        }
+    }
+
+    fn response<B>(&self, (head, conn, writer): (codec::Head, Conn, Writer<B>)) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        // A `101` leaves the connection to a protocol switch: never pooled.
+        let reusable = head.reusable && head.parts.status != StatusCode::SWITCHING_PROTOCOLS;
+        let body = Body::new(conn, head.framing, reusable, writer, self.limits, &self.pool);
+        Response::from_parts(head.parts, body)
+    }
+
+    /// A new connection.
+    async fn connect(&self) -> Result<Conn, Error> {
+        match tokio::time::timeout(self.connect_timeout, tcp_connect(&self.addr)).await {
+            Ok(stream) => Ok(Conn::new(stream.map_err(Error::Connect)?)),
+            Err(_elapsed) => Err(Error::ConnectTimeout),
+        }
     }
 }
 

@@ -1,11 +1,11 @@
 //! The idle upstream connections: a LIFO stack behind a std `Mutex` (the critical sections
 //! are a push, a pop or a short scan; nothing awaits inside), at most `max_idle` deep.
 //!
-//! * A connection is handed out only while its sender is open and ready (its connection
-//!   task has finished the previous exchange and waits for the next request).
+//! * A connection is handed out only while it has nothing to read ([`Conn::is_stale`]:
+//!   the upstream has not closed it, it has not failed, no unasked bytes arrived).
 //! * One idle for `idle_timeout` is dropped, which closes it: at checkout (its timestamp),
-//!   and by a sweep every quarter of `idle_timeout`, so an unused pool does not keep
-//!   sockets open forever.
+//!   and by a sweep every quarter of `idle_timeout` (which also drops the stale ones), so
+//!   an unused pool does not keep sockets open forever.
 //! * The most recently used connection goes out first: the others age and are swept, so the
 //!   pool shrinks back after a burst.
 
@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use super::Sender;
+use super::conn::Conn;
 
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
@@ -23,14 +23,13 @@ pub struct Pool {
 }
 
 struct Idle {
-    tx: Sender,
+    conn: Conn,
     since: Instant,
 }
 
 impl Idle {
-    /// Closed by either side, or idle too long: never handed out again.
-    fn is_dead(&self, now: Instant, idle_timeout: Duration) -> bool {
-        self.tx.is_closed() || now.saturating_duration_since(self.since) >= idle_timeout
+    fn expired(&self, now: Instant, idle_timeout: Duration) -> bool {
+        now.saturating_duration_since(self.since) >= idle_timeout
     }
 }
 
@@ -47,41 +46,32 @@ impl Pool {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The most recently pooled connection that is ready for a request. Dead ones met on
-    /// the way are dropped; open ones not ready yet (their request body still streaming
-    /// after the response ended) stay for later.
-    pub fn checkout(&self) -> Option<Sender> {
+    /// The most recently pooled connection that is still good. Expired and stale ones met
+    /// on the way are dropped (the socket is looked at outside the lock).
+    pub fn checkout(&self) -> Option<Conn> {
         let now = Instant::now();
-        let mut idle = self.lock();
-        let mut i = idle.len();
-        while i > 0 {
-            i -= 1;
-            if idle[i].is_dead(now, self.idle_timeout) {
-                idle.remove(i);
-            } else if idle[i].tx.is_ready() {
-                return Some(idle.remove(i).tx);
+        loop {
+            let idle = self.lock().pop()?;
+            if !idle.expired(now, self.idle_timeout) && !idle.conn.is_stale() {
+                return Some(idle.conn);
             }
         }
-        None
     }
 
-    /// Pools `tx` after a complete exchange, unless the pool is full (then it is dropped,
-    /// which closes the connection) or the connection already closed.
-    pub fn put(&self, tx: Sender) {
-        if tx.is_closed() {
-            return;
-        }
+    /// Pools `conn` after a complete exchange, unless the pool is full (then it is
+    /// dropped, which closes the connection).
+    pub fn put(&self, conn: Conn) {
         let since = Instant::now();
         let mut idle = self.lock();
         if idle.len() < self.max_idle {
-            idle.push(Idle { tx, since });
+            idle.push(Idle { conn, since });
         }
     }
 
-    /// Drops every dead idle connection.
+    /// Drops every expired or stale idle connection.
     fn sweep(&self) {
         let now = Instant::now();
-        self.lock().retain(|c| !c.is_dead(now, self.idle_timeout));
+        self.lock().retain(|c| !c.expired(now, self.idle_timeout) && !c.conn.is_stale());
     }
 
     #[cfg(test)]
