@@ -286,10 +286,13 @@ where
             }
         }
         loop {
-            match codec::parse_head(&mut conn.buf, limits, head_request)? {
-                Some(head) if head.parts.status.is_informational() && head.parts.status != 101 => continue,
-                Some(head) => return Poll::Ready(Ok(head)),
-                None => {}
+            // Parsed only when there are bytes: most heads arrive in one read.
+            while !conn.buf.is_empty() {
+                match codec::parse_head(&mut conn.buf, limits, head_request)? {
+                    Some(head) if head.parts.status.is_informational() && head.parts.status != 101 => {}
+                    Some(head) => return Poll::Ready(Ok(head)),
+                    None => break,
+                }
             }
             match ready!(conn.poll_fill(cx, 0)) {
                 Ok(0) => return Poll::Ready(Err(write_error.take().unwrap_or(Error::Closed))),

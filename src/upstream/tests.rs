@@ -15,8 +15,11 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::codec::Limits;
 use super::pool::Pool;
 use super::{Error, Upstream};
+
+const LIMITS: Limits = Limits { max_head: 64 * 1024, max_headers: 100 };
 
 /// A blocking HTTP/1.1 upstream on its own threads, invisible to the test's runtime.
 /// `GET /drop` is read and answered by closing the connection; anything else gets `ok`.
@@ -88,6 +91,7 @@ fn client(up: &StdUpstream) -> Upstream {
     Upstream {
         addr: up.addr.to_string(),
         connect_timeout: Duration::from_secs(5),
+        limits: LIMITS,
         pool: Pool::start(8, Duration::from_secs(90)),
     }
 }
@@ -155,11 +159,11 @@ async fn a_request_that_was_sent_is_never_repeated() {
     assert_eq!(text(client.send(get("/a").await).await.unwrap()).await, "ok");
     tokio::time::sleep(Duration::from_millis(50)).await;
     let err = client.send(get("/drop").await).await.err().expect("the upstream closed without answering");
-    assert!(matches!(err, Error::Http(_)) && !err.is_connect(), "{err:?}");
+    assert!(matches!(err, Error::Closed | Error::Io(_)) && !err.is_connect(), "{err:?}");
     assert_eq!((up.accepted.load(Ordering::SeqCst), up.requests.load(Ordering::SeqCst)), (1, 2));
     // A fresh connection that fails the same way is not retried either.
     let err = client.send(get("/drop").await).await.err().expect("closed again");
-    assert!(matches!(err, Error::Http(_)), "{err:?}");
+    assert!(matches!(err, Error::Closed | Error::Io(_)), "{err:?}");
     assert_eq!((up.accepted.load(Ordering::SeqCst), up.requests.load(Ordering::SeqCst)), (2, 3));
 }
 
@@ -170,6 +174,7 @@ async fn a_refused_connection_is_a_connect_error() {
     let client = Upstream {
         addr: addr.to_string(),
         connect_timeout: Duration::from_secs(5),
+        limits: LIMITS,
         pool: Pool::start(8, Duration::from_secs(90)),
     };
     let err = client.send(get("/a").await).await.err().expect("nothing listens");
