@@ -273,14 +273,15 @@ where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    // A write that failed after part of the request went out: the answer may still come
-    // (an upstream that refuses a body answers and closes); if none does, this is the error.
+    // A write the upstream's socket refused after part of the request went out: the answer
+    // may still come (an upstream that refuses a body answers and closes); if none does,
+    // this is the error.
     let mut write_error = None;
     let head = poll_fn(|cx| {
         if !writer.failed && !writer.is_done() {
             match writer.poll_write(&mut conn.stream, cx) {
-                // Nothing went out: no answer to wait for.
-                Poll::Ready(Err(e)) if !writer.sent => return Poll::Ready(Err(e)),
+                // Nothing went out, or the request itself is broken: no answer to wait for.
+                Poll::Ready(Err(e)) if !writer.sent || !matches!(e, Error::Io(_)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Err(e)) => write_error = Some(e),
                 Poll::Ready(Ok(())) | Poll::Pending => {}
             }

@@ -198,4 +198,6 @@ async fn tcp_connect(addr: &str) -> std::io::Result<TcpStream> {
 }
 
 #[cfg(test)]
+mod exchange_tests;
+#[cfg(test)]
 mod tests;
