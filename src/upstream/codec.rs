@@ -198,7 +198,8 @@ pub fn parse_head(buf: &mut BytesMut, limits: Limits, head_request: bool) -> Res
     let mut length: Option<u64> = None;
     let mut close = version == Version::HTTP_10;
     for &[ns, ne, vs, ve] in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize]).map_err(|_| Error::Malformed("header name"))?;
+        let name =
+            HeaderName::from_bytes(&head[ns as usize..ne as usize]).map_err(|_| Error::Malformed("header name"))?;
         let value = head.slice(vs as usize..ve as usize);
         if name == header::TRANSFER_ENCODING {
             // The last coding of the last field is what frames the body.
@@ -241,7 +242,8 @@ pub fn parse_head(buf: &mut BytesMut, limits: Limits, head_request: bool) -> Res
 /// httparse over `buf`: the head's length, version, status code and header count, each
 /// header's place in `spans`.
 fn parse_spans(buf: &[u8], limits: Limits, spans: &mut [Spans]) -> Result<Option<(usize, Version, u16, usize)>, Error> {
-    let mut slots: [MaybeUninit<httparse::Header<'_>>; STACK_HEADERS] = [const { MaybeUninit::uninit() }; STACK_HEADERS];
+    let mut slots: [MaybeUninit<httparse::Header<'_>>; STACK_HEADERS] =
+        [const { MaybeUninit::uninit() }; STACK_HEADERS];
     let mut heap = Vec::new();
     let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if spans.len() <= STACK_HEADERS {
         &mut slots[..spans.len()]

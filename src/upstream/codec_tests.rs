@@ -23,7 +23,8 @@ fn refused(head: &str) -> String {
 
 #[test]
 fn a_response_head_becomes_parts_and_leaves_the_body_in_the_buffer() {
-    let mut buf = BytesMut::from("HTTP/1.1 201 Created\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\r\nhello");
+    let mut buf =
+        BytesMut::from("HTTP/1.1 201 Created\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\r\nhello");
     let head = parse_head(&mut buf, LIMITS, false).unwrap().unwrap();
     assert_eq!(head.parts.status, StatusCode::CREATED);
     assert_eq!(head.parts.version, Version::HTTP_11);
@@ -57,9 +58,9 @@ fn bodies_are_framed_as_rfc_9112_says() {
 
 #[test]
 fn a_closing_or_http_1_0_response_is_not_reusable() {
-    assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: keep-alive, Close\r\n\r\n").1, false);
-    assert_eq!(framing("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n").1, false);
-    assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n").1, true);
+    assert!(!framing("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: keep-alive, Close\r\n\r\n").1);
+    assert!(!framing("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n").1);
+    assert!(framing("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n").1);
 }
 
 #[test]
@@ -148,7 +149,13 @@ fn bad_chunk_sizes_are_refused() {
 
 #[test]
 fn chunk_lines_and_data_need_their_crlf() {
-    for wire in [&b"5\nhello\r\n0\r\n\r\n"[..], b"5\r\nhelloX\r\n0\r\n\r\n", b"5\r\nhello\n0\r\n\r\n", b"5\r\r\nhello\r\n", b"5\r\nhello\r\n0\r\n\n"] {
+    for wire in [
+        &b"5\nhello\r\n0\r\n\r\n"[..],
+        b"5\r\nhelloX\r\n0\r\n\r\n",
+        b"5\r\nhello\n0\r\n\r\n",
+        b"5\r\r\nhello\r\n",
+        b"5\r\nhello\r\n0\r\n\n",
+    ] {
         assert!(decode_all(wire, 64).is_err(), "{:?}", String::from_utf8_lossy(wire));
     }
     let long = format!("5;{}\r\nhello\r\n0\r\n\r\n", "x".repeat(5000));
@@ -169,11 +176,17 @@ fn request_heads_carry_one_framing_line() {
     let get = Request::get("/a?b=1").header("host", "gate.test").body(()).unwrap();
     assert_eq!(head_of(get, true, Some(0)), ("GET /a?b=1 HTTP/1.1\r\nhost: gate.test\r\n\r\n".into(), Outgoing::Empty));
     let post = Request::post("/p").header("content-length", "11").body(()).unwrap();
-    assert_eq!(head_of(post, false, Some(11)), ("POST /p HTTP/1.1\r\ncontent-length: 11\r\n\r\n".into(), Outgoing::Length(11)));
+    assert_eq!(
+        head_of(post, false, Some(11)),
+        ("POST /p HTTP/1.1\r\ncontent-length: 11\r\n\r\n".into(), Outgoing::Length(11))
+    );
     let known = Request::builder().method(Method::PUT).uri("/p").body(()).unwrap();
     assert_eq!(head_of(known, false, Some(3)).1, Outgoing::Length(3));
     let unknown = Request::post("/p").header("transfer-encoding", "chunked").body(()).unwrap();
-    assert_eq!(head_of(unknown, false, None), ("POST /p HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n".into(), Outgoing::Chunked));
+    assert_eq!(
+        head_of(unknown, false, None),
+        ("POST /p HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n".into(), Outgoing::Chunked)
+    );
     let differing = Request::post("/p").header("content-length", "1").header("content-length", "2").body(()).unwrap();
     assert!(encode_head(&differing.into_parts().0, false, None, 0).is_err());
 }

@@ -161,7 +161,8 @@ where
     fn frame(&mut self, data: Bytes) -> Result<(ChunkLine, Bytes, Bytes), Error> {
         match &mut self.outgoing {
             Outgoing::Length(left) => {
-                *left = left.checked_sub(data.len() as u64).ok_or(Error::Request("body longer than its content-length"))?;
+                *left =
+                    left.checked_sub(data.len() as u64).ok_or(Error::Request("body longer than its content-length"))?;
                 Ok((ChunkLine::default(), data, Bytes::new()))
             }
             Outgoing::Chunked => Ok((ChunkLine::new(data.len()), data, Bytes::from_static(b"\r\n"))),

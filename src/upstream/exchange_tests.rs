@@ -268,8 +268,11 @@ async fn a_body_longer_or_shorter_than_declared_is_an_error() {
 /// the request never finished.
 #[tokio::test]
 async fn an_answer_before_the_request_body_ends_is_delivered_and_not_pooled() {
-    let up = Scripted::start(&[Step { read_body: false, answer: b"HTTP/1.1 413 Too Large\r\ncontent-length: 3\r\n\r\nbig" }])
-        .await;
+    let up = Scripted::start(&[Step {
+        read_body: false,
+        answer: b"HTTP/1.1 413 Too Large\r\ncontent-length: 3\r\n\r\nbig",
+    }])
+    .await;
     let client = up.client();
     let req = http::Request::post("/p").header("host", "gate.test").body(frames(&["part"], true)).unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(5), client.send(req)).await.expect("no deadlock").unwrap();
@@ -292,7 +295,8 @@ async fn a_first_write_refused_by_a_reset_connection_leaves_the_request_unsent()
         tokio::time::sleep(Duration::from_millis(50)).await;
         let conn = Conn::new(stream);
         assert!(conn.is_stale(), "a reset connection is never handed out of the pool");
-        let (parts, body) = http::Request::post("/p").body(Full::new(Bytes::from_static(b"data"))).unwrap().into_parts();
+        let (parts, body) =
+            http::Request::post("/p").body(Full::new(Bytes::from_static(b"data"))).unwrap().into_parts();
         let writer = Writer::new(&parts, body, None).unwrap();
         match exchange(conn, writer, pooled, LIMITS, false).await {
             Err(Failed::Unsent(mut writer, _)) if pooled => {
