@@ -2,22 +2,37 @@
 //! Below the proxy: it knows the configuration, not the pipeline (`response::GateBody`
 //! carries its [`Body`]).
 //!
-//! One upstream, so no pool key: idle connections wait in [`pool::Pool`] (LIFO, at most
-//! `gate.upstream_pool_max_idle`, closed after `gate.upstream_pool_idle_timeout` idle),
-//! each a `hyper::client::conn::http1` sender whose connection future runs as its own
-//! task. A connection goes back to the pool only when its response body has been read to
-//! the end ([`body::Body`]); one whose body is dropped early is closed.
+//! The gate's own client, with no task of its own: the request's task writes the request
+//! and reads the response head ([`conn::exchange`]), and whoever polls the response body
+//! (hyper's server, in the client connection's task) reads the body off the socket. One
+//! upstream, so no pool key: idle connections (a socket and its read buffer) wait in
+//! [`pool::Pool`] (LIFO, at most `gate.upstream_pool_max_idle`, closed after
+//! `gate.upstream_pool_idle_timeout` idle). A connection goes back to the pool only when
+//! its response body was read to the end, nothing more arrived, the response did not say
+//! `Connection: close` and the whole request went out ([`body::Body`]); one whose body is
+//! dropped early is closed.
 //!
 //! * **Connect**: `gate.upstream`'s `host:port` (resolved per connect unless it is an IP
 //!   address), within `gate.upstream_connect_timeout` (resolving included), `TCP_NODELAY`,
 //!   TCP keepalive after 60 s idle. Plain HTTP only (the configuration refuses others).
 //! * **Request**: sent as prepared (`outbound::prepare`): origin-form target, the gate's
 //!   own `Host`. The upstream address is the one the gate started with (a reload that
-//!   changes `gate.upstream` takes effect at the next restart, `crate::reload`).
+//!   changes `gate.upstream` takes effect at the next restart, `crate::reload`). The head
+//!   (and the body's first frame if it is already there) goes out in one vectored write;
+//!   a body with a `Content-Length` (declared, or known) goes as is and must have exactly
+//!   that many bytes, one of unknown length goes chunked ([`codec::encode_head`]). The
+//!   body is written while the response is read: an upstream may answer first.
+//! * **Response** ([`codec::parse_head`]): head within `gate.max_header_bytes` and
+//!   `gate.max_headers` (as for clients' requests); interim `1xx` answers skipped, `101`
+//!   passed up (`forward` refuses it). Body framing as RFC 9112 §6.3 says; a response with
+//!   both `Transfer-Encoding` and `Content-Length`, or with differing lengths, is refused
+//!   (a 502), never guessed at.
 //! * **A stale pooled connection**: the upstream may close an idle keep-alive connection
-//!   just as the gate picks it. A request that such a connection hands back unsent
-//!   (`try_send_request`) is sent once more on a fresh connection; a request that was
-//!   sent, even partly, is never repeated.
+//!   just as the gate picks it. Checkout looks at each pooled socket without blocking
+//!   ([`conn::Conn::is_stale`]) and drops one that is closed or has anything to read. A
+//!   request whose first write on a pooled connection fails with the upstream gone and
+//!   nothing accepted is sent once more on a fresh connection; a request that was sent,
+//!   even partly, is never repeated.
 
 mod body;
 mod codec;
