@@ -152,6 +152,8 @@ fn chunk_lines_and_data_need_their_crlf() {
     for wire in [
         &b"5\nhello\r\n0\r\n\r\n"[..],
         b"5\r\nhelloX\r\n0\r\n\r\n",
+        // Two bytes where the CRLF belongs, and a valid body after them.
+        b"5\r\nhelloXY0\r\n\r\n",
         b"5\r\nhello\n0\r\n\r\n",
         b"5\r\r\nhello\r\n",
         b"5\r\nhello\r\n0\r\n\n",
