@@ -14,15 +14,23 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// The inside of [`string`]: `s` escaped, without the quotes (a string written in
-/// pieces).
+/// pieces). Most text needs no escaping: one scan, one copy.
 pub fn escaped(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
-    let mut from = 0;
+    let clean = clean_len(b);
+    out.extend_from_slice(&b[..clean]);
+    if clean < b.len() {
+        escape_from(out, b, clean);
+    }
+}
+
+/// [`escaped`] from the first byte that needs escaping (`b[from]`) on.
+#[cold]
+#[inline(never)]
+fn escape_from(out: &mut Vec<u8>, b: &[u8], mut from: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     loop {
-        let at = from + clean_len(&b[from..]);
-        out.extend_from_slice(&b[from..at]);
-        let Some(&c) = b.get(at) else { break };
+        let Some(&c) = b.get(from) else { break };
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -33,7 +41,10 @@ pub fn escaped(out: &mut Vec<u8>, s: &str) {
             0x0c => out.extend_from_slice(b"\\f"),
             _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(c >> 4)], HEX[usize::from(c & 0xf)]]),
         }
-        from = at + 1;
+        from += 1;
+        let at = from + clean_len(&b[from..]);
+        out.extend_from_slice(&b[from..at]);
+        from = at;
     }
 }
 
@@ -50,18 +61,37 @@ const ESCAPED: [bool; 256] = {
     t
 };
 
-/// Length of the prefix of `b` that needs no escaping: eight bytes at a time, then byte
-/// by byte.
+/// Length of the prefix of `b` that needs no escaping: eight bytes at a time (the last
+/// word overlapping the one before it, so a clean string of eight bytes or more is
+/// never read byte by byte), then byte by byte from the word that has one.
 fn clean_len(b: &[u8]) -> usize {
+    let n = b.len();
+    if n < 8 {
+        return scan(b, 0);
+    }
     let mut i = 0;
-    for word in b.chunks_exact(8) {
-        let Ok(word) = <[u8; 8]>::try_from(word) else { break };
-        if needs_escape(u64::from_le_bytes(word)) {
-            break;
+    while i + 8 <= n {
+        if needs_escape(word(b, i)) {
+            return scan(b, i);
         }
         i += 8;
     }
-    i + b[i..].iter().position(|&c| ESCAPED[usize::from(c)]).unwrap_or(b.len() - i)
+    if i == n || !needs_escape(word(b, n - 8)) {
+        return n;
+    }
+    scan(b, i)
+}
+
+/// The eight bytes of `b` at `at` (`at + 8 <= b.len()`), little-endian.
+fn word(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Index of the first byte at or after `from` that needs escaping (`b.len()`: none).
+fn scan(b: &[u8], from: usize) -> usize {
+    b[from..].iter().position(|&c| ESCAPED[usize::from(c)]).map_or(b.len(), |i| from + i)
 }
 
 /// Whether any of the eight bytes of `w` is `"`, `\` or below 0x20 (exact: the
@@ -83,8 +113,11 @@ pub fn key(out: &mut Vec<u8>, name: &str) {
 
 /// `,"name":"value"`.
 pub fn str_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.reserve(name.len() + value.len() + 6);
     key(out, name);
-    string(out, value);
+    out.push(b'"');
+    escaped(out, value);
+    out.push(b'"');
 }
 
 /// An unsigned integer in decimal.
@@ -115,11 +148,14 @@ mod tests {
                 .collect();
         // Every byte that needs escaping at every offset of a long clean run (the
         // eight-byte skip must never step over one), and every ASCII byte alone.
+        // Every length around the word size, so the overlapping last word is exercised.
         for c in (0u8..0x20).chain([b'"', b'\\', b'a', 0x7f]) {
-            for at in 0..20 {
-                let mut s = "abcdefghijklmnopqrst".to_string().into_bytes();
-                s[at] = c;
-                samples.push(String::from_utf8(s).unwrap());
+            for len in 1..=25 {
+                for at in 0..len {
+                    let mut s = "abcdefghijklmnopqrstuvwxy".as_bytes()[..len].to_vec();
+                    s[at] = c;
+                    samples.push(String::from_utf8(s).unwrap());
+                }
             }
         }
         samples.extend((0u8..0x80).map(|c| char::from(c).to_string()));

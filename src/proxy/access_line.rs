@@ -116,10 +116,12 @@ impl AccessLine<'_> {
             // A standard method's name is the gate's vocabulary; an extension method is
             // the client's text.
             method: ours(self.method, is_standard_method(self.method)),
-            path: r.redact_str(self.path),
+            // Texts that repeat per caller, rule and endpoint: a verdict of this engine on
+            // exactly this text is reused (`Redactor::redact_field`).
+            path: r.redact_field(self.path),
             query: opt(self.query),
-            rule: r.redact_str(self.rule),
-            user: r.redact_str(self.user),
+            rule: r.redact_field(self.rule),
+            user: r.redact_field(self.user),
             request_id: ours(self.request_id, self.request_id_is_ours),
             error: opt(self.error),
         }
@@ -170,12 +172,20 @@ fn features(out: &mut Vec<u8>, f: Option<&Features>) {
     out.push(b'"');
     let mut first = true;
     for (feature, perms) in f.into_iter().flatten() {
+        // The feature's name, escaped once and copied before each of its permissions.
+        let mut name = 0..0;
         for p in perms {
             if !first {
                 out.push(b',');
             }
             first = false;
-            escaped(out, feature);
+            if name.is_empty() {
+                let start = out.len();
+                escaped(out, feature);
+                name = start..out.len();
+            } else {
+                out.extend_from_within(name.clone());
+            }
             out.push(b':');
             escaped(out, p);
         }
@@ -454,5 +464,37 @@ mod tests {
         let ours = AccessLine { method: "PATCH", request_id: jwt, request_id_is_ours: true, ..full() };
         let v = render(&ours);
         assert_eq!((v["method"].as_str(), v["request_id"].as_str()), (Some("PATCH"), Some(jwt)));
+    }
+
+    /// `user`, `rule` and `path` skip the scan only for exactly a text the same engine
+    /// already found clean (`Redactor::redact_field`): a secret in the caller's e-mail is
+    /// redacted right after a clean look-alike in the same memo slot, and a reload's
+    /// engine with an operator pattern redacts a text the old engine found clean.
+    #[test]
+    fn remembered_clean_fields_never_hide_a_secret() {
+        use crate::redact::memo::{CLEAN_TWIN, SECRET_TWIN};
+        let render = |r: &Redactor, user: &str, rule: &str| {
+            let line = AccessLine { user, rule, ..full() };
+            let mut out = Vec::new();
+            line.redacted(r).render(std::time::SystemTime::now(), &mut out);
+            let v = parse(&out);
+            (v["user"].as_str().unwrap().to_string(), v["rule"].as_str().unwrap().to_string())
+        };
+        let builtin = Redactor::builtin();
+        for _ in 0..2 {
+            assert_eq!(render(&builtin, CLEAN_TWIN, "rule-a"), (CLEAN_TWIN.to_string(), "rule-a".to_string()));
+        }
+        let (user, _) = render(&builtin, SECRET_TWIN, "rule-a");
+        assert!(!user.contains("secretpw") && user.contains("[REDACTED:userinfo]"), "{user}");
+        // Control: the same text through the engine alone.
+        assert_eq!(builtin.redact_str(SECRET_TWIN), user);
+
+        let reloaded = Redactor::new(&[crate::redact::RawPattern {
+            name: "rule_pin".to_string(),
+            regex: "rule-[a-z]".to_string(),
+        }])
+        .unwrap();
+        assert_eq!(render(&builtin, CLEAN_TWIN, "rule-a").1, "rule-a");
+        assert_eq!(render(&reloaded, CLEAN_TWIN, "rule-a").1, "[REDACTED:rule_pin]");
     }
 }

@@ -28,6 +28,7 @@
 
 pub mod detectors;
 pub mod export;
+pub(crate) mod memo;
 pub mod query;
 pub mod stream;
 pub mod writer;
@@ -36,6 +37,7 @@ pub mod writer;
 mod tests;
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
@@ -128,7 +130,12 @@ pub struct Redactor {
     /// Detectors without anchors (operator patterns): always run.
     always: Vec<usize>,
     replacements: Vec<Vec<u8>>,
+    /// Unique per engine built: [`memo`] verdicts of one engine are never used by another.
+    id: u64,
 }
+
+/// The next [`Redactor::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -153,6 +160,7 @@ impl Redactor {
             anchor_owner: Vec::new(),
             always: Vec::new(),
             replacements: Vec::new(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -222,7 +230,8 @@ impl Redactor {
         let anchors = build(MatchKind::Standard, true)?;
         let any_anchor = build(MatchKind::LeftmostFirst, true)?;
         let replacements = detectors.iter().map(|d| format!("[REDACTED:{}]", d.name).into_bytes()).collect();
-        Ok(Redactor { detectors, anchors, any_anchor, anchor_owner, always, replacements })
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(Redactor { detectors, anchors, any_anchor, anchor_owner, always, replacements, id })
     }
 
     /// The label of a detector (`jwt`, `oauth`, an operator pattern's name).
@@ -326,6 +335,24 @@ impl Redactor {
                 Cow::Owned(String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
             }
         }
+    }
+
+    /// [`Redactor::redact_str`] for a short field that repeats from request to request (the
+    /// access line's `user`, `rule`, `path`): a text this engine already found clean on
+    /// this thread is returned without a scan ([`memo`]); anything else is scanned.
+    pub fn redact_field<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let b = text.as_bytes();
+        if b.is_empty() || b.len() > memo::MAX_LEN {
+            return self.redact_str(text);
+        }
+        if memo::is_clean(self.id, b) {
+            return Cow::Borrowed(text);
+        }
+        let out = self.redact_str(text);
+        if matches!(out, Cow::Borrowed(_)) {
+            memo::remember_clean(self.id, b);
+        }
+        out
     }
 
     /// Appends `text` with `hits` (from [`Redactor::find`]) replaced to `out`.
