@@ -120,20 +120,38 @@ pub fn str_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(b'"');
 }
 
-/// An unsigned integer in decimal.
+/// An unsigned integer in decimal (two digits per division).
 pub fn uint(out: &mut Vec<u8>, mut v: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    loop {
+    while v >= 100 {
+        let pair = usize::from((v % 100) as u8) * 2;
+        v /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        let pair = usize::from(v as u8) * 2;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        digits[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        digits[at] = b'0' + v as u8;
     }
     out.extend_from_slice(&digits[at..]);
 }
+
+/// `00`, `01`, … `99`.
+const PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
@@ -182,7 +200,8 @@ mod tests {
     #[test]
     fn integers() {
         let mut n = Vec::new();
-        for v in [0u64, 7, 10, 404, u64::from(u16::MAX), u64::MAX] {
+        for v in [0u64, 7, 9, 10, 99, 100, 101, 404, 1000, 1_764_473_030, u64::from(u16::MAX), u64::MAX, u64::MAX / 10]
+        {
             n.clear();
             uint(&mut n, v);
             assert_eq!(n, v.to_string().into_bytes());
