@@ -151,7 +151,7 @@ impl AccessLine<'_> {
         str_field(out, "request_id", self.request_id);
         key(out, "peer");
         out.push(b'"');
-        out.extend_from_slice(super::headers::IpText::default().of(self.peer).as_bytes());
+        out.extend_from_slice(super::headers::IpText::default().bytes(self.peer));
         out.push(b'"');
         if let Some(ms) = self.upstream_ms {
             key(out, "upstream_ms");

@@ -218,22 +218,23 @@ pub struct Forwarding<'a> {
 /// copy of the forwarding family is discarded first; from a trusted proxy the
 /// chain is extended with the proxy's address and Proto/Host are kept.
 pub fn set_forwarding(headers: &mut HeaderMap, f: &Forwarding<'_>) {
-    let mut peer = IpText::default();
-    let peer = peer.of(f.peer);
+    let mut text = IpText::default();
     if !f.trusted {
+        let peer = text.bytes(f.peer);
         if headers.keys().any(|n| FORWARDING.contains(&n.as_str())) {
             for name in FORWARDING {
                 headers.remove(*name);
             }
         }
         // None of the family is left: the gate's three, no lookups first.
-        if let Ok(v) = HeaderValue::from_str(peer) {
+        if let Ok(v) = HeaderValue::from_bytes(peer) {
             headers.insert(X_FORWARDED_FOR, v);
         }
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         headers.insert(X_FORWARDED_HOST, f.host.clone());
         return;
     }
+    let peer = text.of(f.peer);
     let xff = match joined(headers, &X_FORWARDED_FOR) {
         Some(mut chain) => {
             chain.push_str(", ");
@@ -264,35 +265,57 @@ pub struct IpText {
 impl IpText {
     pub fn of(&mut self, ip: IpAddr) -> &str {
         match ip {
-            IpAddr::V4(v4) => {
-                let mut len = 0;
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        self.buf[len] = b'.';
-                        len += 1;
-                    }
-                    let digits = [octet / 100, octet / 10 % 10, octet % 10];
-                    let skip = if octet >= 100 {
-                        0
-                    } else if octet >= 10 {
-                        1
-                    } else {
-                        2
-                    };
-                    for d in &digits[skip..] {
-                        self.buf[len] = b'0' + d;
-                        len += 1;
-                    }
-                }
-                std::str::from_utf8(&self.buf[..len]).unwrap_or("")
-            }
+            IpAddr::V4(_) => std::str::from_utf8(self.bytes(ip)).unwrap_or(""),
             IpAddr::V6(v6) => {
                 self.owned = v6.to_string();
                 &self.owned
             }
         }
     }
+
+    /// [`IpText::of`] as bytes (no UTF-8 check for IPv4: the writers that copy it into
+    /// bytes need none).
+    pub fn bytes(&mut self, ip: IpAddr) -> &[u8] {
+        let IpAddr::V4(v4) = ip else { return self.of(ip).as_bytes() };
+        let mut len = 0;
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                self.buf[len] = b'.';
+                len += 1;
+            }
+            // Three bytes written, the octet's length kept: the next `.` (or the end)
+            // cuts what follows its digits.
+            let [d0, d1, d2, n] = OCTETS[usize::from(octet)];
+            self.buf[len..len + 3].copy_from_slice(&[d0, d1, d2]);
+            len += usize::from(n);
+        }
+        &self.buf[..len]
+    }
 }
+
+/// Each octet's decimal digits, left-aligned in three bytes, and how many there are.
+const OCTETS: [[u8; 4]; 256] = {
+    let mut t = [[b'0'; 4]; 256];
+    let mut o = 0;
+    while o < 256 {
+        let digits = [b'0' + (o / 100) as u8, b'0' + (o / 10 % 10) as u8, b'0' + (o % 10) as u8];
+        let n = if o >= 100 {
+            3
+        } else if o >= 10 {
+            2
+        } else {
+            1
+        };
+        let mut i = 0;
+        while i < n {
+            t[o][i] = digits[3 - n + i];
+            i += 1;
+        }
+        t[o][3] = n as u8;
+        o += 1;
+    }
+    t
+};
 
 /// All lines of `name` joined with ", " (`None` if absent or not text).
 fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -483,6 +506,14 @@ mod tests {
         for ip in rows {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(IpText::default().of(ip), ip.to_string());
+            assert_eq!(IpText::default().bytes(ip), ip.to_string().as_bytes());
+        }
+        // Every octet value in every position (one, two and three digits side by side).
+        for o in 0..=255u8 {
+            for ip in [[o, 7, 10, 200], [99, o, 100, 5], [1, 255, o, 0], [100, 10, 1, o]] {
+                let ip = IpAddr::from(ip);
+                assert_eq!(IpText::default().bytes(ip), ip.to_string().as_bytes());
+            }
         }
     }
 

@@ -52,16 +52,14 @@ pub fn remember_clean(engine: u64, text: &[u8]) {
     });
 }
 
-/// FNV-1a over the length and up to the first and last eight bytes (a slot index only;
+/// A multiply-mix of the length and the first and last eight bytes (a slot index only;
 /// the text is compared whole).
 fn slot_of(text: &[u8]) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ text.len() as u64;
-    let head = &text[..text.len().min(8)];
-    let tail = &text[text.len().saturating_sub(8)..];
-    for &b in head.iter().chain(tail) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % SLOTS as u64) as usize
+    let n = text.len();
+    let word = |b: &[u8]| b.iter().fold(0u64, |w, &c| w << 8 | u64::from(c));
+    let (head, tail) = if n >= 8 { (word(&text[..8]), word(&text[n - 8..])) } else { (word(text), 0) };
+    let h = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> 58) as usize % SLOTS
 }
 
 #[cfg(test)]
