@@ -10,7 +10,9 @@
 //! `header.payload`, so the state after the identity part can be kept: each worker
 //! thread keeps a few ([`CACHE_SLOTS`]) such states, keyed by the signer and every
 //! identity field compared exactly, and a request whose identity is already there
-//! hashes only its own ~150 bytes. A miss (a new user, changed features, a new secret)
+//! hashes only its own ~150 bytes. A session's feature map is recognised by address
+//! (the slot keeps the session's `Arc` of it alive, so an equal address is the same
+//! map), any other by comparing it. A miss (a new user, changed features, a new secret)
 //! computes the state from scratch: the token is the same either way (tests here
 //! compare cached and fresh tokens byte for byte).
 
@@ -45,6 +47,11 @@ pub struct AssertionClaims<'a> {
     pub email: &'a str,
     pub role: &'a str,
     pub features: &'a Features,
+    /// The `Arc` holding `features`, if the caller's credential has one
+    /// ([`crate::policy::Principal::features_arc`]): the cache then knows the map again
+    /// by address.
+    #[serde(skip)]
+    pub features_arc: Option<&'a std::sync::Arc<Features>>,
     pub tenant_id: &'a str,
     pub tenant_name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,6 +164,9 @@ struct Cached {
     email: String,
     role: String,
     features: Features,
+    /// The map `features` was copied from, kept alive: a caller whose `features` is this
+    /// very allocation has these features without a comparison (module docs).
+    features_arc: Option<std::sync::Arc<Features>>,
     tenant_id: String,
     tenant_name: String,
     tenant_code: Option<String>,
@@ -176,7 +186,8 @@ impl Cached {
             && self.tenant_id == c.tenant_id
             && self.tenant_name == c.tenant_name
             && self.tenant_code.as_deref() == c.tenant_code
-            && self.features == *c.features
+            && (self.features_arc.as_ref().is_some_and(|a| std::ptr::eq(&**a, c.features))
+                || self.features == *c.features)
     }
 }
 
@@ -258,6 +269,8 @@ impl AssertionSigner {
             email: c.email.to_owned(),
             role: c.role.to_owned(),
             features: c.features.clone(),
+            // Kept only if it holds exactly the map the identity part was written from.
+            features_arc: c.features_arc.filter(|a| std::ptr::eq(&***a, c.features)).cloned(),
             tenant_id: c.tenant_id.to_owned(),
             tenant_name: c.tenant_name.to_owned(),
             tenant_code: c.tenant_code.map(str::to_owned),

@@ -119,6 +119,7 @@ pub fn inject(
             email: who.email,
             role,
             features: who.features,
+            features_arc: who.features_arc,
             tenant_id,
             tenant_name,
             tenant_code: who.tenant_code,
@@ -222,6 +223,7 @@ mod tests {
             email: "ada@example.com",
             role: Some(Role::Office),
             features: &features,
+            features_arc: None,
             tenant_code: Some("ACME"),
             // Fixed at login; the configuration's ACME mapping is not consulted again.
             tenant: Some(("acme-at-login", "Acme at login")),
@@ -261,6 +263,7 @@ mod tests {
             email: "svc@example.com",
             role: Some(Role::Office),
             features: &none,
+            features_arc: None,
             tenant_code: code,
             tenant: None,
         };

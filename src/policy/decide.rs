@@ -40,6 +40,12 @@ pub struct Principal<'a> {
     /// denies it ([`DenyReason::UnknownRole`]).
     pub role: Option<Role>,
     pub features: &'a Features,
+    /// The `Arc` that holds `features`, when the credential keeps it in one (a session
+    /// record). Per-thread caches of what is derived from a feature map (the assertion's
+    /// identity part, the access line's `features`) keep a clone, and later recognise the
+    /// map by address: a `features` that points into an allocation the cache holds alive
+    /// is that map. A cache stores it only after checking it holds `features`.
+    pub features_arc: Option<&'a Arc<Features>>,
     /// The `tenant_code` claim; `None` for unscoped staff.
     pub tenant_code: Option<&'a str>,
     /// Tenant id and name fixed at login (a session). `None` for a Bearer token: its
@@ -51,7 +57,15 @@ impl<'a> Principal<'a> {
     /// A caller known only by its role and features (what `explain`, `diff`, `replay` and
     /// the policy lint ask about): no subject, email or tenant.
     pub fn claims(role: impl Into<Option<Role>>, features: &'a Features) -> Principal<'a> {
-        Principal { subject: "", email: "", role: role.into(), features, tenant_code: None, tenant: None }
+        Principal {
+            subject: "",
+            email: "",
+            role: role.into(),
+            features,
+            features_arc: None,
+            tenant_code: None,
+            tenant: None,
+        }
     }
 }
 

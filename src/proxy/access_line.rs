@@ -43,6 +43,9 @@ pub struct AccessLine<'a> {
     /// The caller's feature permissions, written `feature:permission,…` (not secret;
     /// `prt-gate replay` reads them back: [`crate::replay::format_features`]).
     pub features: Option<&'a Features>,
+    /// The `Arc` holding `features`, if the caller's credential has one
+    /// ([`crate::policy::Principal::features_arc`]): its text is then kept per thread.
+    pub features_arc: Option<&'a Arc<Features>>,
     pub tenant: &'a str,
     /// The tenant code the policy's tenant matches compared (empty: none).
     pub tenant_code: &'a str,
@@ -144,7 +147,7 @@ impl AccessLine<'_> {
         str_field(out, "role", self.role);
         str_field(out, "auth", self.auth);
         key(out, "features");
-        features(out, self.features);
+        features(out, self.features, self.features_arc);
         str_field(out, "tenant", self.tenant);
         str_field(out, "tenant_code", self.tenant_code);
         str_field(out, "user", self.user);
@@ -167,11 +170,60 @@ impl AccessLine<'_> {
 }
 
 /// `"feature:permission,…"`, as `crate::replay::format_features` writes it, straight
-/// into the line (no string in between).
-fn features(out: &mut Vec<u8>, f: Option<&Features>) {
+/// into the line (no string in between). A session's map is written once per thread and
+/// then copied: a slot keeps the map's `Arc` alive with its text, so a `features` at that
+/// address is that map (`arc` is stored only if it holds exactly `f`).
+fn features(out: &mut Vec<u8>, f: Option<&Features>, arc: Option<&Arc<Features>>) {
     out.push(b'"');
+    if let Some(f) = f {
+        let slot = (std::ptr::from_ref(f).addr() >> 4) % FEATURE_SLOTS;
+        let hit = FEATURE_TEXT.with(|c| {
+            let Ok(slots) = c.try_borrow() else { return false };
+            match slots.get(slot) {
+                Some(Some(t)) if std::ptr::eq(&*t.map, f) => {
+                    out.extend_from_slice(&t.text);
+                    true
+                }
+                _ => false,
+            }
+        });
+        if !hit {
+            let start = out.len();
+            write_features(out, f);
+            if let Some(map) = arc.filter(|a| std::ptr::eq(&***a, f)) {
+                let text = out.get(start..).unwrap_or_default();
+                if text.len() <= FEATURE_TEXT_MAX {
+                    FEATURE_TEXT.with(|c| {
+                        if let Some(s) = c.try_borrow_mut().ok().as_deref_mut().and_then(|s| s.get_mut(slot)) {
+                            *s = Some(FeatureText { map: map.clone(), text: text.to_vec() });
+                        }
+                    });
+                }
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// Feature texts kept per thread (direct-mapped by the map's address).
+const FEATURE_SLOTS: usize = 8;
+/// A longer text (an unusual feature map) is written each time.
+const FEATURE_TEXT_MAX: usize = 4096;
+
+struct FeatureText {
+    map: Arc<Features>,
+    text: Vec<u8>,
+}
+
+thread_local! {
+    static FEATURE_TEXT: std::cell::RefCell<[Option<FeatureText>; FEATURE_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; FEATURE_SLOTS]) };
+}
+
+/// The inside of the `features` string for `f`.
+fn write_features(out: &mut Vec<u8>, f: &Features) {
     let mut first = true;
-    for (feature, perms) in f.into_iter().flatten() {
+    for (feature, perms) in f {
         // The feature's name, escaped once and copied before each of its permissions.
         let mut name = 0..0;
         for p in perms {
@@ -190,7 +242,6 @@ fn features(out: &mut Vec<u8>, f: Option<&Features>) {
             escaped(out, p);
         }
     }
-    out.push(b'"');
 }
 
 /// One of the methods RFC 9110 and RFC 5789 define.
@@ -225,6 +276,7 @@ mod tests {
             role: "Office",
             auth: "session",
             features: Some(&FEATURES),
+            features_arc: None,
             tenant: "primetrade",
             tenant_code: "PRT",
             user: "office@example.com",
@@ -248,6 +300,7 @@ mod tests {
             role: "",
             auth: "",
             features: None,
+            features_arc: None,
             tenant: "",
             tenant_code: "",
             user: "",
@@ -496,5 +549,26 @@ mod tests {
         .unwrap();
         assert_eq!(render(&builtin, CLEAN_TWIN, "rule-a").1, "rule-a");
         assert_eq!(render(&reloaded, CLEAN_TWIN, "rule-a").1, "[REDACTED:rule_pin]");
+    }
+
+    /// A session's feature map is written from the per-thread copy only when the line's
+    /// `features` is the very map the kept `Arc` holds: a line whose `features` is another
+    /// map (with that `Arc` beside it) gets its own text.
+    #[test]
+    fn a_kept_feature_text_is_used_only_for_its_own_map() {
+        let shared = Arc::new(FEATURES.clone());
+        let other: Features = [("x".to_string(), vec!["y".to_string()])].into();
+        let text = |features: &Features, arc: Option<&Arc<Features>>| {
+            let mut out = Vec::new();
+            AccessLine { features: Some(features), features_arc: arc, ..full() }
+                .render(std::time::SystemTime::now(), &mut out);
+            parse(&out)["features"].as_str().unwrap().to_string()
+        };
+        for _ in 0..2 {
+            assert_eq!(text(&shared, Some(&shared)), "bol:view,bol:create");
+        }
+        assert_eq!(text(&other, Some(&shared)), "x:y");
+        assert_eq!(text(&other, None), "x:y");
+        assert_eq!(text(&shared, None), "bol:view,bol:create");
     }
 }

@@ -46,6 +46,7 @@ impl BearerPrincipal {
             email: &self.email,
             role: Some(self.role),
             features: &self.features,
+            features_arc: None,
             tenant_code: self.tenant_code.as_deref(),
             tenant: None,
         }

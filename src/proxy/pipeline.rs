@@ -318,6 +318,7 @@ fn log(ctx: &Ctx<'_>, who: Option<&Principal<'_>>, status: u16, total: Duration)
         role: ctx.role.map_or("", Role::as_str),
         auth: ctx.auth.map_or("", Auth::as_str),
         features: who.map(|p| p.features),
+        features_arc: who.and_then(|p| p.features_arc),
         tenant: if who.is_some() { config.tenant.id.as_str() } else { "" },
         // The code the policy's tenant matches compared (`authorize`).
         tenant_code: who.and_then(|p| config.tenant.caller_code(p.tenant_code)).unwrap_or(""),

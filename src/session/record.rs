@@ -200,6 +200,7 @@ impl SessionRecord {
             email: &self.email,
             role: self.role.role(),
             features: &self.features,
+            features_arc: Some(&self.features),
             tenant_code: self.tenant_code.as_deref(),
             tenant: Some((&self.tenant_id, &self.tenant_name)),
         }

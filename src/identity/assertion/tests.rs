@@ -11,6 +11,7 @@ fn claims<'a>(features: &'a Features) -> AssertionClaims<'a> {
         email: "client@example.com",
         role: "Client",
         features,
+        features_arc: None,
         tenant_id: "primetrade",
         tenant_name: "PrimeTrade Logistics",
         tenant_code: Some("PRT"),
@@ -219,4 +220,35 @@ fn an_oversized_identity_is_signed_without_being_kept() {
         let v = verified(token.to_str().unwrap(), &secret);
         assert_eq!((v["jti"].as_str(), v["features"].as_object().map(|m| m.len())), (Some(jti), Some(400)));
     }
+}
+
+/// A session's feature map is known again by the `Arc` the cache keeps, and only when
+/// the claims' `features` is that very map: claims with another map beside that `Arc`
+/// are signed with their own features.
+#[test]
+fn a_kept_feature_map_is_recognised_only_at_its_own_address() {
+    let secret = Secret::new("k".repeat(32));
+    let signer = AssertionSigner::new(&secret).unwrap();
+    let shared = std::sync::Arc::new(Features::from([("bol".to_string(), vec!["view".to_string()])]));
+    let other = Features::from([("bol".to_string(), vec!["edit".to_string()])]);
+    let features_of = |c: &AssertionClaims<'_>| {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_audience(&["django"]);
+        let token = signer.sign(c).unwrap();
+        let claims = decode::<serde_json::Value>(
+            token.to_str().unwrap(),
+            &DecodingKey::from_secret(secret.expose().as_bytes()),
+            &v,
+        )
+        .unwrap()
+        .claims;
+        claims["features"].clone()
+    };
+    let with_arc = AssertionClaims { features_arc: Some(&shared), ..claims(&shared) };
+    for _ in 0..2 {
+        assert_eq!(features_of(&with_arc), serde_json::json!({"bol": ["view"]}));
+        assert_eq!(signer.sign(&with_arc).unwrap().to_str().unwrap(), fresh(&signer, &with_arc));
+    }
+    let mismatched = AssertionClaims { features_arc: Some(&shared), ..claims(&other) };
+    assert_eq!(features_of(&mismatched), serde_json::json!({"bol": ["edit"]}));
 }
