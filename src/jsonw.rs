@@ -29,8 +29,7 @@ pub fn escaped(out: &mut Vec<u8>, s: &str) {
 #[inline(never)]
 fn escape_from(out: &mut Vec<u8>, b: &[u8], mut from: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    loop {
-        let Some(&c) = b.get(from) else { break };
+    while let Some(&c) = b.get(from) {
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),

@@ -62,6 +62,13 @@ fn slot_of(text: &[u8]) -> usize {
     (h >> 58) as usize % SLOTS
 }
 
+/// A clean text whose slot ([`slot_of`]) is that of [`SECRET_TWIN`].
+#[cfg(test)]
+pub const CLEAN_TWIN: &str = "ftp://abXsecretpw@host";
+/// `scheme://user:password@host`: the password is a secret (`userinfo`).
+#[cfg(test)]
+pub const SECRET_TWIN: &str = "ftp://ab:secretpw@host";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,10 +82,3 @@ mod tests {
         assert_ne!(CLEAN_TWIN, SECRET_TWIN);
     }
 }
-
-/// A clean text whose slot ([`slot_of`]) is that of [`SECRET_TWIN`].
-#[cfg(test)]
-pub const CLEAN_TWIN: &str = "ftp://abXsecretpw@host";
-/// `scheme://user:password@host`: the password is a secret (`userinfo`).
-#[cfg(test)]
-pub const SECRET_TWIN: &str = "ftp://ab:secretpw@host";
