@@ -196,3 +196,21 @@ fn written_redacted_and_only_when_the_log_filter_wants_audit_events() {
     }
     drop(guard);
 }
+
+/// `user` and `key` reuse a verdict only for exactly the text the same engine found
+/// clean (`Redactor::redact_field`): a secret in either, right after a clean look-alike
+/// in the same memo slot, is redacted.
+#[test]
+fn remembered_clean_user_and_key_never_hide_a_secret() {
+    use crate::redact::memo::{CLEAN_TWIN, SECRET_TWIN};
+    let r = Redactor::builtin();
+    for _ in 0..2 {
+        let v = rendered(&GrantAudit { user: CLEAN_TWIN, key: CLEAN_TWIN, ..plain() }, Some(&r));
+        assert_eq!((v["user"].as_str(), v["key"].as_str()), (Some(CLEAN_TWIN), Some(CLEAN_TWIN)));
+    }
+    let v = rendered(&GrantAudit { user: SECRET_TWIN, key: SECRET_TWIN, ..plain() }, Some(&r));
+    for field in ["user", "key"] {
+        let text = v[field].as_str().unwrap();
+        assert!(!text.contains("secretpw") && text.contains("[REDACTED:userinfo]"), "{field}: {text}");
+    }
+}
