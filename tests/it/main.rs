@@ -15,7 +15,6 @@ mod devsso;
 mod django;
 mod edges;
 mod explain_realapp;
-mod fast_path;
 mod faults;
 mod harness;
 mod identity;
