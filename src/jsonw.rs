@@ -120,8 +120,13 @@ pub fn str_field(out: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 /// An unsigned integer in decimal (two digits per division).
-pub fn uint(out: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; 20];
+pub fn uint(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(decimal(v, &mut [0u8; 20]));
+}
+
+/// `v` in decimal, written into the tail of `digits` (the one decimal writer of the
+/// crate: the access line, the assertion, the upstream request head, presigned URLs).
+pub fn decimal(mut v: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut at = digits.len();
     while v >= 100 {
         let pair = usize::from((v % 100) as u8) * 2;
@@ -137,7 +142,7 @@ pub fn uint(out: &mut Vec<u8>, mut v: u64) {
         at -= 1;
         digits[at] = b'0' + v as u8;
     }
-    out.extend_from_slice(&digits[at..]);
+    &digits[at..]
 }
 
 /// `00`, `01`, … `99`.

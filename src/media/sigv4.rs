@@ -393,7 +393,9 @@ impl Presigner {
         url.push_str(&self.scope_suffix);
         url.push_str(stamp);
         url.push_str("&X-Amz-Expires=");
-        url.push_str(itoa_u64(expires.as_secs()).as_str());
+        let mut digits = [0u8; 20];
+        let secs = crate::jsonw::decimal(expires.as_secs(), &mut digits);
+        url.push_str(std::str::from_utf8(secs).unwrap_or("0"));
         let signed_headers_at = url.len();
         url.push_str("&X-Amz-SignedHeaders=host");
         let token_at = url.len();
@@ -512,28 +514,6 @@ fn civil_from_days(days: u64) -> (u32, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
     (y.clamp(0, 9999) as u32, m as u32, d as u32)
-}
-
-struct Itoa([u8; 20], usize);
-
-impl Itoa {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0[self.1..]).unwrap_or("0")
-    }
-}
-
-fn itoa_u64(mut v: u64) -> Itoa {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    Itoa(buf, i)
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";

@@ -91,7 +91,7 @@ pub fn encode_head(
     };
     let mut digits = [0u8; 20];
     let length = match outgoing {
-        Outgoing::Length(n) => decimal(n, &mut digits),
+        Outgoing::Length(n) => crate::jsonw::decimal(n, &mut digits),
         _ => &[][..],
     };
     size += match outgoing {
@@ -124,19 +124,6 @@ pub fn encode_head(
     }
     out.extend_from_slice(b"\r\n");
     Ok((out, outgoing))
-}
-
-/// `n` in decimal, in `buf`'s tail.
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// A chunk's size line (`{hex}\r\n`) for `len` bytes, in `buf`'s tail.
