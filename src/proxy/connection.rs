@@ -3,39 +3,43 @@
 //! The first bytes decide the protocol, as hyper-util's `auto` builder does: the HTTP/2
 //! preface, or HTTP/1. An HTTP/2 connection is one hyper connection for its whole life.
 //!
-//! HTTP/1 keep-alive connections are cheap while idle (docs/design.md §15): hyper keeps a
-//! read buffer (8–16 KB) and a write buffer (8 KB) for as long as its connection lives,
-//! and most keep-alive connections spend most of their life waiting for the next request.
-//! So each hyper connection serves until it is idle: the [`Tap`] reports end of input
-//! once every request read so far is answered and flushed, the bytes read end at a
-//! request boundary — at once, or, for a client that came back within
-//! [`super::tap::PARK_GRACE`] of an earlier park, once nothing has arrived for that long
-//! ([`Tap::park_when_idle`]; back-to-back clients keep their hyper connection, so only a
-//! request after a real pause pays for a fresh one); hyper ends the connection the way it ends
-//! an idle keep-alive connection whose client left, without writing anything and without
-//! shutting the socket down. The gate takes the socket back ([`http1::Connection::into_parts`]),
-//! drops hyper's buffers and the tap, waits for the socket to become readable holding
-//! nothing else, and starts a fresh hyper connection (and a resumed tap) for the next
-//! request. To the client this is one
-//! keep-alive connection: no `Connection: close`, nothing written in between, pipelined
-//! bytes stay in order (any already read are handed to the next hyper connection first).
+//! HTTP/1 connections are served in busy periods, and hold only their socket in between
+//! (docs/design.md §15: keep-alive connections spend most of their life waiting). Each
+//! busy period starts on the gate's own server for the common request
+//! ([`fast_path`]: a body-less `GET` or `HEAD`, parsed with `httparse` and answered
+//! without hyper), which serves requests until everything read is answered — then the
+//! connection waits idle again — or until a request it does not take (a body, another
+//! method, HTTP/1.0, `Expect`, `Upgrade`, a raw `#`, a head it cannot parse or that runs
+//! into a limit; the list is in `fast_path`'s documentation). That request and the rest of
+//! the busy period go to hyper, with every byte read so far first, so hyper's answers are
+//! exactly what they are without the fast path.
 //!
-//! The header read timeout keeps its meaning: it runs from the end of the previous
-//! response until the next head is read, across the idle wait. `gate.drain_timeout`
-//! drains as before: an idle connection closes at once, one serving a request gets
-//! `Connection: close` on its response (hyper's graceful shutdown).
+//! hyper serves until it is idle: the [`Tap`] (fed the bytes the fast path read, then
+//! reading along) reports end of input once every request read so far is answered and
+//! flushed, the bytes read end at a request boundary — at once, or, for a client that came
+//! back within [`super::tap::PARK_GRACE`] of an earlier idle wait, once nothing has arrived
+//! for that long ([`Tap::park_when_idle`]; back-to-back clients keep their hyper
+//! connection, so only a request after a real pause pays for a fresh one); hyper ends the
+//! connection the way it ends an idle keep-alive connection whose client left, without
+//! writing anything and without shutting the socket down. The gate takes the socket back
+//! ([`http1::Connection::into_parts`]), drops hyper's buffers and the tap, waits for the
+//! socket to become readable holding nothing else, and starts the next busy period. To the
+//! client this is one keep-alive connection: no `Connection: close`, nothing written in
+//! between, pipelined bytes stay in order (any already read are served first).
+//!
+//! The header read timeout keeps its meaning: it runs from the end of the sniffing or of
+//! the previous response until the next head is read, across the idle wait and from the
+//! fast path to hyper. `gate.drain_timeout` drains as before: an idle connection closes at
+//! once, one serving a request gets `Connection: close` on its response.
 
-use std::convert::Infallible;
-use std::future::{pending, poll_fn};
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::server::conn::{http1, http2};
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -43,8 +47,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::conn::ConnInfo;
-use super::conn_watch::{ConnWatch, WatchedBody};
-use super::pipeline;
+use super::conn_watch::ConnWatch;
+use super::fast_path::{self, Handler, Limits, Outcome};
 use super::sniff_deadline::SniffDeadline;
 use super::tap::Tap;
 use super::Gate;
@@ -55,8 +59,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub struct Protocols {
     pub http1: http1::Builder,
     pub http2: http2::Builder<TokioExecutor>,
-    pub header_read_timeout: Duration,
-    pub max_uri_bytes: usize,
+    /// HTTP/1 limits, the fast path's and the tap's (hyper's own are in `http1`).
+    pub limits: Limits,
 }
 
 type Io = Tap<SniffDeadline<TcpStream>>;
@@ -66,11 +70,10 @@ type Io = Tap<SniffDeadline<TcpStream>>;
 ///
 /// The returned future is the connection's tokio task, allocated once for its largest
 /// state: so it holds only what an idle HTTP/1 connection needs (the socket, the
-/// service's two `Arc`s, the idle wait's timer and drain signal), and everything else
-/// lives in a box for as long as it is needed — the sniffing and the first busy period
-/// (or an HTTP/2 connection's whole life), then one busy period at a time. Not an `async
-/// fn`: its arguments would be kept next to the copies it moves on (see
-/// `tests::an_idle_connection_task_stays_small`).
+/// handler's two `Arc`s, the idle wait's timer and drain signal), and everything else
+/// lives in a box for as long as it is needed — the sniffing (or an HTTP/2 connection's
+/// whole life), then one busy period at a time. Not an `async fn`: its arguments would be
+/// kept next to the copies it moves on (see `tests::an_idle_connection_task_stays_small`).
 pub fn serve<K: Send + 'static>(
     stream: TcpStream,
     gate: Arc<Gate>,
@@ -79,25 +82,15 @@ pub fn serve<K: Send + 'static>(
     mut stop: watch::Receiver<bool>,
     keep: K,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let conn = info.clone();
-    let service = service_fn(move |req| {
-        let g = gate.clone();
-        let c = info.clone();
-        // The stream is open from here until its response body is done.
-        let open = c.watch.stream();
-        // Boxed per request: hyper keeps one allocation of this future's size for its
-        // connection's life, and the pipeline's state is kilobytes.
-        Box::pin(async move {
-            let resp = pipeline::handle(g, c, req).await;
-            Ok::<_, Infallible>(resp.map(|b| WatchedBody::new(b, open)))
-        })
-    });
+    let h = Handler { gate, info };
     async move {
         let _keep = &keep;
-        let first = Box::pin(first_period(stream, service.clone(), &conn, &p, &mut stop)).await;
+        let first = Box::pin(first_period(stream, h.clone(), &p, &mut stop)).await;
         let Some(mut idle) = first else {
             return;
         };
+        // See `Tap::park_when_idle`: the first busy period is not back soon.
+        let mut back_soon = false;
         loop {
             if idle.pre.is_empty() {
                 // Idle: only the socket is held until the client sends again.
@@ -112,39 +105,53 @@ pub fn serve<K: Send + 'static>(
                     let _ = idle.tcp.shutdown().await;
                     return;
                 }
+                // The idle wait began `header_read_timeout` before `head_by`.
+                let began = idle.head_by.checked_sub(p.limits.header_read_timeout).unwrap_or(idle.head_by);
+                back_soon = began.elapsed() < super::tap::PARK_GRACE;
             }
-            let io = Tap::resumed(SniffDeadline::disarmed(idle.tcp), conn.watch.clone(), p.max_uri_bytes, idle.patient);
-            // Boxed, and gone while idle: hyper's connection and everything that serves
-            // it live only as long as a busy period.
-            let next = Box::pin(busy(io, idle.pre, Some(idle.head_by), service.clone(), &p, &conn.watch, &mut stop));
-            match next.await {
-                Some(i) => idle = i,
+            // Boxed, and gone while idle: the fast path's buffers, or hyper's connection
+            // and everything that serves it, live only as long as a busy period.
+            match Box::pin(period(idle, back_soon, &h, &p, &mut stop)).await {
+                // Pipelined bytes waiting count as back soon; an idle wait decides anew.
+                Some(i) => (idle, back_soon) = (i, true),
                 None => return,
             }
         }
     }
 }
 
-/// The connection's first bytes: sniffing, then HTTP/2 for the connection's whole life,
-/// or HTTP/1 until its first idle end. `Some` when an HTTP/1 connection went idle.
-async fn first_period<S>(
-    stream: TcpStream,
-    service: S,
-    conn: &ConnInfo,
+/// One busy period of an HTTP/1 connection: the fast path, then hyper if a request
+/// needs it. `Some` when the connection went idle.
+async fn period(
+    idle: Idle,
+    back_soon: bool,
+    h: &Handler,
     p: &Protocols,
     stop: &mut watch::Receiver<bool>,
-) -> Option<Idle>
-where
-    S: hyper::service::HttpService<hyper::body::Incoming> + Unpin + Clone,
-    S::Future: Send + Unpin + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: Send + 'static,
-    <S::ResBody as hyper::body::Body>::Data: Send,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    // hyper's header timer starts only once HTTP/1 is detected; the tap reads along for
-    // what hyper does not report (HTTP/2 frames, raw `#`, the idle end).
-    let mut io = Tap::new(SniffDeadline::new(stream, p.header_read_timeout), conn.watch.clone(), p.max_uri_bytes);
+) -> Option<Idle> {
+    let (tcp, pre, head_by) = match fast_path::serve(idle.tcp, idle.pre, idle.head_by, h, &p.limits, stop).await {
+        Outcome::Idle(tcp) => {
+            let head_by = Instant::now() + p.limits.header_read_timeout;
+            return Some(Idle { tcp, pre: Bytes::new(), head_by, patient: idle.patient });
+        }
+        Outcome::Hyper { tcp, pre, head_by } => (tcp, pre, head_by),
+        Outcome::Closed => return None,
+    };
+    let mut io = Tap::resumed(SniffDeadline::disarmed(tcp), h.info.watch.clone(), p.limits.max_uri_bytes, idle.patient);
+    // The tap follows the bytes the fast path read as if it had read them itself.
+    io.seen(&pre);
+    Box::pin(busy(io, pre, head_by, back_soon, h, p, stop)).await
+}
+
+/// The connection's first bytes: sniffing, then HTTP/2 for the connection's whole life,
+/// or HTTP/1: `Some` with the bytes read, for the fast path.
+async fn first_period(stream: TcpStream, h: Handler, p: &Protocols, stop: &mut watch::Receiver<bool>) -> Option<Idle> {
+    // The tap reads along for what hyper does not report (HTTP/2 frames).
+    let mut io = Tap::new(
+        SniffDeadline::new(stream, p.limits.header_read_timeout),
+        h.info.watch.clone(),
+        p.limits.max_uri_bytes,
+    );
     let sniffed = tokio::select! {
         s = sniff(&mut io) => s,
         _ = stop.changed() => return None,
@@ -157,10 +164,13 @@ where
         }
     };
     if h2 {
-        http2(TokioIo::new(Rewind::new(first, io)), service, p, &conn.watch, conn.peer, stop).await;
+        let (watch, peer) = (h.info.watch.clone(), h.info.peer);
+        http2(TokioIo::new(Rewind::new(first, io)), h, p, &watch, peer, stop).await;
         return None;
     }
-    busy(io, first, None, service, p, &conn.watch, stop).await
+    // HTTP/1: the header read timeout runs from here, as hyper's did.
+    let head_by = Instant::now() + p.limits.header_read_timeout;
+    Some(Idle { tcp: io.into_inner().into_inner(), pre: first, head_by, patient: false })
 }
 
 async fn http2<S>(
@@ -234,41 +244,25 @@ struct Idle {
 /// One hyper connection, from the first request of a busy period to its idle end
 /// (`Some`), or the connection's close (`None`: `Connection: close`, HTTP/1.0, an error, a
 /// drain, or a head after an idle wait that came too late).
-async fn busy<S>(
+async fn busy(
     mut io: Io,
     pre: Bytes,
-    head_by: Option<Instant>,
-    service: S,
+    head_by: Instant,
+    back_soon: bool,
+    h: &Handler,
     p: &Protocols,
-    watch: &ConnWatch,
     stop: &mut watch::Receiver<bool>,
-) -> Option<Idle>
-where
-    S: hyper::service::HttpService<hyper::body::Incoming> + Unpin,
-    S::Future: Unpin,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: 'static,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    // The idle wait began `header_read_timeout` before `head_by`: a client back within
-    // PARK_GRACE of it (or with pipelined bytes waiting) sends back to back.
-    let back_soon = head_by.is_some_and(|by| {
-        (Instant::now() + p.header_read_timeout).saturating_duration_since(by) < super::tap::PARK_GRACE
-    });
+) -> Option<Idle> {
     io.park_when_idle(back_soon);
+    let watch = &h.info.watch;
     let mark = watch.requests();
-    let mut conn = p.http1.serve_connection(TokioIo::new(Rewind::new(pre, io)), service);
+    let mut conn = p.http1.serve_connection(TokioIo::new(Rewind::new(pre, io)), h.clone());
     let mut stopping = *stop.borrow();
     if stopping {
         Pin::new(&mut conn).graceful_shutdown();
     }
-    let mut head_pending = head_by.is_some();
-    let head_deadline = async move {
-        match head_by {
-            Some(t) => tokio::time::sleep_until(t).await,
-            None => pending().await,
-        }
-    };
+    let mut head_pending = true;
+    let head_deadline = tokio::time::sleep_until(head_by);
     tokio::pin!(head_deadline);
     let result = loop {
         tokio::select! {
@@ -297,7 +291,7 @@ where
         Ok(false) => None,
         Ok(true) if io.parked() && !stopping => Some(Idle {
             pre: join(parts.read_buf, rest),
-            head_by: Instant::now() + p.header_read_timeout,
+            head_by: Instant::now() + p.limits.header_read_timeout,
             patient: io.patient(),
             tcp: io.into_inner().into_inner(),
         }),

@@ -9,17 +9,17 @@
 use std::time::Instant;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use super::context::Ctx;
 use super::headers::{self, X_REQUEST_ID};
+use super::request_body::RequestBody;
 use crate::cookie;
 use crate::metrics::UpstreamError;
 use crate::response::{GateBody, Refusal};
 
 /// Sends `req` upstream and answers with the upstream's response, shaped; records the
 /// upstream latency in `ctx`.
-pub async fn send(ctx: &mut Ctx<'_>, req: Request<Incoming>) -> Result<Response<GateBody>, Refusal> {
+pub async fn send(ctx: &mut Ctx<'_>, req: Request<RequestBody>) -> Result<Response<GateBody>, Refusal> {
     let (gate, config) = (ctx.gate, ctx.config);
     let sent = Instant::now();
     // The send future is boxed: `timeout` and the await would otherwise move all of it

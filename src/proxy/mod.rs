@@ -5,7 +5,10 @@
 //! * [`server`] — the public listener: accepts HTTP/1.1 and cleartext HTTP/2,
 //!   applies connection and header limits, drains on shutdown;
 //! * [`connection`] — one client connection: protocol sniffing, HTTP/2, and
-//!   HTTP/1 keep-alive connections that hold no hyper buffers while idle;
+//!   HTTP/1 keep-alive connections that hold no buffers while idle;
+//! * [`fast_path`] — the gate's own HTTP/1.1 server for body-less `GET`/`HEAD`
+//!   requests (hyper serves everything else);
+//! * [`request_body`] — the request body the pipeline forwards: hyper's, or none;
 //! * [`sniff_deadline`] — a deadline on the bytes read before HTTP/1 or
 //!   HTTP/2 is known (slow or silent clients);
 //! * [`tap`] — reads along with hyper on each connection and tells
@@ -83,12 +86,14 @@ pub mod conn;
 pub mod conn_watch;
 pub mod connection;
 pub mod context;
+pub mod fast_path;
 pub mod forward;
 pub mod headers;
 pub mod outbound;
 pub mod owned;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod request_body;
 pub mod server;
 pub mod sniff_deadline;
 pub mod tap;

@@ -9,10 +9,10 @@
 
 use http::header;
 use http::{Request, Uri, Version};
-use hyper::body::Incoming;
 
 use super::context::Ctx;
 use super::headers::{self, Forwarding, X_REQUEST_ID};
+use super::request_body::RequestBody;
 use super::target::Target;
 use crate::cookie;
 use crate::identity::{self, Bound, InjectError};
@@ -26,11 +26,11 @@ use crate::response::{Internal, Refusal};
 pub fn prepare(
     ctx: &Ctx<'_>,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: RequestBody,
     target: Target<'_>,
     permit: Option<&Permit<'_>>,
     forward_authorization: bool,
-) -> Result<Request<Incoming>, Refusal> {
+) -> Result<Request<RequestBody>, Refusal> {
     let Target { host, path, forwarded } = target;
     parts.uri = Uri::from(forwarded);
     parts.version = Version::HTTP_11;

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{self, HeaderMap};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 
 use super::access_line::AccessLine;
 use super::auth::{self, Caller};
@@ -23,6 +22,7 @@ use super::conn::ConnInfo;
 use super::context::Ctx;
 use super::headers::{self, X_REQUEST_ID};
 use super::owned::{self, Owned};
+use super::request_body::RequestBody;
 use super::target::{self, Target};
 use super::{forward, outbound, Gate};
 use crate::media::{self, MediaError};
@@ -34,7 +34,7 @@ use crate::policy::{Auth, Policy, Principal, Role, Route, Verdict, Who};
 use crate::response::{self, GateBody, Refusal};
 
 /// Entry point from the server: never fails; every error becomes a response.
-pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<GateBody> {
+pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<RequestBody>) -> Response<GateBody> {
     let start = Instant::now();
     // The configuration in force when the request arrived, for all of it.
     let config = gate.live.get();
@@ -56,7 +56,7 @@ pub async fn handle(gate: Arc<Gate>, conn: Arc<ConnInfo>, req: Request<Incoming>
     resp
 }
 
-async fn run(ctx: &mut Ctx<'_>, caller: &mut Caller, req: Request<Incoming>) -> Result<Response<GateBody>, Refusal> {
+async fn run(ctx: &mut Ctx<'_>, caller: &mut Caller, req: Request<RequestBody>) -> Result<Response<GateBody>, Refusal> {
     let (mut parts, body) = req.into_parts();
 
     // parse + normalize: the target must be origin-form (or absolute-form naming this

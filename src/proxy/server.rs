@@ -26,6 +26,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use super::conn::ConnInfo;
 use super::conn_watch::{ConnWatch, H2Limits};
 use super::connection::{self, Protocols};
+use super::fast_path::Limits;
 use super::Gate;
 use crate::metrics::Metrics;
 
@@ -64,8 +65,12 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
     let protocols = Arc::new(Protocols {
         http1: h1,
         http2: h2,
-        header_read_timeout: cfg.header_read_timeout,
-        max_uri_bytes: cfg.max_uri_bytes,
+        limits: Limits {
+            header_read_timeout: cfg.header_read_timeout,
+            max_headers: cfg.max_headers,
+            max_header_bytes: cfg.max_header_bytes,
+            max_uri_bytes: cfg.max_uri_bytes,
+        },
     });
     let h2_limits = H2Limits {
         first_request: cfg.h2_first_request_timeout,

@@ -94,6 +94,12 @@ impl<T> Tap<T> {
         Tap { io, scanner: Scanner::resumed(watch, max_target), park: Park { patient, ..Park::default() } }
     }
 
+    /// Bytes read from the stream by someone else (the fast path), which the stream's
+    /// reader gets first: followed as if read through the tap.
+    pub fn seen(&mut self, bytes: &[u8]) {
+        self.scanner.feed(bytes);
+    }
+
     /// The stream, for the next busy period or the idle wait.
     pub fn into_inner(self) -> T {
         self.io

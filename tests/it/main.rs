@@ -15,6 +15,7 @@ mod devsso;
 mod django;
 mod edges;
 mod explain_realapp;
+mod fast_path;
 mod faults;
 mod harness;
 mod identity;
