@@ -130,10 +130,7 @@ async fn period(
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Idle> {
     let (tcp, pre, head_by) = match fast_path::serve(idle.tcp, idle.pre, idle.head_by, h, &p.limits, stop).await {
-        Outcome::Idle(tcp) => {
-            let head_by = Instant::now() + p.limits.header_read_timeout;
-            return Some(Idle { tcp, pre: Bytes::new(), head_by, patient: idle.patient });
-        }
+        Outcome::Idle(tcp, head_by) => return Some(Idle { tcp, pre: Bytes::new(), head_by, patient: idle.patient }),
         Outcome::Hyper { tcp, pre, head_by } => (tcp, pre, head_by),
         Outcome::Closed => return None,
     };

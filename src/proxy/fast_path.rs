@@ -106,8 +106,10 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Handler {
 
 /// How a fast-path period ended.
 pub enum Outcome {
-    /// Everything read was answered: the connection waits idle for its next request.
-    Idle(TcpStream),
+    /// Everything read was answered and the socket has nothing more for now (a read
+    /// would wait, so its readiness is cleared): the connection waits idle for its next
+    /// request, due by the `Instant`.
+    Idle(TcpStream, Instant),
     /// hyper serves from here, these bytes first (they start at a request boundary); the
     /// next head is due by `head_by`.
     Hyper { tcp: TcpStream, pre: Bytes, head_by: Instant },
@@ -162,6 +164,11 @@ pub async fn serve(
             match tcp.try_read_buf(&mut buf) {
                 Ok(0) => return Outcome::Closed,
                 Ok(_) => continue,
+                // Nothing read and nothing waiting: idle (after a response, or a wake with
+                // nothing to read), without holding this period's buffers.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && buf.is_empty() => {
+                    return Outcome::Idle(tcp, head_by)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return Outcome::Closed,
             }
@@ -188,9 +195,9 @@ pub async fn serve(
             let _ = tcp.shutdown().await;
             return Outcome::Closed;
         }
-        if buf.is_empty() {
-            return Outcome::Idle(tcp);
-        }
+        // The next head is due from here; with nothing buffered, one read finds out
+        // whether the client already sent it (a read that would wait also clears the
+        // socket's readiness, so the idle wait does not wake for bytes already served).
         head_by = Instant::now() + limits.header_read_timeout;
     }
 }
