@@ -246,6 +246,9 @@ pub struct Metrics {
     upstream_responses: [Counter; 5],
     upstream_errors: [Counter; UpstreamError::ALL.len()],
     connections_open: Gauge<i64, AtomicI64>,
+    /// HTTP/1 connections inside a busy period (the rest of the open ones wait idle,
+    /// holding only their socket; HTTP/2 connections count as busy for their life).
+    connections_busy: Gauge<i64, AtomicI64>,
     connections_total: Counter,
     /// Times the accept loop found every `gate.max_connections` slot taken.
     connections_limited: Counter,
@@ -306,6 +309,12 @@ impl Metrics {
         r.register("prt_gate_build", "The gate's version.", Info::new([("version", env!("CARGO_PKG_VERSION"))]));
         let connections_open = Gauge::<i64, AtomicI64>::default();
         r.register("prt_gate_connections_open", "Client connections currently open.", connections_open.clone());
+        let connections_busy = Gauge::<i64, AtomicI64>::default();
+        r.register(
+            "prt_gate_connections_busy",
+            "Client connections reading or answering a request (the other open ones are idle keep-alive connections).",
+            connections_busy.clone(),
+        );
         Metrics {
             requests,
             request_duration: histogram(
@@ -333,6 +342,7 @@ impl Metrics {
                 UpstreamError::ALL.map(UpstreamError::as_str),
             ),
             connections_open,
+            connections_busy,
             connections_total: counter(r, "prt_gate_connections", "Client connections accepted."),
             connections_limited: counter(
                 r,
@@ -419,6 +429,12 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.connections_open.dec();
+    }
+
+    /// A connection's busy period, counted until the returned guard is dropped.
+    pub fn connection_busy(self: &Arc<Self>) -> Busy {
+        self.connections_busy.inc();
+        Busy(self.clone())
     }
 
     pub fn connection_limited(&self) {
@@ -515,5 +531,15 @@ impl Metrics {
     }
 }
 
+/// A busy period counted in `prt_gate_connections_busy` ([`Metrics::connection_busy`]).
+pub struct Busy(Arc<Metrics>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.connections_busy.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests;
+

@@ -129,6 +129,7 @@ async fn period(
     p: &Protocols,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Idle> {
+    let _busy = h.gate.metrics.connection_busy();
     let (tcp, pre, head_by) = match fast_path::serve(idle.tcp, idle.pre, idle.head_by, h, &p.limits, stop).await {
         Outcome::Idle(tcp, head_by) => return Some(Idle { tcp, pre: Bytes::new(), head_by, patient: idle.patient }),
         Outcome::Hyper { tcp, pre, head_by } => (tcp, pre, head_by),
@@ -143,6 +144,7 @@ async fn period(
 /// The connection's first bytes: sniffing, then HTTP/2 for the connection's whole life,
 /// or HTTP/1: `Some` with the bytes read, for the fast path.
 async fn first_period(stream: TcpStream, h: Handler, p: &Protocols, stop: &mut watch::Receiver<bool>) -> Option<Idle> {
+    let _busy = h.gate.metrics.connection_busy();
     // The tap reads along for what hyper does not report (HTTP/2 frames).
     let mut io = Tap::new(
         SniffDeadline::new(stream, p.limits.header_read_timeout),

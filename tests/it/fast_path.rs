@@ -260,3 +260,59 @@ async fn a_chunked_upstream_body_reaches_the_client_chunked() {
     .await
     .unwrap();
 }
+
+/// Idle keep-alive connections hold only their socket (design §15): once each has its
+/// answer, none is still in a busy period (`prt_gate_connections_busy`), however the
+/// socket's readiness was left by the request just served. Positive control: a
+/// connection with half a head sent is busy until its head completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn answered_keep_alive_connections_wait_idle() {
+    let up = Upstream::start().await;
+    let gate = GateBuilder::new(up.addr).start();
+    let addr = gate.addr;
+    let (held, mut half) = tokio::task::spawn_blocking(move || {
+        let held: Vec<TcpStream> = (0..10)
+            .map(|_| {
+                let mut s = connect(addr);
+                s.write_all(b"GET /api/a HTTP/1.1\r\nHost: prt.test\r\n\r\n").unwrap();
+                let (head, _) = answer(&mut s, &mut Vec::new(), false);
+                assert!(head.starts_with("http/1.1 "), "{head}");
+                assert!(!head.contains("connection: close"), "{head}");
+                s
+            })
+            .collect();
+        let mut half = connect(addr);
+        half.write_all(b"GET /api/a HTTP/1.1\r\nHost: pr").unwrap();
+        (held, half)
+    })
+    .await
+    .unwrap();
+    let mut counts = (0, 0);
+    let settled = open_and_busy(&gate, &mut counts, (11, 1)).await;
+    assert!(settled, "(open, busy) = {counts:?}, want (11, 1): answered connections must wait idle");
+    // The half head completes: answered on the same connection, which then idles too.
+    let half = tokio::task::spawn_blocking(move || {
+        half.write_all(b"t.test\r\n\r\n").unwrap();
+        let (head, _) = answer(&mut half, &mut Vec::new(), false);
+        assert!(head.starts_with("http/1.1 "), "{head}");
+        half
+    })
+    .await
+    .unwrap();
+    let settled = open_and_busy(&gate, &mut counts, (11, 0)).await;
+    assert!(settled, "(open, busy) = {counts:?}, want (11, 0)");
+    drop((held, half));
+}
+
+/// Polls `(prt_gate_connections_open, prt_gate_connections_busy)` into `counts` for up to
+/// three seconds until it is `want`.
+async fn open_and_busy(gate: &Gate, counts: &mut (i64, i64), want: (i64, i64)) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        *counts = (metric(gate, "prt_gate_connections_open").await, metric(gate, "prt_gate_connections_busy").await);
+        if *counts == want || std::time::Instant::now() > deadline {
+            return *counts == want;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
