@@ -17,7 +17,7 @@
 use http::header::{self, HeaderMap, HeaderValue};
 
 use crate::config::Config;
-use crate::session::SessionId;
+use crate::session::{IdMemo, SessionId};
 
 /// One `;`-separated segment of a `Cookie` header as `(name, value)`, both trimmed;
 /// `None` without `=` (an empty segment, a bare word).
@@ -73,6 +73,14 @@ impl SessionCookie<'_> {
     pub fn id(self) -> Option<SessionId> {
         match self {
             SessionCookie::One(v) => SessionId::parse(v),
+            SessionCookie::Absent | SessionCookie::Duplicated => None,
+        }
+    }
+
+    /// [`SessionCookie::id`], through the connection's memo of its last session id.
+    pub fn id_via(self, memo: &IdMemo) -> Option<SessionId> {
+        match self {
+            SessionCookie::One(v) => memo.parse(v),
             SessionCookie::Absent | SessionCookie::Duplicated => None,
         }
     }

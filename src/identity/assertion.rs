@@ -21,8 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use ring::hmac;
 
 use crate::jsonw::{key, str_field, string, uint};
 use crate::policy::Features;
@@ -126,7 +125,9 @@ impl AssertionClaims<'_> {
 /// `jsonwebtoken` verify (tests here and in `deploy/django`).
 #[derive(Clone)]
 pub struct AssertionSigner {
-    mac: Hmac<Sha256>,
+    /// The key, its schedule computed once (`ring`: its SHA-256 is also the one
+    /// that uses the CPU's vector and SHA instructions).
+    key: hmac::Key,
     /// `base64url(JOSE_HEADER) + "."`, computed once.
     prefix: String,
     /// Unique per signer built (a new secret is a new signer): cached states of one
@@ -173,7 +174,7 @@ struct Cached {
     /// `base64url(header) "." base64url(identity JSON, padded)`.
     head: Vec<u8>,
     /// The HMAC state after `head`.
-    mac: Hmac<Sha256>,
+    mac: hmac::Context,
 }
 
 impl Cached {
@@ -209,11 +210,10 @@ impl AssertionSigner {
         if secret.expose().len() < MIN_SECRET_BYTES {
             return Err(AssertionError::ShortSecret);
         }
-        let mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(secret.expose().as_bytes()).map_err(|_| AssertionError::Sign)?;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose().as_bytes());
         let mut prefix = URL_SAFE_NO_PAD.encode(JOSE_HEADER);
         prefix.push('.');
-        Ok(AssertionSigner { mac, prefix, id: NEXT_SIGNER.fetch_add(1, Ordering::Relaxed) })
+        Ok(AssertionSigner { key, prefix, id: NEXT_SIGNER.fetch_add(1, Ordering::Relaxed) })
     }
 
     /// The signed token for `claims`, as a header value.
@@ -260,7 +260,7 @@ impl AssertionSigner {
         let mut head = Vec::with_capacity(self.prefix.len() + json.len() / 3 * 4);
         head.extend_from_slice(self.prefix.as_bytes());
         base64_append(&mut head, json)?;
-        let mut mac = self.mac.clone();
+        let mut mac = hmac::Context::with_key(&self.key);
         mac.update(&head);
         Ok(Box::new(Cached {
             signer: self.id,
@@ -281,14 +281,14 @@ impl AssertionSigner {
 }
 
 /// `head base64url(rest) "." signature`, where `mac` holds the state after `head`.
-fn finish(head: &[u8], mut mac: Hmac<Sha256>, rest: &[u8]) -> Result<Vec<u8>, AssertionError> {
+fn finish(head: &[u8], mut mac: hmac::Context, rest: &[u8]) -> Result<Vec<u8>, AssertionError> {
     let mut token = Vec::with_capacity(head.len() + rest.len().div_ceil(3) * 4 + 1 + 43);
     token.extend_from_slice(head);
     base64_append(&mut token, rest)?;
     mac.update(&token[head.len()..]);
-    let sig = mac.finalize().into_bytes();
+    let sig = mac.sign();
     token.push(b'.');
-    base64_append(&mut token, &sig)?;
+    base64_append(&mut token, sig.as_ref())?;
     Ok(token)
 }
 

@@ -24,9 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, Guard};
 use aws_sigv4::sign::v4::generate_signing_key;
-use hmac::digest::KeyInit;
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use ring::{digest, hmac};
 
 use crate::secret::Secret;
 
@@ -252,20 +250,17 @@ struct SigningState {
     day: u64,
     /// `YYYYMMDDTHHMMSSZ` of `secs`.
     stamp: AmzTime,
-    /// HMAC-SHA256 keyed with the day's signing key.
-    keyed: Hmac<Sha256>,
+    /// HMAC-SHA256 keyed with the day's signing key (`ring`: its SHA-256 uses the
+    /// CPU's vector and SHA instructions where it has them).
+    keyed: hmac::Key,
     /// `keyed` after `AWS4-HMAC-SHA256\n<stamp>\n<date>/<region>/s3/aws4_request\n`: what
     /// remains to sign is the canonical request's hash.
-    prefixed: Hmac<Sha256>,
+    prefixed: hmac::Context,
 }
 
-/// HMAC-SHA256 keyed with a 32-byte key. HMAC pads a key shorter than the
-/// block to 64 bytes with zeros (RFC 2104), so the padded key is the same
-/// key, and `KeyInit::new` takes it without a fallible length check.
-fn keyed_hmac(key: &[u8; 32]) -> Hmac<Sha256> {
-    let mut block = [0u8; 64];
-    block[..32].copy_from_slice(key);
-    <Hmac<Sha256> as KeyInit>::new(&block.into())
+/// HMAC-SHA256 keyed with a 32-byte key.
+fn keyed_hmac(key: &[u8; 32]) -> hmac::Key {
+    hmac::Key::new(hmac::HMAC_SHA256, key)
 }
 
 impl std::fmt::Debug for Presigner {
@@ -307,8 +302,8 @@ impl Presigner {
             secs: u64::MAX,
             day: u64::MAX,
             stamp: AmzTime::from_unix(0),
-            keyed: unset.clone(),
-            prefixed: unset,
+            prefixed: hmac::Context::with_key(&unset),
+            keyed: unset,
         };
         Presigner {
             creds,
@@ -344,7 +339,7 @@ impl Presigner {
             keyed_hmac(&key)
         };
         let stamp = AmzTime::from_unix(secs);
-        let mut prefixed = keyed.clone();
+        let mut prefixed = hmac::Context::with_key(&keyed);
         prefixed.update(b"AWS4-HMAC-SHA256\n");
         prefixed.update(stamp.as_str().as_bytes());
         prefixed.update(b"\n");
@@ -408,7 +403,7 @@ impl Presigner {
         // The canonical request, hashed piece by piece. Its query is sorted by
         // name: every X-Amz-* sorts before the lower-case operation parameters;
         // among them only the token moves (`Security-Token` < `SignedHeaders`).
-        let mut canonical = Sha256::new();
+        let mut canonical = digest::Context::new(&digest::SHA256);
         canonical.update(verb.as_str().as_bytes());
         canonical.update(b"\n");
         canonical.update(&url.as_bytes()[path_at..path_end]);
@@ -424,8 +419,8 @@ impl Presigner {
 
         // The string to sign's last line: the canonical request's hash, in hex.
         let mut mac = state.prefixed.clone();
-        mac.update(&hex_lower(&canonical.finalize().into()));
-        let signature = hex_lower(&mac.finalize().into_bytes().into());
+        mac.update(&hex_lower(&bytes32(canonical.finish().as_ref())));
+        let signature = hex_lower(&bytes32(mac.sign().as_ref()));
         url.push_str("&X-Amz-Signature=");
         url.push_str(std::str::from_utf8(&signature).unwrap_or_default());
         url
@@ -540,6 +535,15 @@ fn encode_path(s: &str) -> String {
 }
 
 /// Lower-case hex of a SHA-256 or HMAC-SHA256 output.
+/// A SHA-256 digest or HMAC tag (32 bytes) as an array.
+fn bytes32(d: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (o, b) in out.iter_mut().zip(d) {
+        *o = *b;
+    }
+    out
+}
+
 fn hex_lower(bytes: &[u8; 32]) -> [u8; 64] {
     let mut out = [0u8; 64];
     for (i, &b) in bytes.iter().enumerate() {

@@ -542,4 +542,3 @@ impl Drop for Busy {
 
 #[cfg(test)]
 mod tests;
-

@@ -25,7 +25,7 @@ use crate::cookie::SessionCookie;
 use crate::oidc::flow::Refreshed;
 use crate::policy::{Principal, Role, Who};
 use crate::response::Refusal;
-use crate::session::{SessionId, SessionRecord, SessionStore};
+use crate::session::{IdMemo, SessionId, SessionRecord, SessionStore};
 
 /// A verified machine caller: the claims of its Bearer JWT, moved out of the
 /// verified token (not copied).
@@ -78,6 +78,7 @@ pub async fn authenticate(
     gate: &Gate,
     headers: &HeaderMap,
     session: SessionCookie<'_>,
+    memo: &IdMemo,
     bearer_route: bool,
 ) -> Result<Caller, Refusal> {
     if bearer_route {
@@ -86,7 +87,7 @@ pub async fn authenticate(
             None => Caller::Anonymous,
         });
     }
-    let Some(id) = session.id() else {
+    let Some(id) = session.id_via(memo) else {
         return Ok(Caller::Anonymous);
     };
     match gate.store.get(&id).await {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::conn_watch::ConnWatch;
+use crate::session::IdMemo;
 
 /// Facts about the client connection, computed once per connection.
 #[derive(Debug)]
@@ -14,4 +15,6 @@ pub struct ConnInfo {
     pub trusted: bool,
     /// What the connection's bytes showed (raw `#` in a request line, HTTP/2 streams).
     pub watch: Arc<ConnWatch>,
+    /// The last session id a request on this connection brought.
+    pub session_id: IdMemo,
 }

@@ -130,12 +130,14 @@ async fn period(
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Idle> {
     let _busy = h.gate.metrics.connection_busy();
-    let (tcp, pre, head_by) = match fast_path::serve(idle.tcp, idle.pre, idle.head_by, h, &p.limits, stop).await {
-        Outcome::Idle(tcp, head_by) => return Some(Idle { tcp, pre: Bytes::new(), head_by, patient: idle.patient }),
-        Outcome::Hyper { tcp, pre, head_by } => (tcp, pre, head_by),
-        Outcome::Closed => return None,
-    };
-    let mut io = Tap::resumed(SniffDeadline::disarmed(tcp), h.info.watch.clone(), p.limits.max_uri_bytes, idle.patient);
+    let patient = idle.patient || back_soon;
+    let (tcp, pre, head_by) =
+        match fast_path::serve(idle.tcp, idle.pre, idle.head_by, patient, h, &p.limits, stop).await {
+            Outcome::Idle(tcp, head_by) => return Some(Idle { tcp, pre: Bytes::new(), head_by, patient }),
+            Outcome::Hyper { tcp, pre, head_by } => (tcp, pre, head_by),
+            Outcome::Closed => return None,
+        };
+    let mut io = Tap::resumed(SniffDeadline::disarmed(tcp), h.info.watch.clone(), p.limits.max_uri_bytes, patient);
     // The tap follows the bytes the fast path read as if it had read them itself.
     io.seen(&pre);
     Box::pin(busy(io, pre, head_by, back_soon, h, p, stop)).await

@@ -52,6 +52,7 @@ use tokio::time::Instant;
 use super::conn::ConnInfo;
 use super::conn_watch::WatchedBody;
 use super::request_body::RequestBody;
+use super::tap::PARK_GRACE;
 use super::{pipeline, Gate};
 use crate::response::GateBody;
 
@@ -131,11 +132,14 @@ enum Head {
 }
 
 /// Serves requests from `pre` and `tcp` until the connection idles, closes, or a request
-/// needs hyper. `head_by`: when the next head must be complete.
+/// needs hyper. `head_by`: when the next head must be complete. `patient`: the client
+/// sends back to back (it came back within [`PARK_GRACE`] of an idle wait before), so
+/// after a response the period waits that long for its next head before going idle.
 pub async fn serve(
     mut tcp: TcpStream,
     pre: Bytes,
     mut head_by: Instant,
+    patient: bool,
     h: &Handler,
     limits: &Limits,
     stop: &mut watch::Receiver<bool>,
@@ -148,6 +152,13 @@ pub async fn serve(
     buf.extend_from_slice(&pre);
     drop(pre);
     let mut out = Vec::with_capacity(respond::HEAD_ROOM);
+    // The period's one timer, for each wait's deadline (`due`): the head's, or a patient
+    // client's grace. It is only ever moved earlier here (at most `armed`); when it fires
+    // before the deadline in force it is set to that, so a client sending back to back
+    // costs no timer update per request.
+    let timer = tokio::time::sleep_until(head_by);
+    tokio::pin!(timer);
+    let mut armed = head_by;
     loop {
         let (req, close) = loop {
             if !buf.is_empty() {
@@ -161,21 +172,43 @@ pub async fn serve(
                 buf.reserve(READ_CHUNK);
             }
             // Bytes already waiting (the usual case after the idle wait): no timer needed.
-            match tcp.try_read_buf(&mut buf) {
+            let due = match tcp.try_read_buf(&mut buf) {
                 Ok(0) => return Outcome::Closed,
                 Ok(_) => continue,
                 // Nothing read and nothing waiting: idle (after a response, or a wake with
-                // nothing to read), without holding this period's buffers.
+                // nothing to read), without holding this period's buffers — at once, or,
+                // for a patient client, if its next head has not begun within
+                // `PARK_GRACE` of the last response.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && buf.is_empty() => {
-                    return Outcome::Idle(tcp, head_by)
+                    let grace = head_by.checked_sub(limits.header_read_timeout).map(|end| end + PARK_GRACE);
+                    match grace {
+                        Some(until) if patient && until < head_by => until,
+                        _ => return Outcome::Idle(tcp, head_by),
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => head_by,
                 Err(_) => return Outcome::Closed,
+            };
+            if due < armed {
+                timer.as_mut().reset(due);
+                armed = due;
             }
             let read = tokio::select! {
                 r = read_more(&tcp, &mut buf) => r,
-                // Closed without a word, as hyper closes a connection whose head is late.
-                () = tokio::time::sleep_until(head_by) => return Outcome::Closed,
+                () = &mut timer => {
+                    if Instant::now() < due {
+                        // Set for an earlier deadline: wait on.
+                        timer.as_mut().reset(due);
+                        armed = due;
+                        continue;
+                    }
+                    // The grace is over: idle. The head is late: closed without a word,
+                    // as hyper closes a connection whose head is late.
+                    match buf.is_empty() {
+                        true => return Outcome::Idle(tcp, head_by),
+                        false => return Outcome::Closed,
+                    }
+                }
                 _ = stop.changed() => {
                     let _ = tcp.shutdown().await;
                     return Outcome::Closed;

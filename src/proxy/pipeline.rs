@@ -76,7 +76,9 @@ async fn run(ctx: &mut Ctx<'_>, caller: &mut Caller, req: Request<RequestBody>) 
 
     // gate-owned routes: login, callback, logout never reach Django.
     if let Some(owned) = Owned::of(target.path.as_str()) {
-        return Ok(gate_owned(ctx, owned, parts).await);
+        // Boxed, as are the other rare phases below: the common request's future (moved
+        // a few times per request) stays the size of the common path.
+        return Ok(Box::pin(gate_owned(ctx, owned, parts)).await);
     }
 
     // authenticate: only what the route accepts (cookie, or Bearer on
@@ -104,7 +106,7 @@ async fn run(ctx: &mut Ctx<'_>, caller: &mut Caller, req: Request<RequestBody>) 
     // caller gets a presigned redirect, audited; nothing is forwarded.
     if let Some(key) = media_key {
         let user = permit.as_ref().map_or("", |p| p.principal().email);
-        return media_grant(ctx, key, user).await;
+        return Box::pin(media_grant(ctx, key, user)).await;
     }
 
     // forward: the upstream request, prepared from the checked parts with identity
@@ -170,7 +172,9 @@ async fn authenticate(ctx: &mut Ctx<'_>, route: &Route<'_>, headers: &HeaderMap)
     ctx.clear_session = session.duplicated();
     ctx.slot = Some(route.slot());
     let caller = if route.needs_identity() {
-        auth::authenticate(ctx.gate, headers, session, route.auth() == Auth::Bearer)
+        // Boxed (kilobytes of session-store and token-check state): a public request's
+        // future does not carry it.
+        Box::pin(auth::authenticate(ctx.gate, headers, session, &ctx.conn.session_id, route.auth() == Auth::Bearer))
             .await
             .inspect_err(|_| ctx.decision = Some(Decision::Error))?
     } else {
@@ -199,7 +203,7 @@ async fn authorize<'c>(
     let tenant = ctx.config.tenant.caller_code(who.principal().and_then(|p| p.tenant_code));
     let verdict = route.decide_in(who, tenant);
     if let Some(shadow) = ctx.gate.live.shadow.get() {
-        shadow_decide(ctx, &shadow, parts, path, route, caller, &verdict).await;
+        Box::pin(shadow_decide(ctx, &shadow, parts, path, route, caller, &verdict)).await;
     }
     ctx.decision = Some(Decision::from_verdict(verdict.decision()));
     ctx.rule = Some(verdict.rule().clone());
@@ -225,7 +229,7 @@ async fn shadow_decide(
     let own;
     let caller = if route.needs_identity() && (!active.needs_identity() || route.auth() != active.auth()) {
         let session = gate.cookie.lookup(&parts.headers);
-        own = auth::authenticate(gate, &parts.headers, session, route.auth() == Auth::Bearer)
+        own = auth::authenticate(gate, &parts.headers, session, &ctx.conn.session_id, route.auth() == Auth::Bearer)
             .await
             .unwrap_or(Caller::Anonymous);
         &own

@@ -119,7 +119,7 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, shutdown: impl Future
                 let _ = stream.set_nodelay(true);
                 let trusted = gate.live.get().gate.trusted_proxies.iter().any(|n| n.contains(&peer.ip()));
                 let watch = ConnWatch::new(h2_limits);
-                let conn_info = Arc::new(ConnInfo { peer, trusted, watch });
+                let conn_info = Arc::new(ConnInfo { peer, trusted, watch, session_id: Default::default() });
                 gate.metrics.connection_opened();
                 let slot = Slot { metrics: gate.metrics.clone(), _permit: permit };
                 // The connection's future is the task itself (no wrapper around it: an

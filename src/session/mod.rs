@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::id::SessionId;
+pub use self::id::{IdMemo, SessionId};
 pub use self::memory::MemoryStore;
 pub use self::record::{LoginState, SessionRecord, SessionSummary, SharedFeatures, StoredRole, StoredTokens};
 pub use self::redis::RedisStore;

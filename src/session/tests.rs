@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::cache::HotCache;
-use super::id::{hex, parse_hex_digest, sha256, SessionId, ID_LEN};
+use super::id::{hex, parse_hex_digest, sha256, IdMemo, SessionId, ID_LEN};
 use super::record::{LoginState, SessionRecord, StoredTokens};
 use super::redis::cluster_seeds;
 use super::StoreError;
@@ -42,6 +42,33 @@ fn generated_ids_are_43_base64url_chars_and_parse_back() {
         assert!(v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{v}");
         assert_eq!(SessionId::parse(v).as_ref(), Some(&id));
         assert!(seen.insert(v.to_string()), "duplicate id");
+    }
+}
+
+/// A connection's memo gives back the remembered id only for the very same cookie: a
+/// different one (another user, one character changed, a malformed one) is parsed
+/// afresh and never answered with the previous id; the digest is always the cookie's own.
+#[test]
+fn the_connection_memo_answers_only_the_same_cookie() {
+    let memo = IdMemo::default();
+    let (a, b) = (SessionId::generate().unwrap(), SessionId::generate().unwrap());
+    let (va, vb) = (a.expose_cookie_value().to_string(), b.expose_cookie_value().to_string());
+    for _ in 0..2 {
+        assert_eq!(memo.parse(&va).as_ref(), Some(&a));
+    }
+    // One character off, same length: not the remembered id (valid ids differ in digest).
+    let last = if va.ends_with('A') { 'Q' } else { 'A' };
+    let near = format!("{}{last}", &va[..ID_LEN - 1]);
+    assert_eq!(memo.parse(&near), SessionId::parse(&near));
+    assert_ne!(memo.parse(&near).as_ref(), Some(&a));
+    assert_eq!(memo.parse(&vb).as_ref(), Some(&b));
+    assert_eq!(memo.parse(&va).as_ref(), Some(&a));
+    for bad in ["", "short", &va[..ID_LEN - 1], &format!("{va}A"), &va.replace(|_: char| true, "=")] {
+        assert_eq!(memo.parse(bad), None, "{bad:?}");
+    }
+    // Every answer carries the digest of its own cookie text.
+    for v in [&va, &vb] {
+        assert_eq!(memo.parse(v).unwrap().digest(), &sha256(v.as_bytes()));
     }
 }
 
