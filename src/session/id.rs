@@ -112,6 +112,7 @@ impl std::fmt::Display for SessionId {
 /// edge, a new login) is parsed and hashed as usual and remembered instead. Never waits:
 /// when another request on the connection holds it, the id is simply parsed.
 #[derive(Default)]
+#[allow(clippy::disallowed_types)] // only ever `try_lock`ed: it never blocks a worker
 pub struct IdMemo(std::sync::Mutex<Option<Box<SessionId>>>);
 
 impl IdMemo {
