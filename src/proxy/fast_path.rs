@@ -27,9 +27,16 @@
 //! head stay in the buffer for the next one. The header read timeout runs from the end
 //! of the previous response (or from the end of sniffing) until a head is complete; a
 //! drain (`stop`) closes a connection waiting for a head and ends one serving a request
-//! after its response (with `Connection: close`), like hyper's graceful shutdown. Once
-//! everything read is answered, the buffers are dropped and the connection goes back to
-//! its idle wait.
+//! after its response (with `Connection: close`), like hyper's graceful shutdown.
+//!
+//! Once everything read is answered and a read finds nothing more waiting, the buffers
+//! are dropped and the connection goes back to its idle wait (holding only its socket;
+//! `prt_gate_connections_busy` counts the others). That read also clears the socket's
+//! readiness, so the idle wait does not wake at once for bytes already served. A client
+//! that sends back to back (it came back within [`PARK_GRACE`] of an earlier idle wait)
+//! is patient: its period waits up to that long for the next head before going idle, on
+//! the period's one timer, which is only moved when it fires early — no timer update per
+//! request.
 
 mod respond;
 

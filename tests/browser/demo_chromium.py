@@ -175,8 +175,13 @@ def main():
         # Sign out by clicking: back to the SSO's page on the next visit.
         wd.click("#logout")
         wd.click("#confirm-logout")
+        # The click only starts the logout's form post: wait until its redirects end on the
+        # SSO's sign-in page (navigating away earlier could cancel the post unsent).
+        wd.find("#users")
+        assert "/o/authorize/" in wd.url(), wd.url()
         wd.go(url + "/client.html")
         wd.find("#users")
+        assert "/o/authorize/" in wd.url(), wd.url()
         print("chromium demo check: ok (login by click, identity shown, 200 and 403 reported, logout)")
         return 0
     finally:
