@@ -227,7 +227,9 @@ pub async fn serve(
             }
         };
         let head = req.method() == Method::HEAD;
-        let answer = h.handle(req).await;
+        // `Handler::handle`, inline: one future fewer to build and move per request.
+        let open = h.info.watch.stream();
+        let answer = pipeline::handle(h.gate.clone(), h.info.clone(), req).await.map(|b| WatchedBody::new(b, open));
         // A drain that began while the request was served ends the connection after it.
         let close = close || *stop.borrow();
         let keep = respond::write(&mut tcp, &mut out, answer, head, close).await;
