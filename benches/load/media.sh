@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Media redirect throughput (docs/design.md §15: >= 50,000 presign redirects/s on one worker thread).
+# Media redirect throughput (docs/design.md §15: >= 60,000 presign redirects/s on one worker thread).
 #
 # Starts the dev SSO, an s3s-fs holding one PDF, and the release gate with
 # `gate.workers = 1`, logs in once as a Client, then drives
