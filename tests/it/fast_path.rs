@@ -59,14 +59,20 @@ fn fixed(head: &str) -> Vec<String> {
     lines
 }
 
+/// Runs `f` with the address of a gate in front of `upstream`, on a blocking thread (the
+/// tests here speak raw HTTP/1.1 over std sockets); the gate lives until `f` returns.
+async fn through_a_gate(upstream: SocketAddr, f: impl FnOnce(SocketAddr) + Send + 'static) {
+    let gate = GateBuilder::new(upstream).start();
+    let addr = gate.addr;
+    tokio::task::spawn_blocking(move || f(addr)).await.unwrap();
+}
+
 /// Positive control: the same requests, once on the fast path and once padded with more
 /// header lines than it parses (so hyper serves them), get the same answers.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fast_path_answers_like_hyper() {
     let up = Upstream::start().await;
-    let gate = GateBuilder::new(up.addr).start();
-    let addr = gate.addr;
-    tokio::task::spawn_blocking(move || {
+    through_a_gate(up.addr, move |addr| {
         let pad: String = (0..70).map(|i| format!("X-Pad-{i}: 1\r\n")).collect();
         for (req, head_request) in [
             ("GET /api/a HTTP/1.1\r\nHost: prt.test\r\n", false),
@@ -90,8 +96,7 @@ async fn the_fast_path_answers_like_hyper() {
             assert!(answers[0].0.contains("\r\ndate: "), "no date: {}", answers[0].0);
         }
     })
-    .await
-    .unwrap();
+    .await;
 }
 
 /// Requests with a body, other framings, HTTP/1.0 and a raw `#` are hyper's, with
@@ -99,10 +104,8 @@ async fn the_fast_path_answers_like_hyper() {
 #[tokio::test(flavor = "multi_thread")]
 async fn whatever_the_fast_path_does_not_take_hyper_serves_as_before() {
     let up = Upstream::start().await;
-    let gate = GateBuilder::new(up.addr).start();
-    let addr = gate.addr;
     let up2 = up.clone();
-    tokio::task::spawn_blocking(move || {
+    through_a_gate(up.addr, move |addr| {
         let mut s = connect(addr);
         let mut pending = Vec::new();
         // A GET with a body: the body is the request's, never a next request.
@@ -128,8 +131,7 @@ async fn whatever_the_fast_path_does_not_take_hyper_serves_as_before() {
         s.write_all(b"GET /api/fold HTTP/1.1\r\nHost: prt.test\r\nX-A: 1\r\n 2\r\n\r\n").unwrap();
         assert!(answer(&mut s, &mut Vec::new(), false).0.starts_with("http/1.1 400 "));
     })
-    .await
-    .unwrap();
+    .await;
     let seen: Vec<String> = up2.seen.lock().unwrap().iter().map(|s| s.target.clone()).collect();
     assert_eq!(seen, ["/api/cl", "/api/te", "/api/after", "/api/old"]);
 }
@@ -137,9 +139,7 @@ async fn whatever_the_fast_path_does_not_take_hyper_serves_as_before() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pipelined_gets_and_heads_are_answered_in_order() {
     let up = Upstream::start().await;
-    let gate = GateBuilder::new(up.addr).start();
-    let addr = gate.addr;
-    tokio::task::spawn_blocking(move || {
+    through_a_gate(up.addr, move |addr| {
         let mut s = connect(addr);
         s.write_all(
             b"GET /slow/200 HTTP/1.1\r\nHost: prt.test\r\n\r\n\
@@ -156,16 +156,13 @@ async fn pipelined_gets_and_heads_are_answered_in_order() {
         assert!(head.starts_with("http/1.1 200 "), "a HEAD body was read as the next answer: {head}");
         assert_eq!(body, b"ok 0");
     })
-    .await
-    .unwrap();
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_close_ends_the_connection_after_its_answer() {
     let up = Upstream::start().await;
-    let gate = GateBuilder::new(up.addr).start();
-    let addr = gate.addr;
-    tokio::task::spawn_blocking(move || {
+    through_a_gate(up.addr, move |addr| {
         let mut s = connect(addr);
         s.write_all(b"GET /api/a HTTP/1.1\r\nHost: prt.test\r\nConnection: close\r\n\r\n").unwrap();
         let (head, body) = answer(&mut s, &mut Vec::new(), false);
@@ -173,8 +170,7 @@ async fn connection_close_ends_the_connection_after_its_answer() {
         assert_eq!(body, b"ok 0");
         assert!(closes(&mut s), "the connection stayed open");
     })
-    .await
-    .unwrap();
+    .await;
 }
 
 /// An upstream that answers every request on a connection with `reply`, then closes.
@@ -205,9 +201,7 @@ fn raw_upstream(reply: &'static [u8]) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_body_short_of_its_length_closes_the_connection() {
     let up = raw_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc");
-    let gate = GateBuilder::new(up).start();
-    let addr = gate.addr;
-    tokio::task::spawn_blocking(move || {
+    through_a_gate(up, move |addr| {
         let mut s = connect(addr);
         s.write_all(b"GET /api/short HTTP/1.1\r\nHost: prt.test\r\n\r\n").unwrap();
         let mut got = Vec::new();
@@ -217,8 +211,7 @@ async fn an_upstream_body_short_of_its_length_closes_the_connection() {
         assert!(text.starts_with("http/1.1 200 ") && text.contains("content-length: 10\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\nabc"), "{text}");
     })
-    .await
-    .unwrap();
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,9 +220,7 @@ async fn a_chunked_upstream_body_reaches_the_client_chunked() {
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
           5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n",
     );
-    let gate = GateBuilder::new(up).start();
-    let addr = gate.addr;
-    tokio::task::spawn_blocking(move || {
+    through_a_gate(up, move |addr| {
         let mut s = connect(addr);
         s.write_all(b"GET /api/chunked HTTP/1.1\r\nHost: prt.test\r\n\r\n").unwrap();
         let mut pending = Vec::new();
@@ -257,8 +248,7 @@ async fn a_chunked_upstream_body_reaches_the_client_chunked() {
         }
         assert_eq!(body, b"hello, world");
     })
-    .await
-    .unwrap();
+    .await;
 }
 
 /// Idle keep-alive connections hold only their socket (design §15): once each has its
